@@ -1,0 +1,22 @@
+#include "errors.h"
+
+const char *bs_strerror(int err)
+{
+    switch (err) {
+    case BS_OK: return "ok";
+    case BS_ERR: return "error";
+    case BS_ENOMEM: return "out of memory";
+    case BS_EINVAL: return "invalid argument";
+    case BS_EIO: return "i/o error";
+    case BS_EBUSY: return "in use";
+    case BS_ENEWER: return "store newer than binary";
+    case BS_ECORRUPT: return "corrupt";
+    case BS_ENOTFOUND: return "not found";
+    case BS_ECONFLICT: return "conflict";
+    case BS_ESTATE: return "state changed";
+    case BS_ECONN: return "connection error";
+    case BS_EFULL: return "disk full";
+    case BS_ERDONLY: return "read-only";
+    }
+    return "unknown error";
+}
