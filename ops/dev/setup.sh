@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs every Debian package beads-sched needs to build, test and run its
+# demo. Idempotent: installs only what is missing. Run as root.
+set -euo pipefail
+
+packages=(
+  build-essential cmake pkg-config
+  libuv1-dev libsqlite3-dev libcurl4-openssl-dev default-libmysqlclient-dev
+  libjansson-dev libmicrohttpd-dev libcmocka-dev
+  mariadb-server mariadb-client sqlite3 curl jq procps
+)
+
+missing=()
+for p in "${packages[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed"; then
+    missing+=("$p")
+  fi
+done
+
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "setup: all ${#packages[@]} packages present"
+  exit 0
+fi
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "setup: missing packages (${missing[*]}); run this script as root" >&2
+  exit 1
+fi
+echo "setup: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# The Debian mariadb-server package tries to start a system service; in a
+# container without an init system that fails harmlessly. Tests start their
+# own private server.
+apt-get install -y -qq --no-install-recommends "${missing[@]}"
+echo "setup: done"
