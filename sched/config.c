@@ -1,5 +1,6 @@
 #include "config.h"
 #include "errors.h"
+#include "prompt.h"
 
 #include <ctype.h>
 #include <curl/curl.h>
@@ -17,6 +18,7 @@ enum cfg_type {
     CT_PATH,     /* char *, a file path */
     CT_DURATION, /* uint64_t ms */
     CT_INT,      /* int64_t */
+    CT_FLOAT,    /* double */
     CT_BOOL,     /* int */
     CT_ENUM,     /* int: index into choices */
     CT_MYSQL_URL,/* char *, password inside redacted */
@@ -43,12 +45,13 @@ struct cfg_entry {
 static const char *const dolt_commit_choices[] = {"auto", "on", "off", NULL};
 static const char *const log_level_choices[] = {"debug", "info", "warn", "error", NULL};
 static const char *const log_format_choices[] = {"logfmt", "json", NULL};
+static const char *const mode_choices[] = {"agent", "beadboard", NULL};
 
 #define OFF(f) offsetof(struct config, f)
-#define SEC 1000LL
-#define MIN (60 * SEC)
-#define HOUR (60 * MIN)
-#define DAY (24 * HOUR)
+#define CFG_SEC 1000LL
+#define CFG_MIN (60 * CFG_SEC)
+#define CFG_HOUR (60 * CFG_MIN)
+#define CFG_DAY (24 * CFG_HOUR)
 
 /* The configuration table. Order is the order of `config` and the README. */
 static const struct cfg_entry table[] = {
@@ -76,23 +79,35 @@ static const struct cfg_entry table[] = {
      "Actor name in bead events and Dolt commit authors"},
     {"ACTOR_EMAIL", CT_STRING, "beads-sched@localhost", 0, OFF(actor_email), 0, 0, NULL,
      "Email in Dolt commit authors (\"ACTOR <ACTOR_EMAIL>\")"},
+    {"MODE", CT_ENUM, "agent", 0, OFF(mode), 0, 0, mode_choices,
+     "agent: POST /execute directly; beadboard: dispatch through BeadBoard"},
+    {"BEADBOARD_URL", CT_HTTP_URL, NULL, 0, OFF(beadboard_url), 0, 0, NULL,
+     "BeadBoard base URL (MODE=beadboard)"},
+    {"JOB_BUDGET_USD", CT_FLOAT, "5.0", 0, OFF(job_budget_usd), 0, 1000, NULL,
+     "max_budget_usd sent with each job"},
+    {"JOB_TIMEOUT", CT_DURATION, "45m", 0, OFF(job_timeout_ms), CFG_SEC, CFG_DAY, NULL,
+     "timeout_seconds sent with each job"},
+    {"MAX_IN_FLIGHT", CT_INT, "0", 0, OFF(max_in_flight), 0, 100000, NULL,
+     "Most attempts in flight at once (0: only the agent's capacity limits)"},
+    {"PROMPT_TEMPLATE_FILE", CT_PATH, NULL, 0, OFF(prompt_template_file), 0, 0, NULL,
+     "Prompt template ({{id}}, {{title}}, {{description}}, ...); built-in if unset"},
     {"STORE", CT_PATH, "./beads-sched.db", 0, OFF(store), 0, 0, NULL,
      "SQLite job store (journal of every attempt)"},
-    {"PROBE_INTERVAL", CT_DURATION, "1s", 0, OFF(probe_interval_ms), 100, HOUR, NULL,
+    {"PROBE_INTERVAL", CT_DURATION, "1s", 0, OFF(probe_interval_ms), 100, CFG_HOUR, NULL,
      "How often to probe Dolt for changes"},
-    {"DISPATCH_INTERVAL", CT_DURATION, "2m", 0, OFF(dispatch_interval_ms), SEC, DAY, NULL,
+    {"DISPATCH_INTERVAL", CT_DURATION, "2m", 0, OFF(dispatch_interval_ms), CFG_SEC, CFG_DAY, NULL,
      "Full dispatch cycle at least this often, changes or not"},
-    {"REAP_INTERVAL", CT_DURATION, "1m", 0, OFF(reap_interval_ms), SEC, DAY, NULL,
+    {"REAP_INTERVAL", CT_DURATION, "1m", 0, OFF(reap_interval_ms), CFG_SEC, CFG_DAY, NULL,
      "How often to reconcile in-flight attempts"},
-    {"STALE_AFTER", CT_DURATION, "30m", 0, OFF(stale_after_ms), SEC, 30 * DAY, NULL,
+    {"STALE_AFTER", CT_DURATION, "30m", 0, OFF(stale_after_ms), CFG_SEC, 30 * CFG_DAY, NULL,
      "An in-progress bead without update for this long is stale"},
     {"MAX_ATTEMPTS", CT_INT, "3", 0, OFF(max_attempts), 1, 100, NULL,
      "Dispatch attempts per bead before it is blocked"},
-    {"RETRY_BACKOFF", CT_DURATION, "1m", 0, OFF(retry_backoff_ms), 0, DAY, NULL,
+    {"RETRY_BACKOFF", CT_DURATION, "1m", 0, OFF(retry_backoff_ms), 0, CFG_DAY, NULL,
      "First retry delay; doubles per attempt, capped at 1h"},
-    {"HTTP_CONNECT_TIMEOUT", CT_DURATION, "3s", 0, OFF(http_connect_timeout_ms), 100, 5 * MIN, NULL,
+    {"HTTP_CONNECT_TIMEOUT", CT_DURATION, "3s", 0, OFF(http_connect_timeout_ms), 100, 5 * CFG_MIN, NULL,
      "Connect timeout for agent requests"},
-    {"HTTP_TIMEOUT", CT_DURATION, "15s", 0, OFF(http_timeout_ms), 100, 30 * MIN, NULL,
+    {"HTTP_TIMEOUT", CT_DURATION, "15s", 0, OFF(http_timeout_ms), 100, 30 * CFG_MIN, NULL,
      "Total timeout for agent requests"},
     {"LISTEN", CT_LISTEN, "127.0.0.1:9464", 0, OFF(listen), 0, 0, NULL,
      "Admin endpoint (metrics, health) host:port; empty turns it off"},
@@ -126,6 +141,10 @@ static void set_err(char *err, size_t errlen, const char *fmt, ...)
 }
 
 static int secret_type(enum cfg_type t) { return t == CT_SECRET; }
+static int string_type(enum cfg_type t)
+{
+    return !(t == CT_DURATION || t == CT_INT || t == CT_FLOAT || t == CT_BOOL || t == CT_ENUM);
+}
 
 /* "PROBE_INTERVAL" -> "--probe-interval" */
 static void flag_name(const char *name, char *buf, size_t len)
@@ -430,6 +449,22 @@ static int set_value(struct config *cfg, const struct cfg_entry *e, const char *
         *(int64_t *)(void *)field = v;
         return 0;
     }
+    case CT_FLOAT: {
+        char *end;
+        errno = 0;
+        double v = strtod(text, &end);
+        if (errno || end == text || *end || v != v) {
+            snprintf(why, len, "\"%.40s\" is not a number", text);
+            return BS_EINVAL;
+        }
+        if (v < (double)e->min || v > (double)e->max) {
+            snprintf(why, len, "%.40s is out of range (%lld to %lld)", text, (long long)e->min,
+                     (long long)e->max);
+            return BS_EINVAL;
+        }
+        *(double *)(void *)field = v;
+        return 0;
+    }
     case CT_BOOL:
         if (parse_bool(text, (int *)(void *)field)) {
             snprintf(why, len, "\"%.40s\" is not a boolean (true/false)", text);
@@ -461,6 +496,39 @@ static void display_name(size_t i, char *buf, size_t len)
         flag_name(table[i].name, buf, len);
     else
         snprintf(buf, len, ENV_PREFIX "%s", table[i].name);
+}
+
+/* Reads and checks a prompt template file (at most 256 KiB). */
+static int read_template(const char *path, char **out, char *why, size_t len)
+{
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        snprintf(why, len, "cannot read %s: %s", path, strerror(errno));
+        return BS_EINVAL;
+    }
+    size_t cap = 256 * 1024;
+    char *buf = malloc(cap + 1);
+    if (!buf) {
+        fclose(f);
+        return BS_ENOMEM;
+    }
+    size_t n = fread(buf, 1, cap, f);
+    int toolong = n == cap && fgetc(f) != EOF;
+    fclose(f);
+    buf[n] = '\0';
+    if (toolong || n == 0 || strlen(buf) != n) {
+        snprintf(why, len, "%s is %s", path, toolong ? "larger than 256 KiB" : n ? "not text" : "empty");
+        free(buf);
+        return BS_EINVAL;
+    }
+    char tw[128];
+    if (prompt_template_check(buf, tw, sizeof tw)) {
+        snprintf(why, len, "%s: %s", path, tw);
+        free(buf);
+        return BS_EINVAL;
+    }
+    *out = buf;
+    return 0;
 }
 
 static size_t entry_index(size_t offset)
@@ -641,6 +709,19 @@ int config_load(struct config *cfg, int *argc, char **argv, char **envp, char *e
     }
     if (cfg->dolt_tls_ca)
         cfg->dolt_tls = 1;
+    if (cfg->beadboard_url) {
+        size_t n = strlen(cfg->beadboard_url);
+        while (n > 0 && cfg->beadboard_url[n - 1] == '/')
+            cfg->beadboard_url[--n] = '\0';
+    }
+    if (cfg->prompt_template_file) {
+        char name[96];
+        display_name(entry_index(OFF(prompt_template_file)), name, sizeof name);
+        if ((rc = read_template(cfg->prompt_template_file, &cfg->prompt_template, why, sizeof why))) {
+            set_err(err, errlen, "%s: %s", name, why);
+            goto fail;
+        }
+    }
     if ((rc = parse_listen(cfg->listen, &cfg->listen_host, &cfg->listen_port, why, sizeof why))) {
         char name[96];
         display_name(entry_index(OFF(listen)), name, sizeof name);
@@ -658,14 +739,21 @@ int config_require(const struct config *cfg, unsigned need, char *err, size_t er
     for (size_t i = 0; i < NENTRIES; i++) {
         const struct cfg_entry *e = &table[i];
         int needed = ((e->flags & CF_NEED_DOLT) && (need & CONFIG_NEED_DOLT)) ||
-                     ((e->flags & CF_NEED_AGENT) && (need & CONFIG_NEED_AGENT));
-        const char *sval = *(char *const *)(const void *)((const char *)cfg + e->offset);
+                     ((e->flags & CF_NEED_AGENT) && (need & CONFIG_NEED_AGENT) &&
+                      cfg->mode == MODE_AGENT);
+        const char *sval = string_type(e->type)
+            ? *(char *const *)(const void *)((const char *)cfg + e->offset) : "";
         if (needed && (!sval || !*sval)) {
             set_err(err, errlen, ENV_PREFIX "%s: required but not set (%s)", e->name, e->help);
             return BS_EINVAL;
         }
     }
-    if ((need & CONFIG_NEED_AGENT) && (!cfg->agent_token || !*cfg->agent_token)) {
+    if ((need & CONFIG_NEED_AGENT) && cfg->mode == MODE_BEADBOARD && !cfg->beadboard_url) {
+        set_err(err, errlen, ENV_PREFIX "BEADBOARD_URL: required but not set (MODE=beadboard)");
+        return BS_EINVAL;
+    }
+    if ((need & CONFIG_NEED_AGENT) && cfg->mode == MODE_AGENT &&
+        (!cfg->agent_token || !*cfg->agent_token)) {
         set_err(err, errlen, ENV_PREFIX "AGENT_TOKEN: required but not set (set it or "
                 ENV_PREFIX "AGENT_TOKEN_FILE)");
         return BS_EINVAL;
@@ -677,7 +765,7 @@ void config_free(struct config *cfg)
 {
     for (size_t i = 0; i < NENTRIES; i++) {
         const struct cfg_entry *e = &table[i];
-        if (e->type == CT_DURATION || e->type == CT_INT || e->type == CT_BOOL || e->type == CT_ENUM)
+        if (!string_type(e->type))
             continue;
         char **sp = (char **)(void *)((char *)cfg + e->offset);
         if (*sp && secret_type(e->type))
@@ -688,6 +776,8 @@ void config_free(struct config *cfg)
     dolt_target_free(&cfg->dolt);
     free(cfg->listen_host);
     cfg->listen_host = NULL;
+    free(cfg->prompt_template);
+    cfg->prompt_template = NULL;
 }
 
 /* Renders the value of entry e for humans, secrets redacted. */
@@ -700,6 +790,9 @@ static void render(const struct config *cfg, const struct cfg_entry *e, char *bu
         return;
     case CT_INT:
         snprintf(buf, len, "%lld", (long long)*(const int64_t *)(const void *)field);
+        return;
+    case CT_FLOAT:
+        snprintf(buf, len, "%g", *(const double *)(const void *)field);
         return;
     case CT_BOOL:
         snprintf(buf, len, "%s", *(const int *)(const void *)field ? "true" : "false");

@@ -15,6 +15,7 @@
 #include "log.h"
 
 enum dolt_commit_mode { DOLT_COMMIT_AUTO = 0, DOLT_COMMIT_ON, DOLT_COMMIT_OFF };
+enum sched_mode { MODE_AGENT = 0, MODE_BEADBOARD };
 
 /* The parts of DOLT_URL (mysql://user[:pass]@host[:port]/db[?socket=path]). */
 struct dolt_target {
@@ -48,6 +49,12 @@ struct config {
     uint64_t retry_backoff_ms;
     uint64_t http_connect_timeout_ms;
     uint64_t http_timeout_ms;
+    double job_budget_usd;
+    uint64_t job_timeout_ms;
+    int64_t max_in_flight;
+    char *prompt_template_file;
+    int mode;           /* enum sched_mode */
+    char *beadboard_url;
     char *listen;
     int paused;
     int dolt_commit;    /* enum dolt_commit_mode */
@@ -58,13 +65,14 @@ struct config {
     struct dolt_target dolt;
     char *listen_host;  /* NULL when LISTEN is empty (admin endpoint off) */
     unsigned listen_port;
+    char *prompt_template; /* contents of PROMPT_TEMPLATE_FILE, NULL = built-in */
 };
 
 /* What a command needs from the configuration. */
 enum config_need {
     CONFIG_NEED_NONE = 0,
     CONFIG_NEED_DOLT = 1 << 0,  /* DOLT_URL required */
-    CONFIG_NEED_AGENT = 1 << 1, /* AGENT_URL and a token required */
+    CONFIG_NEED_AGENT = 1 << 1, /* AGENT_URL and a token (or BEADBOARD_URL in beadboard mode) */
 };
 
 /* Fills cfg from defaults, then the environment (envp, NULL-terminated
