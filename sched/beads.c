@@ -178,7 +178,8 @@ void candidates_free(struct candidate *v, size_t n)
 }
 
 int beads_candidates(struct dolt_conn *c, const struct beads_schema *s, const char *assignee,
-                     size_t offset, size_t limit, struct candidate **out, size_t *n)
+                     int with_acceptance, size_t offset, size_t limit, struct candidate **out,
+                     size_t *n)
 {
     char sql[2048];
     /* Readiness as beads defines it; the blocker rule falls back to the
@@ -187,10 +188,11 @@ int beads_candidates(struct dolt_conn *c, const struct beads_schema *s, const ch
      * character, newlines and tabs included. */
     snprintf(sql, sizeof sql,
              "SELECT i.id, DATE_FORMAT(i.updated_at, '%%Y-%%m-%%d %%H:%%i:%%s'), i.priority, "
-             "(i.acceptance_criteria IS NOT NULL AND i.acceptance_criteria REGEXP '[^[:space:]]') "
-             "FROM issues i WHERE i.assignee = ? AND i.status = 'open' "
+             "%d FROM issues i WHERE i.assignee = ? AND i.status = 'open' "
+             "AND %s(i.acceptance_criteria IS NOT NULL AND i.acceptance_criteria REGEXP '[^[:space:]]') "
              "AND i.issue_type NOT IN (" EXCLUDED_TYPES ") %s%s%s%s "
              "ORDER BY i.priority ASC, i.updated_at ASC, i.id ASC LIMIT ? OFFSET ?",
+             with_acceptance ? 1 : 0, with_acceptance ? "" : "NOT ",
              s->has_pinned ? "AND i.pinned = 0 " : "",
              s->has_ephemeral ? "AND i.ephemeral = 0 " : "",
              s->has_defer_until ? "AND (i.defer_until IS NULL OR i.defer_until <= UTC_TIMESTAMP()) " : "",

@@ -45,11 +45,13 @@ struct candidate {
 };
 /* Ready beads (CONTRACTS.md section 4 readiness) with status open and the
  * given assignee, ordered by priority then updated_at, at most limit rows,
- * skipping the first offset. Beads without acceptance criteria are included
- * with has_acceptance = 0 so the caller can note them. *out is malloc'd;
- * free with candidates_free. */
+ * skipping the first offset: with with_acceptance = 1 those whose
+ * acceptance criteria are non-empty after trimming (the dispatchable ones),
+ * with 0 those without (to be noted as skipped). *out is malloc'd; free
+ * with candidates_free. */
 int beads_candidates(struct dolt_conn *c, const struct beads_schema *s, const char *assignee,
-                     size_t offset, size_t limit, struct candidate **out, size_t *n);
+                     int with_acceptance, size_t offset, size_t limit, struct candidate **out,
+                     size_t *n);
 void candidates_free(struct candidate *v, size_t n);
 
 /* The change probe: a short string that changes whenever the assignee's

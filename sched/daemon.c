@@ -1,6 +1,7 @@
 #include "daemon.h"
 
 #include "clock.h"
+#include "dispatch.h"
 #include "dolt.h"
 #include "errors.h"
 #include "http.h"
@@ -9,20 +10,21 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <uv.h>
 
 struct daemon {
     uv_loop_t loop;
     const struct config *cfg;
+    struct daemon_opts opts;
     struct store *store;
     struct http_client *http;
     struct dolt *dolt;
+    struct dispatcher *dispatcher;
     uv_signal_t sigterm, sigint;
     uv_timer_t probe_timer;
     int stopping;
-    int probe_in_flight;
-    int dolt_up;          /* last probe reached Dolt */
-    int64_t dolt_ok_at;   /* ms of the last successful probe */
+    int exit_status;
 };
 
 static void dolt_options_from(const struct config *cfg, struct dolt_options *o)
@@ -38,44 +40,6 @@ static void dolt_options_from(const struct config *cfg, struct dolt_options *o)
     o->tls_ca = cfg->dolt_tls_ca;
 }
 
-/* ---- probe: is Dolt reachable? (the dispatcher hangs its change probe here) ---- */
-
-static int probe_work(struct dolt_conn *c, void *arg)
-{
-    (void)arg;
-    int rc = dolt_conn_ensure(c);
-    if (rc)
-        return rc;
-    return dolt_query(c, "SELECT 1", NULL, 0, NULL, NULL, NULL);
-}
-
-static void probe_done(int rc, void *arg)
-{
-    struct daemon *d = arg;
-    d->probe_in_flight = 0;
-    int up = rc == 0;
-    if (up != d->dolt_up) {
-        if (up)
-            log_info("dolt reachable");
-        else
-            log_warn("dolt unreachable", "error", bs_strerror(rc));
-    }
-    d->dolt_up = up;
-    if (up)
-        d->dolt_ok_at = clock_now_ms();
-}
-
-static void probe_tick(uv_timer_t *t)
-{
-    struct daemon *d = t->data;
-    if (d->stopping || d->probe_in_flight)
-        return;
-    if (dolt_submit(d->dolt, probe_work, probe_done, d) == 0)
-        d->probe_in_flight = 1;
-}
-
-/* ---- shutdown ---- */
-
 static void on_handle_closed(uv_handle_t *h) { (void)h; }
 
 static void on_dolt_stopped(void *arg)
@@ -90,13 +54,16 @@ static void on_http_closed(void *arg)
     d->http = NULL;
 }
 
-/* Starts an orderly stop: no new work; in-flight Dolt items finish (they end
- * at a journal boundary), HTTP requests are cancelled, handles close. */
+/* Starts an orderly stop: no new work; HTTP requests in flight are
+ * cancelled (their attempts stay in posting, which recovery reconciles),
+ * queued journal writes finish on the worker, then every handle closes. */
 static void daemon_stop(struct daemon *d)
 {
     if (d->stopping)
         return;
     d->stopping = 1;
+    if (d->dispatcher)
+        dispatcher_stop(d->dispatcher);
     uv_timer_stop(&d->probe_timer);
     uv_close((uv_handle_t *)&d->probe_timer, on_handle_closed);
     uv_close((uv_handle_t *)&d->sigterm, on_handle_closed);
@@ -110,27 +77,61 @@ static void daemon_stop(struct daemon *d)
 static void on_signal(uv_signal_t *s, int signum)
 {
     struct daemon *d = s->data;
-    log_info("stopping", "signal", signum == SIGTERM ? "SIGTERM" : "SIGINT");
+    const char *name = signum == SIGTERM ? "SIGTERM" : "SIGINT";
+    if (d->stopping) {
+        /* Second signal: leave now. The journal makes this as safe as kill -9. */
+        log_warn("second signal, exiting at once", "signal", name);
+        _exit(1);
+    }
+    log_info("stopping", "signal", name);
     daemon_stop(d);
 }
 
-int daemon_run(const struct config *cfg)
+static void probe_tick(uv_timer_t *t)
+{
+    struct daemon *d = t->data;
+    if (!d->stopping)
+        dispatcher_tick(d->dispatcher);
+}
+
+static void on_cycle(void *arg, int ok)
+{
+    struct daemon *d = arg;
+    if (d->opts.once) {
+        d->exit_status = ok ? 0 : 1;
+        daemon_stop(d);
+    }
+}
+
+/* Opens the store as the mode needs: the writer's lock for real work; for a
+ * dry run an existing store read-only (or none at all). */
+static int open_store(struct daemon *d)
+{
+    char err[512];
+    int rc;
+    if (d->opts.dry_run) {
+        if (access(d->cfg->store, F_OK) != 0)
+            return 0;
+        rc = store_open(&d->store, d->cfg->store, STORE_OPEN_READ, err, sizeof err);
+    } else {
+        rc = store_open(&d->store, d->cfg->store, STORE_OPEN_DAEMON, err, sizeof err);
+    }
+    if (rc)
+        log_error("cannot open store", "store", d->cfg->store, "error", err);
+    return rc;
+}
+
+int daemon_run(const struct config *cfg, const struct daemon_opts *opts)
 {
     struct daemon *d = calloc(1, sizeof *d);
-    char err[512];
     int rc;
     if (!d) {
         log_error("out of memory");
         return 1;
     }
     d->cfg = cfg;
-    if ((rc = store_open(&d->store, cfg->store, STORE_OPEN_DAEMON, err, sizeof err))) {
-        log_error("cannot open store", "store", cfg->store, "error", err);
-        free(d);
-        return 1;
-    }
-    if (uv_loop_init(&d->loop)) {
-        log_error("cannot initialise event loop");
+    d->opts = *opts;
+    if (open_store(d) || uv_loop_init(&d->loop)) {
         store_close(d->store);
         free(d);
         return 1;
@@ -148,20 +149,37 @@ int daemon_run(const struct config *cfg)
     if ((rc = http_client_init(&d->http, &d->loop)) || (rc = dolt_start(&d->dolt, &d->loop, &dopts))) {
         log_error("cannot start clients", "error", bs_strerror(rc));
         failed = 1;
+    } else {
+        struct dispatch_env env = {
+            .loop = &d->loop, .cfg = cfg, .store = d->store, .dolt = d->dolt, .http = d->http,
+            .dry_run = opts->dry_run, .on_cycle = on_cycle, .arg = d,
+        };
+        if ((rc = dispatcher_init(&d->dispatcher, &env))) {
+            log_error("cannot start dispatcher", "error", bs_strerror(rc));
+            failed = 1;
+        }
+    }
+    if (failed) {
         daemon_stop(d);
+    } else if (opts->once) {
+        dispatcher_cycle(d->dispatcher);
     } else {
         uv_timer_start(&d->probe_timer, probe_tick, 0, cfg->probe_interval_ms);
-        log_info("started", "version", BEADS_SCHED_VERSION, "store", cfg->store,
-                 "schema", LOG_INT(store_schema_version(d->store)), "dolt_host", cfg->dolt.host,
-                 "dolt_db", cfg->dolt.database, "agent", cfg->agent_url);
+        log_info("started", "version", BEADS_SCHED_VERSION, "store", cfg->store, "schema",
+                 d->store ? LOG_INT(store_schema_version(d->store)) : NULL, "dolt_host",
+                 cfg->dolt.host, "dolt_db", cfg->dolt.database, "agent", cfg->agent_url,
+                 "dry_run", opts->dry_run ? "true" : NULL);
     }
 
     uv_run(&d->loop, UV_RUN_DEFAULT);
     int closed = uv_loop_close(&d->loop);
     if (closed)
         log_error("event loop did not close cleanly", "error", uv_strerror(closed));
+    dispatcher_free(d->dispatcher);
     store_close(d->store);
+    int status = (closed || failed) ? 1 : d->exit_status;
     free(d);
-    log_info("stopped");
-    return (closed || failed) ? 1 : 0;
+    if (!opts->once)
+        log_info("stopped");
+    return status;
 }

@@ -1,6 +1,7 @@
 /* beads-sched: command-line entry point. Exit status: 0 success, 1 runtime
  * failure, 2 bad usage or configuration (reported before anything is
  * touched). */
+#include "clock.h"
 #include "config.h"
 #include "daemon.h"
 #include "errors.h"
@@ -20,7 +21,10 @@ static void usage(FILE *out)
             "usage: beads-sched [--flag=value ...] COMMAND\n"
             "\n"
             "commands:\n"
-            "  run        run the scheduler daemon until SIGTERM/SIGINT\n"
+            "  run        run the scheduler daemon until SIGTERM/SIGINT [--dry-run]\n"
+            "  once       run one dispatch cycle, then exit [--dry-run]\n"
+            "  pause      stop dispatching (the running daemon reads this each cycle)\n"
+            "  resume     undo pause\n"
             "  migrate    create or upgrade the store, then exit\n"
             "  config     print the effective configuration (secrets as ***)\n"
             "  version    print the version\n"
@@ -36,10 +40,68 @@ struct command {
     int (*fn)(const struct config *cfg, int argc, char **argv);
 };
 
+static int has_flag(int argc, char **argv, const char *flag)
+{
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], flag) == 0)
+            return 1;
+    }
+    return 0;
+}
+
 static int cmd_run(const struct config *cfg, int argc, char **argv)
 {
+    struct daemon_opts o = {.dry_run = has_flag(argc, argv, "--dry-run")};
+    return daemon_run(cfg, &o);
+}
+
+static int cmd_once(const struct config *cfg, int argc, char **argv)
+{
+    struct daemon_opts o = {.once = 1, .dry_run = has_flag(argc, argv, "--dry-run")};
+    return daemon_run(cfg, &o);
+}
+
+/* pause/resume: the store flag the daemon reads every cycle. */
+static int set_paused(const struct config *cfg, const char *value)
+{
+    char err[512];
+    struct store *s;
+    int rc = store_open(&s, cfg->store, STORE_OPEN_MIGRATE, err, sizeof err);
+    if (rc) {
+        fprintf(stderr, "beads-sched: %s\n", err);
+        return 1;
+    }
+    rc = store_setting_set(s, "paused", value, clock_now_ms());
+    if (rc == 0)
+        rc = store_event_add(s, NULL, 0, value[0] == '1' ? "paused" : "resumed", NULL,
+                             "by the pause/resume command", clock_now_ms());
+    store_close(s);
+    if (rc) {
+        fprintf(stderr, "beads-sched: could not write the store: %s\n", bs_strerror(rc));
+        return 1;
+    }
+    return 0;
+}
+
+static int cmd_pause(const struct config *cfg, int argc, char **argv)
+{
     (void)argc; (void)argv;
-    return daemon_run(cfg);
+    int rc = set_paused(cfg, "1");
+    if (rc == 0)
+        printf("dispatching paused (store %s); reaping continues\n", cfg->store);
+    return rc;
+}
+
+static int cmd_resume(const struct config *cfg, int argc, char **argv)
+{
+    (void)argc; (void)argv;
+    int rc = set_paused(cfg, "0");
+    if (rc == 0) {
+        printf("dispatching resumed (store %s)\n", cfg->store);
+        if (cfg->paused)
+            printf("note: BEADS_SCHED_PAUSED=true still pauses the daemon it is set for\n");
+    }
+    return rc;
 }
 
 static int cmd_migrate(const struct config *cfg, int argc, char **argv)
@@ -78,6 +140,9 @@ static int cmd_version(const struct config *cfg, int argc, char **argv)
 
 static const struct command commands[] = {
     {"run", CONFIG_NEED_DOLT | CONFIG_NEED_AGENT, cmd_run},
+    {"once", CONFIG_NEED_DOLT | CONFIG_NEED_AGENT, cmd_once},
+    {"pause", CONFIG_NEED_NONE, cmd_pause},
+    {"resume", CONFIG_NEED_NONE, cmd_resume},
     {"migrate", CONFIG_NEED_NONE, cmd_migrate},
     {"config", CONFIG_NEED_NONE, cmd_config},
     {"version", CONFIG_NEED_NONE, cmd_version},
@@ -86,7 +151,11 @@ static const struct command commands[] = {
 /* Flags a command accepts besides the configuration flags. */
 static int command_flag_ok(const struct command *c, const char *flag)
 {
-    return strcmp(c->name, "config") == 0 && strcmp(flag, "--markdown") == 0;
+    if (strcmp(c->name, "config") == 0)
+        return strcmp(flag, "--markdown") == 0;
+    if (strcmp(c->name, "run") == 0 || strcmp(c->name, "once") == 0)
+        return strcmp(flag, "--dry-run") == 0;
+    return 0;
 }
 
 int main(int argc, char **argv)

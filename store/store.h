@@ -131,6 +131,11 @@ int store_bead_get(struct store *s, const char *bead_id, struct store_bead *out)
 int store_bead_set_retry(struct store *s, const char *bead_id, int64_t next_retry_at);
 int store_bead_set_skip_noted(struct store *s, const char *bead_id, const char *bead_updated_at);
 
+/* Attempts of a bead that may have reached the agent: every attempt except
+ * those refused by the agent, lost to a race, or released before posting.
+ * This is what MAX_ATTEMPTS limits. */
+int store_bead_attempts_used(struct store *s, const char *bead_id, int *out);
+
 /* Settings: small key/value strings (e.g. "paused" = "1"). */
 int store_setting_get(struct store *s, const char *key, char *buf, size_t len); /* BS_ENOTFOUND */
 int store_setting_set(struct store *s, const char *key, const char *value, int64_t now_ms);

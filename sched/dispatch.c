@@ -1,0 +1,906 @@
+#include "dispatch.h"
+
+#include "agent.h"
+#include "beads.h"
+#include "clock.h"
+#include "crash.h"
+#include "errors.h"
+#include "log.h"
+#include "prompt.h"
+#include "text.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* How many candidate rows one page of the eligibility query reads. */
+#define CANDIDATE_PAGE 256
+/* How many rows a cycle reads at most while skipping beads that wait out a
+ * backoff or have used their attempts. */
+#define CANDIDATE_SCAN_MAX 20000
+/* Bytes of an agent's refusal body kept in the bead note. */
+#define REFUSAL_BODY_MAX 200
+/* Health failures are logged on change, then at most this often. */
+#define HEALTH_REMINDER_MS (10 * 60 * 1000)
+
+enum pick_state {
+    PICK_NEW,       /* chosen, nothing recorded */
+    PICK_CLAIMING,  /* journal row in claiming */
+    PICK_CLAIMED,   /* Dolt CAS succeeded; will be posted */
+    PICK_LOST,      /* someone else moved the bead first */
+    PICK_NOT_CLAIMED, /* the claim failed without touching Dolt: released */
+    PICK_UNCERTAIN, /* connection lost during the claim: left in claiming */
+};
+
+enum post_result { POST_DISPATCHED, POST_REFUSED, POST_UNKNOWN, POST_CANCELLED };
+
+/* One bead travelling through a cycle. Owned by the cycle until its POST
+ * result is queued, then by the dispatcher's result list, then freed by the
+ * journal write that records it. */
+struct pick {
+    struct pick *next;
+    struct dispatcher *d;
+    char *bead_id;
+    char *cand_updated_at;
+    long priority;
+    enum pick_state state;
+    int64_t attempt_id;
+    int attempt;
+    char dispatch_id[STORE_DISPATCH_ID_MAX];
+    char claim_dt[32];          /* updated_at our claim wrote */
+    char detail[STORE_DETAIL_MAX];
+    struct bead bead;           /* text read at claim time, for the prompt */
+    char *body;                 /* POST /execute JSON */
+    int64_t posted_ms;
+    enum post_result result;
+    long status;
+    char job_id[AGENT_JOB_ID_MAX];
+};
+
+struct cycle {
+    struct dispatcher *d;
+    long want;                  /* free agent slots */
+    int paused;
+    int rc;
+    struct pick *picks;
+    size_t posts_pending;
+    size_t noted;               /* skip notes written */
+    struct candidate *unready;  /* dry-run: beads that would be noted */
+    size_t nunready;
+};
+
+struct probe {
+    struct dispatcher *d;
+    int changed;
+};
+
+struct dispatcher {
+    struct dispatch_env env;
+    const struct config *cfg;
+    char author[600];
+    struct beads_writer writer;
+
+    /* Worker-thread state: touched only inside work functions. */
+    struct beads_schema schema;
+    char probe_value[160];
+
+    /* Loop-thread state. */
+    int stopping;
+    int probe_in_flight;
+    int cycle_running;
+    int cycle_again;
+    int dolt_ok;
+    int health_ok;
+    int64_t health_logged_ms;
+    int64_t last_cycle_ms;
+    struct cycle *cur;
+    struct pick *results;       /* POST results waiting to be journaled */
+    int flush_in_flight;
+    struct dispatch_stats stats;
+};
+
+static void pick_free(struct pick *p)
+{
+    free(p->bead_id);
+    free(p->cand_updated_at);
+    free(p->body);
+    bead_free(&p->bead);
+    free(p);
+}
+
+static void picks_free(struct pick *p)
+{
+    while (p) {
+        struct pick *n = p->next;
+        pick_free(p);
+        p = n;
+    }
+}
+
+int dispatcher_init(struct dispatcher **out, const struct dispatch_env *env)
+{
+    struct dispatcher *d = calloc(1, sizeof *d);
+    if (!d)
+        return BS_ENOMEM;
+    d->env = *env;
+    d->cfg = env->cfg;
+    d->dolt_ok = -1;
+    d->health_ok = -1;
+    snprintf(d->author, sizeof d->author, "%s <%s>", d->cfg->actor, d->cfg->actor_email);
+    d->writer.actor = d->cfg->actor;
+    d->writer.author = d->author;
+    *out = d;
+    return 0;
+}
+
+void dispatcher_stop(struct dispatcher *d) { d->stopping = 1; }
+
+int dispatcher_busy(const struct dispatcher *d)
+{
+    return d->probe_in_flight || d->cycle_running || d->flush_in_flight || d->results;
+}
+
+void dispatcher_free(struct dispatcher *d)
+{
+    if (!d)
+        return;
+    picks_free(d->results);
+    free(d);
+}
+
+void dispatcher_stats(const struct dispatcher *d, struct dispatch_stats *out) { *out = d->stats; }
+
+/* Whether this session's writes end with a Dolt commit. Worker thread. */
+static void refresh_writer(struct dispatcher *d)
+{
+    d->writer.dolt_commit = d->cfg->dolt_commit == DOLT_COMMIT_ON ||
+                            (d->cfg->dolt_commit == DOLT_COMMIT_AUTO && d->schema.is_dolt);
+}
+
+static void note_dolt_state(struct dispatcher *d, int rc)
+{
+    int ok = rc == 0;
+    if (ok == d->dolt_ok)
+        return;
+    if (ok)
+        log_info("dolt reachable");
+    else
+        log_warn("dolt unreachable; dispatch waits", "error", bs_strerror(rc));
+    d->dolt_ok = ok;
+}
+
+/* ------------------------------------------------------------------ */
+/* Probe                                                               */
+
+static int probe_work(struct dolt_conn *c, void *arg)
+{
+    struct probe *p = arg;
+    struct dispatcher *d = p->d;
+    char value[sizeof d->probe_value];
+    int rc = beads_schema_detect(c, &d->schema);
+    if (rc == 0)
+        rc = beads_probe(c, &d->schema, d->cfg->assignee, value, sizeof value);
+    if (rc)
+        return rc;
+    p->changed = strcmp(value, d->probe_value) != 0;
+    memcpy(d->probe_value, value, sizeof value);
+    return 0;
+}
+
+static void probe_done(int rc, void *arg)
+{
+    struct probe *p = arg;
+    struct dispatcher *d = p->d;
+    d->probe_in_flight = 0;
+    note_dolt_state(d, rc);
+    int due = clock_now_ms() - d->last_cycle_ms >= (int64_t)d->cfg->dispatch_interval_ms;
+    if (rc == 0 && (p->changed || due))
+        dispatcher_cycle(d);
+    free(p);
+}
+
+void dispatcher_tick(struct dispatcher *d)
+{
+    if (d->stopping || d->probe_in_flight || d->cycle_running)
+        return;
+    struct probe *p = calloc(1, sizeof *p);
+    if (!p)
+        return;
+    p->d = d;
+    if (dolt_submit(d->env.dolt, probe_work, probe_done, p)) {
+        free(p);
+        return;
+    }
+    d->probe_in_flight = 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Cycle: health, then select and claim on the worker                  */
+
+static void finish_cycle(struct dispatcher *d, int ok);
+static void post_all(struct cycle *cy);
+
+/* Is dispatching paused (config or the store's flag)? Worker thread. */
+static int paused_now(struct dispatcher *d)
+{
+    char v[16];
+    if (d->cfg->paused)
+        return 1;
+    if (d->env.store && store_setting_get(d->env.store, "paused", v, sizeof v) == 0)
+        return strcmp(v, "1") == 0;
+    return 0;
+}
+
+/* Should this candidate wait (backoff, attempts used, attempt in flight)?
+ * Worker thread; reads the store only. */
+static int candidate_waits(struct dispatcher *d, const char *bead_id, int64_t now)
+{
+    struct store *s = d->env.store;
+    if (!s)
+        return 0;
+    struct store_bead b;
+    if (store_bead_get(s, bead_id, &b))
+        return 1; /* can't tell: don't risk a duplicate */
+    if (b.next_retry_at > now)
+        return 1;
+    int used = 0;
+    if (store_bead_attempts_used(s, bead_id, &used) || used >= d->cfg->max_attempts)
+        return 1;
+    struct store_attempt a;
+    int rc = store_attempt_latest(s, bead_id, &a);
+    if (rc == 0 && !attempt_state_terminal(a.state))
+        return 1;
+    return rc != 0 && rc != BS_ENOTFOUND;
+}
+
+/* Notes once on each open, agent-assigned bead without acceptance criteria
+ * that it is skipped and why; again only after the bead changes. */
+static void note_unready(struct dispatcher *d, struct dolt_conn *c, struct cycle *cy, int64_t now)
+{
+    struct candidate *v = NULL;
+    size_t n = 0;
+    if (beads_candidates(c, &d->schema, d->cfg->assignee, 0, 0, 100, &v, &n))
+        return;
+    if (d->env.dry_run) {
+        cy->unready = v;
+        cy->nunready = n;
+        return;
+    }
+    char now_dt[32];
+    beads_datetime(now, now_dt, sizeof now_dt);
+    for (size_t i = 0; i < n && !d->stopping; i++) {
+        struct store_bead sb;
+        if (store_bead_get(d->env.store, v[i].id, &sb) || strcmp(sb.skip_noted_at, v[i].updated_at) == 0)
+            continue;
+        char note[256];
+        snprintf(note, sizeof note,
+                 "auto-dispatcher: skipped, no acceptance criteria. Add them (bd update %.100s "
+                 "--acceptance \"...\") and the bead will be dispatched.", v[i].id);
+        struct bead_move m = {
+            .id = v[i].id, .assignee = d->cfg->assignee, .from = "open", .to = "open",
+            .expect_updated_at = v[i].updated_at, .note = note, .event_type = "updated",
+            .verb = "note", .now = now_dt,
+        };
+        if (beads_move(c, &d->schema, &d->writer, &m))
+            continue; /* changed meanwhile or Dolt trouble: next cycle */
+        if (store_bead_set_skip_noted(d->env.store, v[i].id, now_dt) == 0)
+            store_event_add(d->env.store, v[i].id, 0, "skipped_no_acceptance", NULL,
+                            "noted on the bead: no acceptance criteria", now);
+        log_info("bead skipped: no acceptance criteria (noted)", "bead", v[i].id);
+        cy->noted++;
+    }
+    candidates_free(v, n);
+}
+
+/* Chooses up to cy->want beads to dispatch, in eligibility order. */
+static int choose(struct dispatcher *d, struct dolt_conn *c, struct cycle *cy, int64_t now)
+{
+    struct pick **tail = &cy->picks;
+    long chosen = 0;
+    for (size_t offset = 0; chosen < cy->want && offset < CANDIDATE_SCAN_MAX;) {
+        struct candidate *v = NULL;
+        size_t n = 0;
+        int rc = beads_candidates(c, &d->schema, d->cfg->assignee, 1, offset, CANDIDATE_PAGE, &v, &n);
+        if (rc)
+            return rc;
+        for (size_t i = 0; i < n && chosen < cy->want; i++) {
+            if (candidate_waits(d, v[i].id, now))
+                continue;
+            struct pick *p = calloc(1, sizeof *p);
+            if (!p) {
+                candidates_free(v, n);
+                return BS_ENOMEM;
+            }
+            p->d = d;
+            p->bead_id = v[i].id;
+            p->cand_updated_at = v[i].updated_at;
+            p->priority = v[i].priority;
+            v[i].id = v[i].updated_at = NULL;
+            *tail = p;
+            tail = &p->next;
+            chosen++;
+        }
+        candidates_free(v, n);
+        if (n < CANDIDATE_PAGE)
+            break;
+        offset += n;
+    }
+    return 0;
+}
+
+/* Claims one bead in Dolt: open -> in_progress, guarded by the status and
+ * updated_at just read. Sets p->state. */
+static void claim_one(struct dispatcher *d, struct dolt_conn *c, struct pick *p, int64_t now)
+{
+    char iso[32];
+    clock_iso8601(now, iso, sizeof iso);
+    beads_datetime(now, p->claim_dt, sizeof p->claim_dt);
+    int rc = beads_read(c, p->bead_id, 0, &p->bead);
+    if (rc == BS_ENOTFOUND) {
+        p->state = PICK_LOST;
+        snprintf(p->detail, sizeof p->detail, "bead no longer exists");
+        return;
+    }
+    if (rc) {
+        p->state = PICK_NOT_CLAIMED;
+        snprintf(p->detail, sizeof p->detail, "not claimed: reading the bead failed (%s)", bs_strerror(rc));
+        return;
+    }
+    if (strcmp(p->bead.status, "open") != 0 || !p->bead.assignee ||
+        strcmp(p->bead.assignee, d->cfg->assignee) != 0) {
+        p->state = PICK_LOST;
+        snprintf(p->detail, sizeof p->detail, "bead changed before the claim (status %.32s)", p->bead.status);
+        return;
+    }
+    char note[256];
+    snprintf(note, sizeof note, "auto-dispatcher claimed at %s (dispatch %s)", iso, p->dispatch_id);
+    struct bead_move m = {
+        .id = p->bead_id, .assignee = d->cfg->assignee, .from = "open", .to = "in_progress",
+        .expect_updated_at = p->bead.updated_at, .note = note, .event_type = "claimed",
+        .verb = "claim", .now = p->claim_dt, .set_started = 1,
+    };
+    rc = beads_move(c, &d->schema, &d->writer, &m);
+    if (rc == 0) {
+        p->state = PICK_CLAIMED;
+        return;
+    }
+    if (rc == BS_ECONN) {
+        /* The COMMIT may or may not have landed: leave the attempt in
+         * claiming; recovery reads the bead and decides. */
+        p->state = PICK_UNCERTAIN;
+        snprintf(p->detail, sizeof p->detail, "connection lost during the claim");
+        return;
+    }
+    if (rc == BS_ESTATE || rc == BS_ECONFLICT) {
+        /* Lost the race: re-read and record it unless the bead is ours. */
+        struct bead now_b;
+        if (beads_read(c, p->bead_id, 1, &now_b) == 0) {
+            int ours = now_b.notes && strstr(now_b.notes, p->dispatch_id) &&
+                       strcmp(now_b.status, "in_progress") == 0;
+            snprintf(p->detail, sizeof p->detail, "lost race%s: bead is %.32s",
+                     rc == BS_ECONFLICT ? " (Dolt conflict 1213)" : "", now_b.status);
+            bead_free(&now_b);
+            if (ours) {
+                p->state = PICK_CLAIMED;
+                return;
+            }
+        } else {
+            snprintf(p->detail, sizeof p->detail, "lost race%s", rc == BS_ECONFLICT ? " (Dolt conflict 1213)" : "");
+        }
+        p->state = PICK_LOST;
+        return;
+    }
+    p->state = PICK_NOT_CLAIMED;
+    snprintf(p->detail, sizeof p->detail, "not claimed: %s: %.200s", bs_strerror(rc), dolt_conn_error(c));
+}
+
+/* Moves every pick in `from` pick-state to journal state `to`, in one store
+ * transaction. */
+static int journal_picks(struct dispatcher *d, struct cycle *cy, enum pick_state which,
+                         enum attempt_state from, enum attempt_state to, int64_t now)
+{
+    struct store *s = d->env.store;
+    int rc = store_begin(s);
+    if (rc)
+        return rc;
+    for (struct pick *p = cy->picks; p; p = p->next) {
+        if (p->state != which)
+            continue;
+        struct store_transition t = {
+            .detail = p->detail[0] ? p->detail : NULL,
+            .bead_updated_at = which == PICK_CLAIMED ? p->claim_dt : NULL,
+        };
+        if ((rc = store_attempt_transition(s, p->attempt_id, from, to, &t, now))) {
+            store_rollback(s);
+            return rc;
+        }
+    }
+    return store_commit(s);
+}
+
+static int select_and_claim(struct dolt_conn *c, void *arg)
+{
+    struct cycle *cy = arg;
+    struct dispatcher *d = cy->d;
+    int64_t now = clock_now_ms();
+    int rc = beads_schema_detect(c, &d->schema);
+    if (rc)
+        return rc;
+    refresh_writer(d);
+    if (paused_now(d)) {
+        cy->paused = 1;
+        return 0;
+    }
+    if (d->cfg->max_in_flight > 0 && d->env.store) {
+        int64_t active = 0;
+        if ((rc = store_attempts_active_count(d->env.store, &active)))
+            return rc;
+        long room = (long)(d->cfg->max_in_flight - active);
+        if (room < cy->want)
+            cy->want = room > 0 ? room : 0;
+    }
+    note_unready(d, c, cy, now);
+    if (cy->want <= 0)
+        return 0;
+    if ((rc = choose(d, c, cy, now)) || !cy->picks || d->env.dry_run)
+        return rc;
+
+    /* 1. Intent: one journal row per bead, state claiming. */
+    struct store *s = d->env.store;
+    if ((rc = store_begin(s)))
+        return rc;
+    for (struct pick *p = cy->picks; p; p = p->next) {
+        struct store_attempt a;
+        text_uuid4(p->dispatch_id);
+        if ((rc = store_attempt_create(s, p->bead_id, p->dispatch_id, now, &a))) {
+            store_rollback(s);
+            return rc;
+        }
+        p->attempt_id = a.id;
+        p->attempt = a.attempt;
+        p->state = PICK_CLAIMING;
+    }
+    if ((rc = store_commit(s)))
+        return rc;
+    CRASH_POINT("after_claiming_commit");
+
+    /* 2. The claims in Dolt. */
+    for (struct pick *p = cy->picks; p; p = p->next) {
+        claim_one(d, c, p, clock_now_ms());
+        if (p->state == PICK_CLAIMED)
+            CRASH_POINT("after_dolt_claim");
+    }
+
+    /* 3. Record what the claims did. */
+    now = clock_now_ms();
+    if ((rc = journal_picks(d, cy, PICK_CLAIMED, AS_CLAIMING, AS_CLAIMED, now)) ||
+        (rc = journal_picks(d, cy, PICK_LOST, AS_CLAIMING, AS_LOST_RACE, now)) ||
+        (rc = journal_picks(d, cy, PICK_NOT_CLAIMED, AS_CLAIMING, AS_RELEASED, now)))
+        return rc;
+    CRASH_POINT("after_claimed_commit");
+
+    /* 4. Build the requests, then record that they are about to go out. */
+    const char *tmpl = d->cfg->prompt_template ? d->cfg->prompt_template : prompt_default_template;
+    for (struct pick *p = cy->picks; p; p = p->next) {
+        if (p->state != PICK_CLAIMED)
+            continue;
+        char *prompt = prompt_render(tmpl, &p->bead, p->dispatch_id, p->attempt, (int)d->cfg->max_attempts);
+        p->body = prompt ? agent_execute_body(prompt, d->cfg->agent_name, d->cfg->job_budget_usd,
+                                              (long)(d->cfg->job_timeout_ms / 1000), p->bead_id,
+                                              p->dispatch_id, p->attempt)
+                         : NULL;
+        free(prompt);
+        if (!p->body)
+            return BS_ENOMEM; /* claimed stays: recovery posts it */
+    }
+    if ((rc = journal_picks(d, cy, PICK_CLAIMED, AS_CLAIMED, AS_POSTING, clock_now_ms())))
+        return rc;
+    CRASH_POINT("after_posting_commit");
+    return 0;
+}
+
+static void print_dry_run(struct cycle *cy)
+{
+    if (cy->paused) {
+        printf("dry-run: dispatching is paused; nothing would be dispatched\n");
+        return;
+    }
+    printf("dry-run: agent has %ld free slot(s)\n", cy->want);
+    for (struct pick *p = cy->picks; p; p = p->next)
+        printf("dry-run: would dispatch %s (priority %ld, updated %s)\n", p->bead_id, p->priority,
+               p->cand_updated_at);
+    for (size_t i = 0; i < cy->nunready; i++)
+        printf("dry-run: would note %s: no acceptance criteria\n", cy->unready[i].id);
+    fflush(stdout);
+}
+
+static void claimed_done(int rc, void *arg)
+{
+    struct cycle *cy = arg;
+    struct dispatcher *d = cy->d;
+    note_dolt_state(d, rc == BS_ECONN ? rc : 0);
+    if (rc) {
+        log_error("dispatch cycle failed", "error", bs_strerror(rc));
+        cy->rc = rc;
+    }
+    for (struct pick *p = cy->picks; p; p = p->next) {
+        if (p->state == PICK_LOST) {
+            d->stats.lost_race++;
+            log_info("lost race", "bead", p->bead_id, "attempt", LOG_INT(p->attempt), "dispatch",
+                     p->dispatch_id, "detail", p->detail);
+        } else if (p->state == PICK_NOT_CLAIMED || p->state == PICK_UNCERTAIN) {
+            log_warn("claim failed", "bead", p->bead_id, "attempt", LOG_INT(p->attempt),
+                     "dispatch", p->dispatch_id, "detail", p->detail);
+        }
+    }
+    d->stats.skipped_noted += cy->noted;
+    if (d->env.dry_run)
+        print_dry_run(cy);
+    if (rc || d->env.dry_run) {
+        finish_cycle(d, rc == 0);
+        return;
+    }
+    post_all(cy);
+}
+
+/* ------------------------------------------------------------------ */
+/* POST /execute and its results                                       */
+
+static void flush_results(struct dispatcher *d);
+
+static void classify(struct pick *p, const struct http_response *r)
+{
+    char why[160];
+    p->status = r->status;
+    switch (r->outcome) {
+    case HTTP_RESPONSE:
+    case HTTP_TOO_LARGE:
+        if (r->status >= 200 && r->status < 300) {
+            if (r->outcome == HTTP_RESPONSE &&
+                agent_parse_execute(r->body, r->body_len, p->job_id, sizeof p->job_id, why, sizeof why) == 0) {
+                p->result = POST_DISPATCHED;
+            } else {
+                /* The agent accepted something, but we cannot tell which job:
+                 * never re-POST; the reaper finds the job from the bead. */
+                p->result = POST_UNKNOWN;
+                snprintf(p->detail, sizeof p->detail, "HTTP %ld but the reply is unusable: %s", r->status,
+                         r->outcome == HTTP_TOO_LARGE ? "too large" : why);
+            }
+        } else {
+            /* A definite refusal: the agent answered and did not take it. */
+            p->result = POST_REFUSED;
+            size_t keep = text_utf8_prefix(r->body, r->body_len, REFUSAL_BODY_MAX);
+            char *clean = text_utf8_clean(r->body, keep);
+            snprintf(p->detail, sizeof p->detail, "%s%s", clean ? clean : "",
+                     keep < r->body_len ? " [...]" : "");
+            for (char *c = p->detail; *c; c++) {
+                if (*c == '\n' || *c == '\r')
+                    *c = ' ';
+            }
+            free(clean);
+        }
+        break;
+    case HTTP_REFUSED:
+        p->result = POST_REFUSED;
+        snprintf(p->detail, sizeof p->detail, "agent unreachable: %.200s", r->error);
+        break;
+    case HTTP_UNKNOWN:
+        p->result = POST_UNKNOWN;
+        snprintf(p->detail, sizeof p->detail, "no answer after sending: %.200s", r->error);
+        break;
+    case HTTP_CANCELLED:
+        p->result = POST_CANCELLED;
+        break;
+    }
+}
+
+static void cycle_maybe_done(struct dispatcher *d)
+{
+    struct cycle *cy = d->cur;
+    if (cy && cy->posts_pending == 0 && !d->flush_in_flight && !d->results)
+        finish_cycle(d, cy->rc == 0);
+}
+
+static void post_done(const struct http_response *r, void *arg)
+{
+    struct pick *p = arg;
+    struct dispatcher *d = p->d;
+    classify(p, r);
+    CRASH_POINT("after_post_response");
+    if (p->result == POST_CANCELLED) {
+        /* Shutdown: the attempt stays in posting; recovery decides. */
+        pick_free(p);
+    } else {
+        p->next = d->results;
+        d->results = p;
+    }
+    d->cur->posts_pending--;
+    flush_results(d);
+    cycle_maybe_done(d);
+}
+
+static void post_all(struct cycle *cy)
+{
+    struct dispatcher *d = cy->d;
+    char url[2048], auth[1100];
+    snprintf(url, sizeof url, "%s/execute", d->cfg->agent_url);
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", d->cfg->agent_token ? d->cfg->agent_token : "");
+    const char *headers[] = {"Content-Type: application/json", "Accept: application/json", auth, NULL};
+    struct pick *p = cy->picks;
+    cy->picks = NULL;
+    while (p) {
+        struct pick *next = p->next;
+        p->next = NULL;
+        if (p->state != PICK_CLAIMED || d->stopping) {
+            /* A claimed pick not sent because of shutdown stays in posting. */
+            pick_free(p);
+            p = next;
+            continue;
+        }
+        struct http_request req = {
+            .method = "POST", .url = url, .body = p->body, .body_len = strlen(p->body),
+            .headers = headers, .connect_timeout_ms = (long)d->cfg->http_connect_timeout_ms,
+            .timeout_ms = (long)d->cfg->http_timeout_ms, .max_response = 64 * 1024,
+        };
+        p->posted_ms = clock_now_ms();
+        if (http_request_start(d->env.http, &req, post_done, p) == 0) {
+            cy->posts_pending++;
+        } else {
+            /* Never left this process: a definite refusal. */
+            p->result = POST_REFUSED;
+            p->status = 0;
+            snprintf(p->detail, sizeof p->detail, "request could not be started");
+            p->next = d->results;
+            d->results = p;
+        }
+        p = next;
+    }
+    memset(auth, 0, sizeof auth);
+    flush_results(d);
+    cycle_maybe_done(d);
+}
+
+struct flush {
+    struct dispatcher *d;
+    struct pick *list;
+};
+
+static const char *refusal_note(struct pick *p, char *buf, size_t len)
+{
+    if (p->status > 0)
+        snprintf(buf, len, "dispatch failed HTTP %ld: %s", p->status, p->detail);
+    else
+        snprintf(buf, len, "dispatch failed: %s", p->detail);
+    return buf;
+}
+
+/* Journals a batch of POST results: dispatched and unknown in one store
+ * transaction, then the dispatched notes; refusals revert the claim in Dolt
+ * first, then are journaled. Worker thread. */
+static int record_results(struct dolt_conn *c, void *arg)
+{
+    struct flush *f = arg;
+    struct dispatcher *d = f->d;
+    struct store *s = d->env.store;
+    int64_t now = clock_now_ms();
+    char now_dt[32], note[1024];
+    int rc = store_begin(s);
+    if (rc)
+        return rc;
+    for (struct pick *p = f->list; p; p = p->next) {
+        if (p->result == POST_DISPATCHED) {
+            struct store_transition t = {.job_id = p->job_id};
+            rc = store_attempt_transition(s, p->attempt_id, AS_POSTING, AS_DISPATCHED, &t, now);
+        } else if (p->result == POST_UNKNOWN) {
+            struct store_transition t = {.detail = p->detail};
+            rc = store_attempt_transition(s, p->attempt_id, AS_POSTING, AS_UNKNOWN, &t, now);
+        }
+        if (rc) {
+            store_rollback(s);
+            return rc;
+        }
+    }
+    if ((rc = store_commit(s)))
+        return rc;
+    CRASH_POINT("after_dispatched_commit");
+
+    beads_datetime(now, now_dt, sizeof now_dt);
+    for (struct pick *p = f->list; p; p = p->next) {
+        if (p->result != POST_DISPATCHED)
+            continue;
+        snprintf(note, sizeof note, "dispatched: job=%s", p->job_id);
+        struct bead_move m = {
+            .id = p->bead_id, .assignee = d->cfg->assignee, .from = "in_progress",
+            .to = "in_progress", .note = note, .event_type = "updated", .verb = "note", .now = now_dt,
+        };
+        int nrc = beads_move(c, &d->schema, &d->writer, &m);
+        if (nrc)
+            log_warn("could not add the dispatched note", "bead", p->bead_id, "job", p->job_id,
+                     "error", bs_strerror(nrc));
+    }
+
+    /* Refusals: give the claim back (guarded by what our claim wrote), then
+     * journal it with a backoff before the next try. */
+    int any_refused = 0;
+    for (struct pick *p = f->list; p; p = p->next) {
+        if (p->result != POST_REFUSED)
+            continue;
+        any_refused = 1;
+        struct bead_move m = {
+            .id = p->bead_id, .assignee = d->cfg->assignee, .from = "in_progress", .to = "open",
+            .expect_updated_at = p->claim_dt, .note = refusal_note(p, note, sizeof note),
+            .event_type = "status_changed", .verb = "release", .now = now_dt,
+        };
+        int mrc = beads_move(c, &d->schema, &d->writer, &m);
+        if (mrc == BS_ECONN)
+            return mrc; /* stays posting; recovery reconciles */
+        if (mrc) {
+            size_t k = strlen(p->detail);
+            snprintf(p->detail + k, sizeof p->detail - k, " (claim not reverted: %s)", bs_strerror(mrc));
+        }
+        CRASH_POINT("after_dolt_revert");
+    }
+    if (!any_refused)
+        return 0;
+    if ((rc = store_begin(s)))
+        return rc;
+    for (struct pick *p = f->list; p; p = p->next) {
+        if (p->result != POST_REFUSED)
+            continue;
+        char detail[STORE_DETAIL_MAX];
+        snprintf(detail, sizeof detail, "HTTP %ld: %.900s", p->status, p->detail);
+        struct store_transition t = {.detail = detail, .outcome = "refused"};
+        if ((rc = store_attempt_transition(s, p->attempt_id, AS_POSTING, AS_REFUSED, &t, now)) ||
+            (rc = store_bead_set_retry(s, p->bead_id, now + (int64_t)d->cfg->retry_backoff_ms))) {
+            store_rollback(s);
+            return rc;
+        }
+    }
+    return store_commit(s);
+}
+
+static void results_done(int rc, void *arg)
+{
+    struct flush *f = arg;
+    struct dispatcher *d = f->d;
+    d->flush_in_flight = 0;
+    if (rc)
+        log_error("could not journal dispatch results", "error", bs_strerror(rc));
+    for (struct pick *p = f->list; p; p = p->next) {
+        double latency = (double)(clock_now_ms() - p->posted_ms);
+        char ms[32];
+        snprintf(ms, sizeof ms, "%.0f", latency);
+        switch (p->result) {
+        case POST_DISPATCHED:
+            d->stats.dispatched++;
+            log_info("dispatched", "bead", p->bead_id, "attempt", LOG_INT(p->attempt), "job",
+                     p->job_id, "dispatch", p->dispatch_id, "post_ms", ms);
+            break;
+        case POST_REFUSED:
+            d->stats.refused++;
+            log_warn("dispatch refused; claim released", "bead", p->bead_id, "attempt",
+                     LOG_INT(p->attempt), "dispatch", p->dispatch_id, "status", LOG_INT(p->status),
+                     "detail", p->detail);
+            break;
+        case POST_UNKNOWN:
+            d->stats.unknown++;
+            log_warn("dispatch outcome unknown; left for the reaper", "bead", p->bead_id,
+                     "attempt", LOG_INT(p->attempt), "dispatch", p->dispatch_id, "detail", p->detail);
+            break;
+        case POST_CANCELLED:
+            break;
+        }
+    }
+    if (rc && d->cur)
+        d->cur->rc = rc;
+    picks_free(f->list);
+    free(f);
+    flush_results(d);
+    cycle_maybe_done(d);
+}
+
+/* Hands the queued POST results to the worker, one batch at a time: results
+ * that arrive while a batch is being journaled wait for the next, so a busy
+ * cycle costs one fsync per batch rather than per bead. */
+static void flush_results(struct dispatcher *d)
+{
+    if (d->flush_in_flight || !d->results)
+        return;
+    struct flush *f = calloc(1, sizeof *f);
+    if (!f)
+        return;
+    f->d = d;
+    f->list = d->results;
+    d->results = NULL;
+    if (dolt_submit(d->env.dolt, record_results, results_done, f)) {
+        /* Worker stopped: results stay in posting, recovery reconciles. */
+        picks_free(f->list);
+        free(f);
+        return;
+    }
+    d->flush_in_flight = 1;
+}
+
+/* ------------------------------------------------------------------ */
+/* Cycle start and end                                                 */
+
+static void health_done(const struct http_response *r, void *arg)
+{
+    struct cycle *cy = arg;
+    struct dispatcher *d = cy->d;
+    struct agent_health h;
+    char why[200] = "";
+    int ok = 0;
+    if (r->outcome == HTTP_RESPONSE && r->status == 200)
+        ok = agent_parse_health(r->body, r->body_len, &h, why, sizeof why) == 0;
+    else if (r->outcome == HTTP_RESPONSE)
+        snprintf(why, sizeof why, "HTTP %ld", r->status);
+    else
+        snprintf(why, sizeof why, "%s: %.150s", http_outcome_name(r->outcome), r->error);
+
+    int64_t now = clock_now_ms();
+    if (ok != d->health_ok || (!ok && now - d->health_logged_ms >= HEALTH_REMINDER_MS)) {
+        if (ok)
+            log_info("agent healthy", "capacity", LOG_INT(h.capacity), "active", LOG_INT(h.active),
+                     "queued", LOG_INT(h.queued));
+        else
+            log_warn("agent health check failed; no dispatch until it answers", "error", why);
+        d->health_ok = ok;
+        d->health_logged_ms = now;
+    }
+    if (!ok || d->stopping || r->outcome == HTTP_CANCELLED) {
+        finish_cycle(d, 0);
+        return;
+    }
+    cy->want = agent_free_slots(&h);
+    if (dolt_submit(d->env.dolt, select_and_claim, claimed_done, cy))
+        finish_cycle(d, 0);
+}
+
+void dispatcher_cycle(struct dispatcher *d)
+{
+    if (d->stopping)
+        return;
+    if (d->cycle_running) {
+        d->cycle_again = 1;
+        return;
+    }
+    struct cycle *cy = calloc(1, sizeof *cy);
+    if (!cy)
+        return;
+    cy->d = d;
+    d->cur = cy;
+    d->cycle_running = 1;
+    char url[2048];
+    snprintf(url, sizeof url, "%s/health", d->cfg->agent_url);
+    struct http_request req = {
+        .method = "GET", .url = url, .connect_timeout_ms = (long)d->cfg->http_connect_timeout_ms,
+        .timeout_ms = (long)d->cfg->http_timeout_ms, .max_response = 64 * 1024,
+    };
+    if (http_request_start(d->env.http, &req, health_done, cy)) {
+        log_warn("could not start the health request");
+        finish_cycle(d, 0);
+    }
+}
+
+static void finish_cycle(struct dispatcher *d, int ok)
+{
+    struct cycle *cy = d->cur;
+    d->cur = NULL;
+    d->cycle_running = 0;
+    d->last_cycle_ms = clock_now_ms();
+    d->stats.cycles++;
+    if (ok)
+        d->stats.last_cycle_at = d->last_cycle_ms;
+    if (cy) {
+        picks_free(cy->picks);
+        candidates_free(cy->unready, cy->nunready);
+        free(cy);
+    }
+    if (d->env.on_cycle)
+        d->env.on_cycle(d->env.arg, ok);
+    if (d->cycle_again && !d->stopping) {
+        d->cycle_again = 0;
+        dispatcher_cycle(d);
+    }
+}

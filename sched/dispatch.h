@@ -1,0 +1,51 @@
+#ifndef BS_DISPATCH_H
+#define BS_DISPATCH_H
+/* The dispatcher: fills the agent's free slots with ready beads, following
+ * the journal protocol (DESIGN.md): claiming -> Dolt CAS -> claimed ->
+ * posting -> POST /execute -> dispatched | refused | unknown, each state
+ * committed to the store before the next external step.
+ *
+ * Threads: dispatcher_* functions run on the loop thread. Everything that
+ * blocks (Dolt, the store) runs as work items on the Dolt worker, which is
+ * the only thread touching the store while the daemon runs. */
+#include <stdint.h>
+#include <uv.h>
+
+#include "config.h"
+#include "dolt.h"
+#include "http.h"
+#include "store.h"
+
+struct dispatcher;
+
+struct dispatch_env {
+    uv_loop_t *loop;
+    const struct config *cfg;
+    struct store *store;        /* NULL in dry-run without a store file */
+    struct dolt *dolt;
+    struct http_client *http;
+    int dry_run;                /* print what would be dispatched; write nothing */
+    /* Called on the loop thread after each full cycle; ok = the cycle ran
+     * (Dolt and the agent answered). */
+    void (*on_cycle)(void *arg, int ok);
+    void *arg;
+};
+
+int dispatcher_init(struct dispatcher **out, const struct dispatch_env *env);
+/* The probe timer's tick: probes Dolt for changes and starts a cycle when
+ * something changed or DISPATCH_INTERVAL has passed since the last one. */
+void dispatcher_tick(struct dispatcher *d);
+/* Starts a full cycle now (or right after the running one). */
+void dispatcher_cycle(struct dispatcher *d);
+/* Stop starting work; what is in flight finishes at a journal boundary. */
+void dispatcher_stop(struct dispatcher *d);
+/* Non-zero while a probe, cycle, POST or journal write is in flight. */
+int dispatcher_busy(const struct dispatcher *d);
+void dispatcher_free(struct dispatcher *d);
+
+struct dispatch_stats {
+    uint64_t cycles, dispatched, refused, unknown, lost_race, skipped_noted;
+    int64_t last_cycle_at; /* ms */
+};
+void dispatcher_stats(const struct dispatcher *d, struct dispatch_stats *out);
+#endif
