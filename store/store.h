@@ -139,4 +139,15 @@ int store_bead_attempts_used(struct store *s, const char *bead_id, int *out);
 /* Settings: small key/value strings (e.g. "paused" = "1"). */
 int store_setting_get(struct store *s, const char *key, char *buf, size_t len); /* BS_ENOTFOUND */
 int store_setting_set(struct store *s, const char *key, const char *value, int64_t now_ms);
+
+#ifdef BEADS_SCHED_TEST_HOOKS
+/* Fault seams for tests (BEADS_SCHED_TEST_HOOKS builds only). */
+struct migration;
+/* Replaces the embedded migrations with m[0..count) for later store_open
+ * calls and store_latest_version; NULL restores the embedded ones. */
+void store_test_set_migrations(const struct migration *m, int count);
+/* Runs SQL on the store's own connection (e.g. PRAGMA max_page_count to
+ * simulate a full disk). Returns 0 or a BS_E* code. */
+int store_test_exec(struct store *s, const char *sql);
+#endif
 #endif
