@@ -445,6 +445,27 @@ int store_bead_get(struct store *s, const char *bead_id, struct store_bead *out)
     return ret;
 }
 
+/* Counts the bead's attempts that may have reached the agent (see store.h).
+ * A bead never seen counts 0. */
+int store_bead_attempts_used(struct store *s, const char *bead_id, int *out)
+{
+    const char *op = "bead_attempts_used";
+    if (!bead_id)
+        return BS_EINVAL;
+    sqlite3_stmt *st = store_stmt(s, SS_BEAD_ATTEMPTS_USED, op);
+    if (!st)
+        return store_prepare_error(s);
+    int rc = bind_text(st, 1, bead_id);
+    rc = rc == SQLITE_OK ? sqlite3_step(st) : rc;
+    int ret = 0;
+    if (rc == SQLITE_ROW)
+        *out = sqlite3_column_int(st, 0);
+    else
+        ret = store_fail(s, op, rc);
+    store_stmt_done(st);
+    return ret;
+}
+
 /* Sets (0: clears) the bead's retry deadline, creating its row if needed
  * with 0 attempts. BS_EINVAL for a bad bead_id; else 0 or a translated
  * error. */

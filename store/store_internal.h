@@ -33,6 +33,7 @@ enum store_stmt {
     SS_BEAD_GET,
     SS_BEAD_SET_RETRY,
     SS_BEAD_SET_SKIP,
+    SS_BEAD_ATTEMPTS_USED,
     SS_SETTING_GET,
     SS_SETTING_SET,
     SS_COUNT
