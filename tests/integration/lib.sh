@@ -1,0 +1,87 @@
+# Shared helpers for the bash integration tests. Source it; ctest sets
+# BS_BIN, BS_FAKE_AGENT, BS_SOURCE_DIR, BS_TEST_MYSQL_DIR, BS_TEST_MYSQL_PORT.
+set -euo pipefail
+
+: "${BS_BIN:?run through ctest}" "${BS_FAKE_AGENT:?}" "${BS_SOURCE_DIR:?}" "${BS_TEST_MYSQL_DIR:?}"
+HARNESS=$BS_SOURCE_DIR/tests/harness
+T_TMP=$(mktemp -d "${TMPDIR:-/tmp}/bs-it.XXXXXX")
+T_FAILS=0
+T_PASSES=0
+T_AGENT_PIDS=()
+T_DBS=()
+
+t_cleanup() {
+  for p in "${T_AGENT_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
+  for d in "${T_DBS[@]}"; do t_sql_root -e "DROP DATABASE IF EXISTS \`$d\`" 2>/dev/null || true; done
+  rm -rf "$T_TMP"
+}
+trap t_cleanup EXIT
+
+t_sql_root() { mariadb --no-defaults --user=root --socket="$BS_TEST_MYSQL_DIR/mysqld.sock" --batch --skip-column-names "$@"; }
+# t_sql SQL: runs SQL in the current test database, prints rows tab-separated.
+t_sql() { t_sql_root "$T_DB" -e "$1"; }
+
+# t_new_db current|older [dolt]: fresh database; sets T_DB and T_DOLT_URL.
+t_new_db() {
+  T_DB="bs_${$}_${#T_DBS[@]}"
+  T_DBS+=("$T_DB")
+  bash "$HARNESS/newdb.sh" "$BS_TEST_MYSQL_DIR" "$T_DB" "$@" >/dev/null
+  T_DOLT_URL="mysql://beads:beads-test-pw@127.0.0.1:$BS_TEST_MYSQL_PORT/$T_DB"
+}
+
+# t_bead ID [key=value ...]: inserts a bead assigned to the agent, open,
+# priority 2, with acceptance criteria; keys override columns.
+t_bead() {
+  local id=$1; shift
+  declare -A c=([title]="'bead $id'" [description]="'do $id'" [design]="''"
+                [acceptance_criteria]="'it works'" [notes]="''" [status]="'open'" [priority]=2
+                [issue_type]="'task'" [assignee]="'agent'" [created_at]="UTC_TIMESTAMP()"
+                [updated_at]="UTC_TIMESTAMP() - INTERVAL 1 HOUR")
+  local kv
+  for kv in "$@"; do c[${kv%%=*}]=${kv#*=}; done
+  local cols="id" vals="'$id'" k
+  for k in "${!c[@]}"; do cols+=", $k"; vals+=", ${c[$k]}"; done
+  t_sql "INSERT INTO issues ($cols) VALUES ($vals)"
+}
+
+# t_agent [fake-agent args...]: starts a fake agent; sets T_AGENT_URL.
+t_agent() {
+  local pf="$T_TMP/agent.$RANDOM.port"
+  "$BS_FAKE_AGENT" --port 0 --port-file "$pf" --token test-token "$@" >"$T_TMP/agent.log" 2>&1 &
+  T_AGENT_PIDS+=($!)
+  local i
+  for i in $(seq 100); do [ -s "$pf" ] && break; sleep 0.05; done
+  [ -s "$pf" ] || { echo "fake agent did not start"; cat "$T_TMP/agent.log"; exit 1; }
+  T_AGENT_URL="http://127.0.0.1:$(cat "$pf")"
+}
+t_agent_stop() { kill "${T_AGENT_PIDS[-1]}" 2>/dev/null || true; }
+t_fake() { curl -sf -X POST "$T_AGENT_URL/_fake/$1" -H 'Content-Type: application/json' -d "${2:-{\}}" >/dev/null; }
+t_stats() { curl -sf "$T_AGENT_URL/_fake/stats"; }
+t_posts() { t_stats | jq -r "${1:-.posts}"; }
+
+# t_env STORE: exports the daemon's configuration for the current db/agent.
+t_env() {
+  export BEADS_SCHED_DOLT_URL=$T_DOLT_URL BEADS_SCHED_AGENT_URL=$T_AGENT_URL
+  export BEADS_SCHED_AGENT_TOKEN=test-token BEADS_SCHED_STORE=$1 BEADS_SCHED_LISTEN=
+  export BEADS_SCHED_PROBE_INTERVAL=200ms BEADS_SCHED_DISPATCH_INTERVAL=2s
+  export BEADS_SCHED_HTTP_TIMEOUT=3s BEADS_SCHED_LOG_LEVEL=info
+}
+# t_once [args]: one cycle; stderr to $T_TMP/once.log; returns its status.
+t_once() { "$BS_BIN" once "$@" 2>>"$T_TMP/once.log"; }
+t_store() { sqlite3 "$BEADS_SCHED_STORE" "$1"; }
+
+t_ok() { T_PASSES=$((T_PASSES + 1)); echo "ok - $1"; }
+t_fail() { T_FAILS=$((T_FAILS + 1)); echo "FAIL - $1"; }
+# t_eq WHAT EXPECTED ACTUAL
+t_eq() { if [ "$2" == "$3" ]; then t_ok "$1"; else t_fail "$1: expected '$2', got '$3'"; fi; }
+# t_match WHAT REGEX TEXT
+t_match() { if [[ $3 =~ $2 ]]; then t_ok "$1"; else t_fail "$1: '$3' does not match /$2/"; fi; }
+# t_wait SECONDS COMMAND...: polls until COMMAND succeeds.
+t_wait() {
+  local deadline=$((SECONDS + $1)); shift
+  until "$@"; do [ $SECONDS -ge $deadline ] && return 1; sleep 0.1; done
+}
+t_done() {
+  echo "$T_PASSES passed, $T_FAILS failed"
+  [ "$T_FAILS" -eq 0 ]
+}

@@ -1,0 +1,210 @@
+#!/usr/bin/env bash
+# Dispatcher integration tests: the real binary against a private MariaDB
+# (both schema variants, with and without the Dolt emulation) and the fake
+# agent service.
+source "$(dirname "$0")/lib.sh"
+
+ISO='[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z'
+UUID='[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}'
+
+capacity_and_order() { # variant...
+  t_new_db "$@"; t_agent --capacity 3
+  t_env "$T_TMP/cap.$T_DB.db"
+  local i
+  for i in $(seq 1 10); do
+    # priority 2 for all but b7 (1) and b9 (0); ages make b1 the oldest.
+    local p=2; [ "$i" = 7 ] && p=1; [ "$i" = 9 ] && p=0
+    t_bead "b$i" "priority=$p" "updated_at=UTC_TIMESTAMP() - INTERVAL $((100 - i)) MINUTE"
+  done
+  t_once
+  t_eq "[$*] capacity 3 of 10 eligible: 3 POSTs" 3 "$(t_posts)"
+  t_eq "[$*] 3 beads in_progress" "b1 b7 b9" "$(t_sql "SELECT id FROM issues WHERE status='in_progress' ORDER BY id" | xargs)"
+  t_eq "[$*] store: 3 dispatched" 3 "$(t_store "SELECT count(*) FROM journal WHERE state='dispatched'")"
+  local notes job_store job_fake
+  notes=$(t_sql "SELECT notes FROM issues WHERE id='b9'")
+  t_match "[$*] claim note" "^auto-dispatcher claimed at $ISO \(dispatch $UUID\)" "$notes"
+  job_store=$(t_store "SELECT job_id FROM journal WHERE bead_id='b9'")
+  t_match "[$*] dispatched note carries the store's job id" "dispatched: job=$job_store\$" "$notes"
+  job_fake=$(t_stats | jq -r '.jobs[] | select(.bead_id=="b9") | .job_id')
+  t_eq "[$*] job id matches the agent's" "$job_fake" "$job_store"
+  local dispatch
+  dispatch=$(t_store "SELECT dispatch_id FROM journal WHERE bead_id='b9'")
+  t_eq "[$*] metadata carries the dispatch id" "$dispatch" "$(t_stats | jq -r '.jobs[] | select(.bead_id=="b9") | .dispatch_id')"
+  t_eq "[$*] claimed event in beads events" 1 "$(t_sql "SELECT count(*) FROM events WHERE issue_id='b9' AND event_type='claimed'")"
+  if [ "$1" = current ]; then
+    t_eq "[$*] started_at set" 1 "$(t_sql "SELECT started_at IS NOT NULL FROM issues WHERE id='b9'")"
+  fi
+  t_agent_stop
+}
+
+not_ready() { # variant...
+  t_new_db "$@"; t_agent --capacity 10
+  t_env "$T_TMP/nr.$T_DB.db"
+  t_bead ok1
+  t_bead noac "acceptance_criteria=' \n\t '"
+  t_bead deferred "defer_until=UTC_TIMESTAMP() + INTERVAL 1 DAY"
+  t_bead gate1 "issue_type='gate'"
+  t_bead mol "issue_type='molecule'"
+  t_bead human "assignee='alice'"
+  t_bead closedone "status='closed'"
+  if [ "$1" = current ]; then
+    t_bead blocked "is_blocked=1"
+    t_bead eph "ephemeral=1"
+    t_bead pin "pinned=1"
+  else
+    t_bead blocker "assignee='alice'"
+    t_bead blocked
+    t_sql "INSERT INTO dependencies (issue_id, depends_on_id, type, created_at, created_by) VALUES ('blocked', 'blocker', 'blocks', UTC_TIMESTAMP(), 'test')"
+    t_bead freed
+    t_sql "INSERT INTO dependencies (issue_id, depends_on_id, type, created_at, created_by) VALUES ('freed', 'closedone', 'blocks', UTC_TIMESTAMP(), 'test')"
+  fi
+  t_once
+  local expect="ok1"; [ "$1" = older ] && expect="freed ok1"
+  t_eq "[$*] only ready beads with acceptance dispatched" "$expect" "$(t_sql "SELECT id FROM issues WHERE status='in_progress' ORDER BY id" | xargs)"
+  t_eq "[$*] no-acceptance bead noted once" 1 "$(t_sql "SELECT (LENGTH(notes) - LENGTH(REPLACE(notes, 'no acceptance criteria', ''))) / LENGTH('no acceptance criteria') FROM issues WHERE id='noac'")"
+  t_once
+  t_eq "[$*] note not repeated while the bead is unchanged" 1 "$(t_sql "SELECT (LENGTH(notes) - LENGTH(REPLACE(notes, 'no acceptance criteria', ''))) / LENGTH('no acceptance criteria') FROM issues WHERE id='noac'")"
+  t_sql "UPDATE issues SET title='clearer', updated_at=UTC_TIMESTAMP() + INTERVAL 1 SECOND WHERE id='noac'"
+  t_once
+  t_eq "[$*] noted again after the bead changed" 2 "$(t_sql "SELECT (LENGTH(notes) - LENGTH(REPLACE(notes, 'no acceptance criteria', ''))) / LENGTH('no acceptance criteria') FROM issues WHERE id='noac'")"
+  t_eq "[$*] noac never dispatched" open "$(t_sql "SELECT status FROM issues WHERE id='noac'")"
+  t_agent_stop
+}
+
+refusals() { # variant...
+  local code
+  for code in 401 429 500; do
+    t_new_db "$@"; t_agent --capacity 10
+    t_env "$T_TMP/ref$code.$T_DB.db"
+    t_bead r1
+    t_fake config "{\"force_status\": $code}"
+    t_once
+    t_eq "[$*] HTTP $code: claim released" open "$(t_sql "SELECT status FROM issues WHERE id='r1'")"
+    t_match "[$*] HTTP $code: failure note" "dispatch failed HTTP $code: " "$(t_sql "SELECT notes FROM issues WHERE id='r1'")"
+    t_eq "[$*] HTTP $code: journal says refused" refused "$(t_store "SELECT state FROM journal WHERE bead_id='r1'")"
+    t_agent_stop
+  done
+  # A wrong token is a 401 from the real contract, no knob needed.
+  t_new_db "$@"; t_agent --capacity 10
+  t_env "$T_TMP/tok.$T_DB.db"; export BEADS_SCHED_AGENT_TOKEN=wrong-token
+  t_bead r2
+  t_once
+  t_match "[$*] bad token: 401 note" "dispatch failed HTTP 401: " "$(t_sql "SELECT notes FROM issues WHERE id='r2'")"
+  t_agent_stop
+}
+
+daemon_survives_bad_replies() { # variant...
+  t_new_db "$@"; t_agent --capacity 10
+  t_env "$T_TMP/alive.$T_DB.db"
+  t_bead m1
+  t_fake config '{"malformed": true}'
+  "$BS_BIN" run 2>"$T_TMP/alive.log" &
+  local pid=$!
+  sleep 2
+  t_fake config '{"malformed": false, "force_status": 500}'
+  sleep 1
+  t_fake config '{"force_status": 0, "truncated": true}'
+  sleep 1
+  if kill -0 "$pid" 2>/dev/null; then t_ok "[$*] daemon alive after malformed, 500 and truncated replies"; else t_fail "[$*] daemon died"; fi
+  t_match "[$*] health failure logged" "agent health check failed" "$(cat "$T_TMP/alive.log")"
+  t_fake config '{"truncated": false}'
+  t_wait 10 bash -c "[ \"\$(sqlite3 '$BEADS_SCHED_STORE' \"SELECT count(*) FROM journal WHERE bead_id='m1' AND state='dispatched'\")\" = 1 ]" \
+    && t_ok "[$*] dispatches once the agent answers properly" || t_fail "[$*] m1 never dispatched"
+  kill -TERM "$pid"; wait "$pid"; t_eq "[$*] SIGTERM exit status" 0 $?
+  t_agent_stop
+}
+
+two_daemons() { # variant...
+  t_new_db "$@"; t_agent --capacity 1000 --queue-limit 1000
+  local i
+  for i in $(seq 1 60); do t_bead "two$i"; done
+  t_env "$T_TMP/twoA.$T_DB.db"
+  "$BS_BIN" run 2>"$T_TMP/twoA.log" & local a=$!
+  BEADS_SCHED_STORE="$T_TMP/twoB.$T_DB.db" "$BS_BIN" run 2>"$T_TMP/twoB.log" & local b=$!
+  t_wait 30 bash -c "[ \"\$(mariadb --no-defaults -uroot --socket=$BS_TEST_MYSQL_DIR/mysqld.sock -N $T_DB -e \"SELECT count(*) FROM issues WHERE status='open'\")\" = 0 ]" || true
+  sleep 1
+  kill -TERM "$a" "$b"; wait "$a" "$b" || true
+  t_eq "[$*] two daemons: 60 POSTs" 60 "$(t_posts)"
+  t_eq "[$*] two daemons: every bead POSTed exactly once" "" "$(t_stats | jq -r '.by_bead | to_entries[] | select(.value != 1) | .key')"
+  t_eq "[$*] two daemons: no bead left open" 0 "$(t_sql "SELECT count(*) FROM issues WHERE status='open'")"
+  t_agent_stop
+}
+
+lost_race_1213() { # variant (dolt only)
+  t_new_db "$@"; t_agent --capacity 10
+  t_env "$T_TMP/race.$T_DB.db"
+  t_bead race1
+  t_sql "INSERT INTO dolt_emul_fail (issue_id) VALUES ('race1')"
+  t_once
+  t_eq "[$*] 1213: no POST" 0 "$(t_posts)"
+  t_eq "[$*] 1213: journal lost_race" lost_race "$(t_store "SELECT state FROM journal WHERE bead_id='race1'")"
+  t_eq "[$*] 1213: bead untouched" open "$(t_sql "SELECT status FROM issues WHERE id='race1'")"
+  t_agent_stop
+}
+
+dolt_commits() { # variant (dolt only)
+  t_new_db "$@"; t_agent --capacity 10
+  t_env "$T_TMP/dc.$T_DB.db"
+  t_bead dc1
+  t_once
+  local msgs
+  msgs=$(t_sql "SELECT args FROM dolt_emul_calls WHERE proc='DOLT_COMMIT' ORDER BY id" | xargs)
+  t_match "[$*] Dolt commit for the claim" "beads-sched: claim dc1" "$msgs"
+  t_match "[$*] Dolt commit author" "beads-sched <beads-sched@localhost>" "$msgs"
+  t_agent_stop
+}
+
+dry_run() { # variant...
+  t_new_db "$@"; t_agent --capacity 10
+  t_env "$T_TMP/dry.$T_DB.db"
+  t_bead d1; t_bead d2 "acceptance_criteria=''"
+  local before after out
+  before=$(t_sql "CHECKSUM TABLE issues, events" | md5sum)
+  out=$(t_once --dry-run)
+  after=$(t_sql "CHECKSUM TABLE issues, events" | md5sum)
+  t_eq "[$*] dry-run: database unchanged" "$before" "$after"
+  t_eq "[$*] dry-run: no POST" 0 "$(t_posts)"
+  [ -e "$BEADS_SCHED_STORE" ] && t_fail "[$*] dry-run created the store" || t_ok "[$*] dry-run: no store created"
+  t_match "[$*] dry-run prints the pick" "would dispatch d1" "$out"
+  t_match "[$*] dry-run prints the skip" "would note d2" "$out"
+  # With an existing store: unchanged byte for byte.
+  "$BS_BIN" migrate >/dev/null
+  before=$(md5sum <"$BEADS_SCHED_STORE")
+  t_once --dry-run >/dev/null
+  t_eq "[$*] dry-run: existing store unchanged" "$before" "$(md5sum <"$BEADS_SCHED_STORE")"
+  t_agent_stop
+}
+
+pause_resume() { # variant...
+  t_new_db "$@"; t_agent --capacity 10
+  t_env "$T_TMP/pause.$T_DB.db"
+  t_bead p1
+  "$BS_BIN" pause >/dev/null
+  t_once
+  t_eq "[$*] paused: no POST" 0 "$(t_posts)"
+  BEADS_SCHED_PAUSED=true "$BS_BIN" resume >/dev/null
+  BEADS_SCHED_PAUSED=true t_once
+  t_eq "[$*] PAUSED=true pauses too" 0 "$(t_posts)"
+  t_once
+  t_eq "[$*] resumed: dispatched" 1 "$(t_posts)"
+  t_eq "[$*] pause/resume recorded in history" "paused resumed" "$(t_store "SELECT event FROM history WHERE event IN ('paused','resumed')" | xargs)"
+  t_agent_stop
+}
+
+for variant in "current" "older" "current dolt" "older dolt"; do
+  # shellcheck disable=SC2086
+  set -- $variant
+  capacity_and_order "$@"
+  not_ready "$@"
+  refusals "$@"
+  dry_run "$@"
+  pause_resume "$@"
+  if [ "${2:-}" = dolt ]; then
+    lost_race_1213 "$@"
+    dolt_commits "$@"
+  fi
+done
+daemon_survives_bad_replies current
+two_daemons current
+two_daemons "current dolt"
+t_done
