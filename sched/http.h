@@ -23,7 +23,9 @@ enum http_outcome {
     HTTP_UNKNOWN,        /* sent or possibly sent, no complete response: timeout
                             after connect, reset mid-response, partial body */
     HTTP_TOO_LARGE,      /* response body exceeded max_response; status is known,
-                            body holds the first max_response bytes */
+                            body holds the first max_response bytes (none when the
+                            server announced a Content-Length above the cap: that
+                            reply is refused before its body is read) */
     HTTP_CANCELLED,      /* the client was closed before the request finished */
 };
 const char *http_outcome_name(enum http_outcome o);
@@ -54,7 +56,14 @@ int http_client_init(struct http_client **out, uv_loop_t *loop);
 
 /* Starts a request. On success cb is called exactly once, later, on the loop
  * thread (never from inside this call). On failure (negative return) cb is
- * never called. */
+ * never called: BS_EINVAL for a bad request (method other than GET/POST,
+ * a GET with a body, no URL, no cb), BS_ESTATE once http_client_close has been called, BS_ENOMEM,
+ * BS_ERR if libcurl refuses the transfer. cb may start requests or close the
+ * client.
+ *
+ * A POST is sent at most once: libcurl re-sends a request by itself when a
+ * reused keep-alive connection dies without a response byte; for a POST that
+ * re-send is blocked and the outcome is HTTP_UNKNOWN. A GET may be re-sent. */
 int http_request_start(struct http_client *c, const struct http_request *req,
                        http_done_cb cb, void *arg);
 
@@ -63,6 +72,7 @@ int http_client_pending(const struct http_client *c);
 
 /* Cancels every request in flight (their callbacks run with HTTP_CANCELLED
  * before this returns), closes the uv handles and frees the client once they
- * are closed; on_closed (may be NULL) is called then. */
+ * are closed; on_closed (may be NULL) is called then. May be called from a
+ * request callback; a second call is ignored. */
 void http_client_close(struct http_client *c, void (*on_closed)(void *arg), void *arg);
 #endif
