@@ -668,9 +668,9 @@ struct flush {
 static const char *refusal_note(struct pick *p, char *buf, size_t len)
 {
     if (p->status > 0)
-        snprintf(buf, len, "dispatch failed HTTP %ld: %s", p->status, p->detail);
+        snprintf(buf, len, "dispatch failed HTTP %ld: %.900s", p->status, p->detail);
     else
-        snprintf(buf, len, "dispatch failed: %s", p->detail);
+        snprintf(buf, len, "dispatch failed: %.900s", p->detail);
     return buf;
 }
 
