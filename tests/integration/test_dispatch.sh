@@ -61,12 +61,12 @@ not_ready() { # variant...
   t_once
   local expect="ok1"; [ "$1" = older ] && expect="freed ok1"
   t_eq "[$*] only ready beads with acceptance dispatched" "$expect" "$(t_sql "SELECT id FROM issues WHERE status='in_progress' ORDER BY id" | xargs)"
-  t_eq "[$*] no-acceptance bead noted once" 1 "$(t_sql "SELECT (LENGTH(notes) - LENGTH(REPLACE(notes, 'no acceptance criteria', ''))) / LENGTH('no acceptance criteria') FROM issues WHERE id='noac'")"
+  t_eq "[$*] no-acceptance bead noted once" 1 "$(t_sql "SELECT (LENGTH(notes) - LENGTH(REPLACE(notes, 'no acceptance criteria', ''))) DIV LENGTH('no acceptance criteria') FROM issues WHERE id='noac'")"
   t_once
-  t_eq "[$*] note not repeated while the bead is unchanged" 1 "$(t_sql "SELECT (LENGTH(notes) - LENGTH(REPLACE(notes, 'no acceptance criteria', ''))) / LENGTH('no acceptance criteria') FROM issues WHERE id='noac'")"
+  t_eq "[$*] note not repeated while the bead is unchanged" 1 "$(t_sql "SELECT (LENGTH(notes) - LENGTH(REPLACE(notes, 'no acceptance criteria', ''))) DIV LENGTH('no acceptance criteria') FROM issues WHERE id='noac'")"
   t_sql "UPDATE issues SET title='clearer', updated_at=UTC_TIMESTAMP() + INTERVAL 1 SECOND WHERE id='noac'"
   t_once
-  t_eq "[$*] noted again after the bead changed" 2 "$(t_sql "SELECT (LENGTH(notes) - LENGTH(REPLACE(notes, 'no acceptance criteria', ''))) / LENGTH('no acceptance criteria') FROM issues WHERE id='noac'")"
+  t_eq "[$*] noted again after the bead changed" 2 "$(t_sql "SELECT (LENGTH(notes) - LENGTH(REPLACE(notes, 'no acceptance criteria', ''))) DIV LENGTH('no acceptance criteria') FROM issues WHERE id='noac'")"
   t_eq "[$*] noac never dispatched" open "$(t_sql "SELECT status FROM issues WHERE id='noac'")"
   t_agent_stop
 }
@@ -95,7 +95,7 @@ refusals() { # variant...
 
 daemon_survives_bad_replies() { # variant...
   t_new_db "$@"; t_agent --capacity 10
-  t_env "$T_TMP/alive.$T_DB.db"
+  t_env "$T_TMP/alive.$T_DB.db"; export BEADS_SCHED_RETRY_BACKOFF=1s
   t_bead m1
   t_fake config '{"malformed": true}'
   "$BS_BIN" run 2>"$T_TMP/alive.log" &
@@ -110,7 +110,9 @@ daemon_survives_bad_replies() { # variant...
   t_fake config '{"truncated": false}'
   t_wait 10 bash -c "[ \"\$(sqlite3 '$BEADS_SCHED_STORE' \"SELECT count(*) FROM journal WHERE bead_id='m1' AND state='dispatched'\")\" = 1 ]" \
     && t_ok "[$*] dispatches once the agent answers properly" || t_fail "[$*] m1 never dispatched"
+  t_match "[$*] the 500 was noted on the bead" "dispatch failed HTTP 500: " "$(t_sql "SELECT notes FROM issues WHERE id='m1'")"
   kill -TERM "$pid"; wait "$pid"; t_eq "[$*] SIGTERM exit status" 0 $?
+  unset BEADS_SCHED_RETRY_BACKOFF
   t_agent_stop
 }
 
@@ -148,7 +150,7 @@ dolt_commits() { # variant (dolt only)
   t_bead dc1
   t_once
   local msgs
-  msgs=$(t_sql "SELECT args FROM dolt_emul_calls WHERE proc='DOLT_COMMIT' ORDER BY id" | xargs)
+  msgs=$(t_sql "SELECT CONCAT(message, ' / ', author) FROM dolt_emul_commits ORDER BY seq" | xargs)
   t_match "[$*] Dolt commit for the claim" "beads-sched: claim dc1" "$msgs"
   t_match "[$*] Dolt commit author" "beads-sched <beads-sched@localhost>" "$msgs"
   t_agent_stop
@@ -206,5 +208,5 @@ for variant in "current" "older" "current dolt" "older dolt"; do
 done
 daemon_survives_bad_replies current
 two_daemons current
-two_daemons "current dolt"
+two_daemons current dolt
 t_done
