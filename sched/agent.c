@@ -174,3 +174,30 @@ out:
     json_decref(o);
     return out;
 }
+
+int agent_parse_beadboard_status(const char *body, size_t len, int *busy, char *why, size_t whylen)
+{
+    json_t *o = parse_object(body, len, why, whylen);
+    if (!o)
+        return BS_EINVAL;
+    json_t *b = json_object_get(o, "busy");
+    int rc = BS_EINVAL;
+    if (!json_is_boolean(b)) {
+        snprintf(why, whylen, "\"busy\" missing or not a boolean");
+    } else {
+        *busy = json_is_true(b);
+        rc = 0;
+    }
+    json_decref(o);
+    return rc;
+}
+
+char *agent_beadboard_body(const char *bead_id)
+{
+    json_t *o = json_object();
+    char *out = NULL;
+    if (o && json_object_set_new(o, "taskId", json_text(bead_id)) == 0)
+        out = json_dumps(o, JSON_COMPACT);
+    json_decref(o);
+    return out;
+}

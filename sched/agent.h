@@ -27,6 +27,12 @@ int agent_parse_execute(const char *body, size_t len, char *job_id, size_t cap, 
 char *agent_execute_body(const char *prompt, const char *agent, double budget_usd,
                          long timeout_s, const char *bead_id, const char *dispatch_id, int attempt);
 
+/* BeadBoard (CONTRACTS.md section 3): GET /api/agent-status's {"busy": bool}
+ * and the body of POST /api/agent-dispatch, {"taskId": bead_id}. Its reply
+ * {"job_id": ...} parses with agent_parse_execute. */
+int agent_parse_beadboard_status(const char *body, size_t len, int *busy, char *why, size_t whylen);
+char *agent_beadboard_body(const char *bead_id);
+
 /* Job states reported by GET /jobs/{id}. */
 enum agent_job_status {
     JOB_QUEUED, JOB_RUNNING, JOB_COMPLETED, JOB_FAILED, JOB_TIMEOUT, JOB_ERROR, JOB_STATUS_COUNT

@@ -484,6 +484,12 @@ static int select_and_claim(struct dolt_conn *c, void *arg)
     for (struct pick *p = cy->picks; p; p = p->next) {
         if (p->state != PICK_CLAIMED)
             continue;
+        if (d->cfg->mode == MODE_BEADBOARD) {
+            /* BeadBoard builds the prompt itself. */
+            if (!(p->body = agent_beadboard_body(p->bead_id)))
+                return BS_ENOMEM;
+            continue;
+        }
         char *prompt = prompt_render(tmpl, &p->bead, p->dispatch_id, p->attempt, (int)d->cfg->max_attempts);
         p->body = prompt ? agent_execute_body(prompt, d->cfg->agent_name, d->cfg->job_budget_usd,
                                               (long)(d->cfg->job_timeout_ms / 1000), p->bead_id,
@@ -623,9 +629,14 @@ static void post_all(struct cycle *cy)
 {
     struct dispatcher *d = cy->d;
     char url[2048], auth[1100];
-    snprintf(url, sizeof url, "%s/execute", d->cfg->agent_url);
-    snprintf(auth, sizeof auth, "Authorization: Bearer %s", d->cfg->agent_token ? d->cfg->agent_token : "");
-    const char *headers[] = {"Content-Type: application/json", "Accept: application/json", auth, NULL};
+    int beadboard = d->cfg->mode == MODE_BEADBOARD;
+    snprintf(url, sizeof url, "%s%s", beadboard ? d->cfg->beadboard_url : d->cfg->agent_url,
+             beadboard ? "/api/agent-dispatch" : "/execute");
+    /* BeadBoard holds the agent token itself; never send ours there. */
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s",
+             d->cfg->agent_token && !beadboard ? d->cfg->agent_token : "");
+    const char *headers[] = {"Content-Type: application/json", "Accept: application/json",
+                             beadboard ? NULL : auth, NULL};
     struct pick *p = cy->picks;
     cy->picks = NULL;
     while (p) {
@@ -828,11 +839,18 @@ static void health_done(const struct http_response *r, void *arg)
 {
     struct cycle *cy = arg;
     struct dispatcher *d = cy->d;
-    struct agent_health h;
+    struct agent_health h = {0};
     char why[200] = "";
     int ok = 0;
-    if (r->outcome == HTTP_RESPONSE && r->status == 200)
+    if (r->outcome == HTTP_RESPONSE && r->status == 200 && d->cfg->mode == MODE_BEADBOARD) {
+        /* BeadBoard tells only busy or not: one bead per cycle while free. */
+        int busy = 1;
+        ok = agent_parse_beadboard_status(r->body, r->body_len, &busy, why, sizeof why) == 0;
+        h.capacity = 1;
+        h.active = busy;
+    } else if (r->outcome == HTTP_RESPONSE && r->status == 200) {
         ok = agent_parse_health(r->body, r->body_len, &h, why, sizeof why) == 0;
+    }
     else if (r->outcome == HTTP_RESPONSE)
         snprintf(why, sizeof why, "HTTP %ld", r->status);
     else
@@ -872,7 +890,10 @@ void dispatcher_cycle(struct dispatcher *d)
     d->cur = cy;
     d->cycle_running = 1;
     char url[2048];
-    snprintf(url, sizeof url, "%s/health", d->cfg->agent_url);
+    if (d->cfg->mode == MODE_BEADBOARD)
+        snprintf(url, sizeof url, "%s/api/agent-status", d->cfg->beadboard_url);
+    else
+        snprintf(url, sizeof url, "%s/health", d->cfg->agent_url);
     struct http_request req = {
         .method = "GET", .url = url, .connect_timeout_ms = (long)d->cfg->http_connect_timeout_ms,
         .timeout_ms = (long)d->cfg->http_timeout_ms, .max_response = 64 * 1024,

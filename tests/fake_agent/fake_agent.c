@@ -10,7 +10,10 @@
  *
  * Delays (latency_ms, hang) are applied after the request was processed: the
  * job exists even if the client gave up waiting, which is what makes an
- * ambiguous dispatch ambiguous. "delay_before": true moves them before. */
+ * ambiguous dispatch ambiguous. "delay_before": true moves them before.
+ *
+ * It also plays BeadBoard's two endpoints (/api/agent-status,
+ * /api/agent-dispatch) on the same job table, for MODE=beadboard tests. */
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -35,7 +38,7 @@ enum job_status { JS_QUEUED, JS_RUNNING, JS_COMPLETED, JS_FAILED, JS_TIMEOUT, JS
 static const char *const status_names[] = {"queued", "running", "completed", "failed", "timeout", "error"};
 
 /* Contract endpoints, as a bit set for force_status_paths and counters. */
-enum endpoint { EP_NONE = 0, EP_HEALTH = 1, EP_EXECUTE = 2, EP_JOBS = 4 };
+enum endpoint { EP_NONE = 0, EP_HEALTH = 1, EP_EXECUTE = 2, EP_JOBS = 4, EP_BEADBOARD = 8 };
 
 struct job {
     char id[13];
@@ -63,6 +66,7 @@ struct config {
     int final_status;
     int force_status;
     unsigned force_paths;
+    unsigned shape_paths;   /* endpoints malformed/truncated/big bodies apply to */
     int malformed, truncated, big_body_chunked, hang, no_response, drop_mid_body, delay_before;
 };
 
@@ -373,11 +377,12 @@ static void body_free(void *cls)
     free(src);
 }
 
-/* Sends r (consuming its body), shaped by the knobs in cfg for contract
- * endpoints. */
+/* Sends r (consuming its body), shaped by the knobs in cfg when ep is a
+ * contract endpoint listed in shape_paths (0 for the knob endpoints). */
 static enum MHD_Result reply_send(struct MHD_Connection *conn, struct reply *r,
-                                  const struct config *cfg, int contract)
+                                  const struct config *cfg, unsigned ep)
 {
+    int contract = (ep & cfg->shape_paths) != 0;
     struct MHD_Response *resp;
     if (!r->body) {
         r->status = 500;
@@ -506,7 +511,7 @@ static void new_job_id(char out[13])
 
 static void do_execute(struct MHD_Connection *conn, const char *body, size_t len, struct reply *r)
 {
-    if (!authorized(conn)) {
+    if (conn && !authorized(conn)) {
         reply_detail(r, 401, "Invalid or missing bearer token");
         return;
     }
@@ -585,6 +590,58 @@ static void do_execute(struct MHD_Connection *conn, const char *body, size_t len
     reply_json(r, 202, json_pack("{s:s, s:s}", "job_id", j->id, "status", "queued"));
 }
 
+/* BeadBoard's front door (CONTRACTS.md section 3), backed by this fake's own
+ * job table: agent-status says busy when every slot runs; agent-dispatch
+ * builds its own prompt and submits like /execute (agent beads-task-runner,
+ * budget 5, timeout 900), answering 200 with the job id, 400 for a bad body,
+ * 409 when busy and 502 when the agent refused. Lock held. */
+static void do_beadboard(const char *method, const char *url, const char *body, size_t len,
+                         struct reply *r)
+{
+    advance(now_ms());
+    if (strcmp(url, "/api/agent-status") == 0 && strcmp(method, "GET") == 0) {
+        reply_json(r, 200, json_pack("{s:b}", "busy", S.running.n >= S.cfg.capacity));
+        return;
+    }
+    if (strcmp(url, "/api/agent-dispatch") != 0 || strcmp(method, "POST") != 0) {
+        reply_detail(r, 404, "Not Found");
+        return;
+    }
+    if (S.cfg.force_status && (S.cfg.force_paths & EP_BEADBOARD)) {
+        reply_json(r, (unsigned)S.cfg.force_status, json_pack("{s:s}", "error", "forced"));
+        return;
+    }
+    json_t *req = json_loadb(body ? body : "", len, 0, NULL);
+    const char *task = json_string_value(json_object_get(req, "taskId"));
+    if (!task || !*task) {
+        json_decref(req);
+        reply_json(r, 400, json_pack("{s:s}", "error", "taskId required"));
+        return;
+    }
+    if (S.running.n >= S.cfg.capacity) {
+        json_decref(req);
+        reply_json(r, 409, json_pack("{s:s}", "error", "agent busy"));
+        return;
+    }
+    json_t *exec = json_pack("{s:s+, s:s, s:i, s:i, s:{s:s}}", "prompt", "BeadBoard prompt for ", task,
+                             "agent", "beads-task-runner", "max_budget_usd", 5, "timeout_seconds", 900,
+                             "metadata", "bead_id", task);
+    json_decref(req);
+    char *eb = exec ? json_dumps(exec, JSON_COMPACT) : NULL;
+    json_decref(exec);
+    struct reply inner = {0};
+    do_execute(NULL, eb, eb ? strlen(eb) : 0, &inner);
+    free(eb);
+    if (inner.status == 202) {
+        json_t *o = json_loadb(inner.body, inner.len, 0, NULL);
+        reply_json(r, 200, json_pack("{s:O}", "job_id", json_object_get(o, "job_id")));
+        json_decref(o);
+    } else {
+        reply_json(r, 502, json_pack("{s:s, s:i}", "error", "agent service error", "status", (int)inner.status));
+    }
+    free(inner.body);
+}
+
 static void do_job_get(struct MHD_Connection *conn, const char *id, struct reply *r)
 {
     if (!authorized(conn)) {
@@ -609,22 +666,29 @@ static int status_parse(const char *s)
     return -1;
 }
 
+static json_t *paths_json(unsigned set)
+{
+    json_t *paths = json_array();
+    if (set & EP_HEALTH)
+        json_array_append_new(paths, json_string("health"));
+    if (set & EP_EXECUTE)
+        json_array_append_new(paths, json_string("execute"));
+    if (set & EP_JOBS)
+        json_array_append_new(paths, json_string("jobs"));
+    return paths;
+}
+
 static json_t *config_json(void)
 {
     const struct config *c = &S.cfg;
-    json_t *paths = json_array();
-    if (c->force_paths & EP_HEALTH)
-        json_array_append_new(paths, json_string("health"));
-    if (c->force_paths & EP_EXECUTE)
-        json_array_append_new(paths, json_string("execute"));
-    if (c->force_paths & EP_JOBS)
-        json_array_append_new(paths, json_string("jobs"));
-    return json_pack("{s:I, s:I, s:I, s:I, s:s, s:I, s:i, s:o, s:b, s:b, s:I, s:b, s:b, s:b, s:b, s:b, s:b}",
+    json_t *paths = paths_json(c->force_paths);
+    return json_pack("{s:I, s:I, s:I, s:I, s:s, s:I, s:i, s:o, s:o, s:b, s:b, s:I, s:b, s:b, s:b, s:b, s:b, s:b}",
                      "capacity", (json_int_t)c->capacity, "queue_limit", (json_int_t)c->queue_limit,
                      "job_ms", (json_int_t)c->job_ms, "job_ttl_ms", (json_int_t)c->job_ttl_ms,
                      "final_status", status_names[c->final_status],
                      "latency_ms", (json_int_t)c->latency_ms, "force_status", c->force_status,
-                     "force_status_paths", paths, "malformed", c->malformed,
+                     "force_status_paths", paths, "shape_paths", paths_json(c->shape_paths),
+                     "malformed", c->malformed,
                      "truncated", c->truncated, "big_body_bytes", (json_int_t)c->big_body_bytes,
                      "big_body_chunked", c->big_body_chunked, "hang", c->hang,
                      "no_response", c->no_response, "drop_mid_body", c->drop_mid_body,
@@ -641,6 +705,8 @@ static unsigned endpoint_parse(const char *s)
         return EP_EXECUTE;
     if (strcmp(s, "jobs") == 0)
         return EP_JOBS;
+    if (strcmp(s, "beadboard") == 0)
+        return EP_BEADBOARD;
     return EP_NONE;
 }
 
@@ -693,21 +759,25 @@ static const char *config_apply(json_t *req)
                 (json_integer_value(v) > 0 && json_integer_value(v) < 100))
                 return "force_status: 0 or an HTTP status";
             c.force_status = (int)json_integer_value(v);
-        } else if (strcmp(key, "force_status_paths") == 0) {
+        } else if (strcmp(key, "force_status_paths") == 0 || strcmp(key, "shape_paths") == 0) {
+            /* Which contract endpoints a knob applies to; null restores the
+             * default (force_status: execute; shaping: all three). */
+            int force = strcmp(key, "force_status_paths") == 0;
+            unsigned *paths = force ? &c.force_paths : &c.shape_paths;
             size_t i;
             json_t *p;
             if (json_is_null(v)) {
-                c.force_paths = EP_EXECUTE;
+                *paths = force ? EP_EXECUTE : EP_HEALTH | EP_EXECUTE | EP_JOBS;
                 continue;
             }
             if (!json_is_array(v))
-                return "force_status_paths: array of health|execute|jobs";
-            c.force_paths = 0;
+                return "paths: array of health|execute|jobs";
+            *paths = 0;
             json_array_foreach(v, i, p) {
                 unsigned ep = json_is_string(p) ? endpoint_parse(json_string_value(p)) : EP_NONE;
                 if (ep == EP_NONE)
-                    return "force_status_paths: array of health|execute|jobs";
-                c.force_paths |= ep;
+                    return "paths: array of health|execute|jobs";
+                *paths |= ep;
             }
         } else {
             return "unknown config key";
@@ -854,6 +924,8 @@ static enum MHD_Result handle(struct MHD_Connection *conn, const char *url, cons
         cfg = S.cfg;
         if (strncmp(url, "/_fake/", 7) == 0)
             do_fake(method, url, rc->body, rc->len, &r);
+        else if (strncmp(url, "/api/", 5) == 0)
+            do_beadboard(method, url, rc->body, rc->len, &r);
         else
             reply_detail(&r, 404, "Not Found");
         pthread_mutex_unlock(&S.lock);
@@ -893,7 +965,7 @@ static enum MHD_Result handle(struct MHD_Connection *conn, const char *url, cons
         free(r.body);
         return MHD_NO; /* MHD closes the connection without a reply */
     }
-    return reply_send(conn, &r, &cfg, 1);
+    return reply_send(conn, &r, &cfg, ep);
 }
 
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
@@ -989,6 +1061,7 @@ int main(int argc, char **argv)
     const char *bind_addr = "127.0.0.1", *log_path = NULL, *port_file = NULL;
     S.cfg = (struct config){.capacity = 10, .queue_limit = 100, .job_ttl_ms = 3600000,
                             .final_status = JS_COMPLETED, .force_paths = EP_EXECUTE,
+                            .shape_paths = EP_HEALTH | EP_EXECUTE | EP_JOBS,
                             .big_body_chunked = 1};
 
     for (int i = 1; i < argc; i++) {

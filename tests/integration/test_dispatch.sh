@@ -93,6 +93,54 @@ refusals() { # variant...
   t_agent_stop
 }
 
+malformed_replies() { # variant...
+  # A 202 whose body is not the contract's JSON: the agent took the job, we
+  # cannot tell which; never re-POST, leave it to the reaper.
+  t_new_db "$@"; t_agent --capacity 10
+  t_env "$T_TMP/mal.$T_DB.db"
+  t_bead mal1
+  t_fake config '{"malformed": true, "shape_paths": ["execute"]}'
+  t_once
+  t_eq "[$*] malformed 202: journal unknown" unknown "$(t_store "SELECT state FROM journal WHERE bead_id='mal1'")"
+  t_eq "[$*] malformed 202: bead stays claimed" in_progress "$(t_sql "SELECT status FROM issues WHERE id='mal1'")"
+  t_fake config '{"malformed": false}'
+  t_once; t_once
+  t_eq "[$*] malformed 202: never re-POSTed" 1 "$(t_posts)"
+  t_agent_stop
+  # An error status with a malformed body (a proxy's HTML page, say): a
+  # definite refusal, released with the failure note.
+  t_new_db "$@"; t_agent --capacity 10
+  t_env "$T_TMP/mal2.$T_DB.db"
+  t_bead mal2
+  t_fake config '{"force_status": 502, "malformed": true, "shape_paths": ["execute"]}'
+  t_once
+  t_eq "[$*] malformed 502: claim released" open "$(t_sql "SELECT status FROM issues WHERE id='mal2'")"
+  t_match "[$*] malformed 502: failure note" "dispatch failed HTTP 502: \\{malformed" "$(t_sql "SELECT notes FROM issues WHERE id='mal2'")"
+  t_agent_stop
+}
+
+beadboard_mode() { # variant...
+  t_new_db "$@"; t_agent --capacity 2
+  t_env "$T_TMP/bb.$T_DB.db"
+  export BEADS_SCHED_MODE=beadboard BEADS_SCHED_BEADBOARD_URL=$T_AGENT_URL
+  unset BEADS_SCHED_AGENT_URL BEADS_SCHED_AGENT_TOKEN
+  t_bead bb1 "priority=0"; t_bead bb2 "priority=1"; t_bead bb3 "priority=2"; t_bead bb4 "priority=3"
+  t_once
+  t_eq "[$*] beadboard: one bead per cycle" 1 "$(t_posts)"
+  local job
+  job=$(t_stats | jq -r '.jobs[] | select(.bead_id=="bb1") | .job_id')
+  t_match "[$*] beadboard: same notes" "auto-dispatcher claimed at .*dispatched: job=$job\$" "$(t_sql "SELECT REPLACE(notes, '\n', ' ') FROM issues WHERE id='bb1'")"
+  t_eq "[$*] beadboard: journal has the job" "$job" "$(t_store "SELECT job_id FROM journal WHERE bead_id='bb1' AND state='dispatched'")"
+  t_once; t_once
+  t_eq "[$*] beadboard: stops while busy" 2 "$(t_posts)"
+  t_fake config '{"capacity": 10, "force_status": 409, "force_status_paths": ["beadboard"]}'
+  t_once
+  t_eq "[$*] beadboard 409: claim released" open "$(t_sql "SELECT status FROM issues WHERE id='bb3'")"
+  t_match "[$*] beadboard 409: failure note" "dispatch failed HTTP 409: " "$(t_sql "SELECT notes FROM issues WHERE id='bb3'")"
+  unset BEADS_SCHED_MODE BEADS_SCHED_BEADBOARD_URL
+  t_agent_stop
+}
+
 daemon_survives_bad_replies() { # variant...
   t_new_db "$@"; t_agent --capacity 10
   t_env "$T_TMP/alive.$T_DB.db"; export BEADS_SCHED_RETRY_BACKOFF=1s
@@ -199,6 +247,8 @@ for variant in "current" "older" "current dolt" "older dolt"; do
   capacity_and_order "$@"
   not_ready "$@"
   refusals "$@"
+  malformed_replies "$@"
+  beadboard_mode "$@"
   dry_run "$@"
   pause_resume "$@"
   if [ "${2:-}" = dolt ]; then
