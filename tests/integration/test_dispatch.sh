@@ -141,6 +141,32 @@ beadboard_mode() { # variant...
   t_agent_stop
 }
 
+idle_writes_nothing() { # variant...
+  t_new_db "$@"; t_agent --capacity 10
+  t_env "$T_TMP/idle.$T_DB.db"; export BEADS_SCHED_DISPATCH_INTERVAL=1s
+  t_bead human "assignee='alice'"
+  t_bead noac "acceptance_criteria=''"
+  "$BS_BIN" run 2>"$T_TMP/idle.log" &
+  local pid=$!
+  t_wait 10 grep -q "no acceptance criteria" "$T_TMP/idle.log" || true
+  sleep 1
+  local before lines io0 io1
+  before=$(cat "$BEADS_SCHED_STORE" "$BEADS_SCHED_STORE-wal" 2>/dev/null | md5sum)
+  lines=$(wc -l <"$T_TMP/idle.log")
+  io0=$(awk '/^write_bytes/ { print $2 }' "/proc/$pid/io")
+  sleep 4 # 20 probes and 4 full cycles
+  io1=$(awk '/^write_bytes/ { print $2 }' "/proc/$pid/io")
+  t_eq "[$*] idle: store and WAL unchanged" "$before" "$(cat "$BEADS_SCHED_STORE" "$BEADS_SCHED_STORE-wal" 2>/dev/null | md5sum)"
+  t_eq "[$*] idle: no log line" "$lines" "$(wc -l <"$T_TMP/idle.log")"
+  t_eq "[$*] idle: no bytes written by the process" 0 "$((io1 - io0))"
+  t_match "[$*] idle: full cycles did run" "[0-9]" "$(t_stats | jq '.requests.health')"
+  local cycles; cycles=$(t_stats | jq '.requests.health')
+  [ "$cycles" -ge 4 ] && t_ok "[$*] idle: $cycles health checks (one per cycle)" || t_fail "[$*] idle: only $cycles cycles"
+  kill -TERM "$pid"; wait "$pid" || true
+  unset BEADS_SCHED_DISPATCH_INTERVAL
+  t_agent_stop
+}
+
 daemon_survives_bad_replies() { # variant...
   t_new_db "$@"; t_agent --capacity 10
   t_env "$T_TMP/alive.$T_DB.db"; export BEADS_SCHED_RETRY_BACKOFF=1s
@@ -257,6 +283,8 @@ for variant in "current" "older" "current dolt" "older dolt"; do
   fi
 done
 daemon_survives_bad_replies current
+idle_writes_nothing current
+idle_writes_nothing older dolt
 two_daemons current
 two_daemons current dolt
 t_done
