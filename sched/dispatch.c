@@ -59,7 +59,11 @@ struct pick {
 
 struct cycle {
     struct dispatcher *d;
+    int recheck;                /* started only to re-check capacity */
+    int selected;               /* the eligibility query ran */
     long want;                  /* free agent slots */
+    long chosen;                /* beads picked */
+    int64_t next_retry_at;      /* earliest backoff end among skipped beads, 0 = none */
     int paused;
     int rc;
     struct pick *picks;
@@ -89,6 +93,8 @@ struct dispatcher {
     int probe_in_flight;
     int cycle_running;
     int cycle_again;
+    int backlog;                /* last cycle may have left eligible beads waiting for slots */
+    int64_t retry_due_ms;       /* a bead's backoff ends then: cycle at the first probe after */
     int dolt_ok;
     int health_ok;
     int64_t health_logged_ms;
@@ -98,6 +104,8 @@ struct dispatcher {
     int flush_in_flight;
     struct dispatch_stats stats;
 };
+
+static void start_cycle(struct dispatcher *d, int recheck);
 
 static void pick_free(struct pick *p)
 {
@@ -193,9 +201,13 @@ static void probe_done(int rc, void *arg)
     struct dispatcher *d = p->d;
     d->probe_in_flight = 0;
     note_dolt_state(d, rc);
-    int due = clock_now_ms() - d->last_cycle_ms >= (int64_t)d->cfg->dispatch_interval_ms;
+    int64_t now = clock_now_ms();
+    int due = now - d->last_cycle_ms >= (int64_t)d->cfg->dispatch_interval_ms ||
+              (d->retry_due_ms && now >= d->retry_due_ms);
     if (rc == 0 && (p->changed || due))
         dispatcher_cycle(d);
+    else if (rc == 0 && (d->backlog || d->health_ok == 0))
+        start_cycle(d, 1); /* capacity may have freed up, or the agent come back */
     free(p);
 }
 
@@ -232,8 +244,9 @@ static int paused_now(struct dispatcher *d)
 }
 
 /* Should this candidate wait (backoff, attempts used, attempt in flight)?
- * Worker thread; reads the store only. */
-static int candidate_waits(struct dispatcher *d, const char *bead_id, int64_t now)
+ * A backoff's end is folded into cy->next_retry_at so the dispatcher comes
+ * back for it. Worker thread; reads the store only. */
+static int candidate_waits(struct dispatcher *d, struct cycle *cy, const char *bead_id, int64_t now)
 {
     struct store *s = d->env.store;
     if (!s)
@@ -241,8 +254,11 @@ static int candidate_waits(struct dispatcher *d, const char *bead_id, int64_t no
     struct store_bead b;
     if (store_bead_get(s, bead_id, &b))
         return 1; /* can't tell: don't risk a duplicate */
-    if (b.next_retry_at > now)
+    if (b.next_retry_at > now) {
+        if (cy->next_retry_at == 0 || b.next_retry_at < cy->next_retry_at)
+            cy->next_retry_at = b.next_retry_at;
         return 1;
+    }
     int used = 0;
     if (store_bead_attempts_used(s, bead_id, &used) || used >= d->cfg->max_attempts)
         return 1;
@@ -304,7 +320,7 @@ static int choose(struct dispatcher *d, struct dolt_conn *c, struct cycle *cy, i
         if (rc)
             return rc;
         for (size_t i = 0; i < n && chosen < cy->want; i++) {
-            if (candidate_waits(d, v[i].id, now))
+            if (candidate_waits(d, cy, v[i].id, now))
                 continue;
             struct pick *p = calloc(1, sizeof *p);
             if (!p) {
@@ -319,6 +335,7 @@ static int choose(struct dispatcher *d, struct dolt_conn *c, struct cycle *cy, i
             *tail = p;
             tail = &p->next;
             chosen++;
+            cy->chosen = chosen;
         }
         candidates_free(v, n);
         if (n < CANDIDATE_PAGE)
@@ -540,6 +557,10 @@ static void claimed_done(int rc, void *arg)
         }
     }
     d->stats.skipped_noted += cy->noted;
+    /* Every slot taken (or none free): more beads may be waiting. */
+    d->backlog = rc == 0 && !cy->paused && cy->chosen >= cy->want;
+    if (rc == 0 && !cy->paused)
+        d->retry_due_ms = cy->next_retry_at;
     if (d->env.dry_run)
         print_dry_run(cy);
     if (rc || d->env.dry_run) {
@@ -787,12 +808,16 @@ static void results_done(int rc, void *arg)
             log_info("dispatched", "bead", p->bead_id, "attempt", LOG_INT(p->attempt), "job",
                      p->job_id, "dispatch", p->dispatch_id, "post_ms", ms);
             break;
-        case POST_REFUSED:
+        case POST_REFUSED: {
+            int64_t due = p->posted_ms + (int64_t)d->cfg->retry_backoff_ms;
+            if (d->retry_due_ms == 0 || due < d->retry_due_ms)
+                d->retry_due_ms = due;
             d->stats.refused++;
             log_warn("dispatch refused; claim released", "bead", p->bead_id, "attempt",
                      LOG_INT(p->attempt), "dispatch", p->dispatch_id, "status", LOG_INT(p->status),
                      "detail", p->detail);
             break;
+        }
         case POST_UNKNOWN:
             d->stats.unknown++;
             log_warn("dispatch outcome unknown; left for the reaper", "bead", p->bead_id,
@@ -871,11 +896,21 @@ static void health_done(const struct http_response *r, void *arg)
         return;
     }
     cy->want = agent_free_slots(&h);
+    if (cy->recheck && cy->want == 0) {
+        finish_cycle(d, 1); /* still full: nothing to ask Dolt */
+        return;
+    }
     if (dolt_submit(d->env.dolt, select_and_claim, claimed_done, cy))
         finish_cycle(d, 0);
+    else
+        cy->selected = 1;
 }
 
-void dispatcher_cycle(struct dispatcher *d)
+void dispatcher_cycle(struct dispatcher *d) { start_cycle(d, 0); }
+
+/* Starts a cycle; with recheck it was started only because capacity or the
+ * agent may have come back, and stops after /health if nothing is free. */
+static void start_cycle(struct dispatcher *d, int recheck)
 {
     if (d->stopping)
         return;
@@ -887,6 +922,7 @@ void dispatcher_cycle(struct dispatcher *d)
     if (!cy)
         return;
     cy->d = d;
+    cy->recheck = recheck;
     d->cur = cy;
     d->cycle_running = 1;
     char url[2048];
@@ -909,7 +945,9 @@ static void finish_cycle(struct dispatcher *d, int ok)
     struct cycle *cy = d->cur;
     d->cur = NULL;
     d->cycle_running = 0;
-    d->last_cycle_ms = clock_now_ms();
+    /* DISPATCH_INTERVAL counts from the last cycle that looked at Dolt. */
+    if (cy && cy->selected)
+        d->last_cycle_ms = clock_now_ms();
     d->stats.cycles++;
     if (ok)
         d->stats.last_cycle_at = d->last_cycle_ms;

@@ -170,6 +170,8 @@ idle_writes_nothing() { # variant...
 daemon_survives_bad_replies() { # variant...
   t_new_db "$@"; t_agent --capacity 10
   t_env "$T_TMP/alive.$T_DB.db"; export BEADS_SCHED_RETRY_BACKOFF=1s
+  # Recovery must come from the probe, not the 10-minute full cycle.
+  export BEADS_SCHED_DISPATCH_INTERVAL=10m
   t_bead m1
   t_fake config '{"malformed": true}'
   "$BS_BIN" run 2>"$T_TMP/alive.log" &
@@ -186,7 +188,24 @@ daemon_survives_bad_replies() { # variant...
     && t_ok "[$*] dispatches once the agent answers properly" || t_fail "[$*] m1 never dispatched"
   t_match "[$*] the 500 was noted on the bead" "dispatch failed HTTP 500: " "$(t_sql "SELECT notes FROM issues WHERE id='m1'")"
   kill -TERM "$pid"; wait "$pid"; t_eq "[$*] SIGTERM exit status" 0 $?
-  unset BEADS_SCHED_RETRY_BACKOFF
+  unset BEADS_SCHED_RETRY_BACKOFF BEADS_SCHED_DISPATCH_INTERVAL
+  t_agent_stop
+}
+
+backlog_refills() { # variant...
+  # More beads than slots; jobs finish without touching Dolt. Freed slots
+  # are noticed at the next probe, not at the 10-minute full cycle.
+  t_new_db "$@"; t_agent --capacity 2 --job-ms 1000
+  t_env "$T_TMP/backlog.$T_DB.db"; export BEADS_SCHED_DISPATCH_INTERVAL=10m
+  local i
+  for i in $(seq 1 6); do t_bead "bl$i"; done
+  "$BS_BIN" run 2>"$T_TMP/backlog.log" &
+  local pid=$!
+  t_wait 15 bash -c "[ \"\$(curl -sf $T_AGENT_URL/_fake/stats | jq .posts)\" = 6 ]" \
+    && t_ok "[$*] backlog: all 6 dispatched as slots freed" || t_fail "[$*] backlog: only $(t_posts) of 6 dispatched"
+  t_eq "[$*] backlog: never more than capacity running" 0 "$(t_stats | jq '[.jobs[] | select(.status=="queued")] | length')"
+  kill -TERM "$pid"; wait "$pid" || true
+  unset BEADS_SCHED_DISPATCH_INTERVAL
   t_agent_stop
 }
 
@@ -284,6 +303,7 @@ for variant in "current" "older" "current dolt" "older dolt"; do
 done
 daemon_survives_bad_replies current
 idle_writes_nothing current
+backlog_refills current
 idle_writes_nothing older dolt
 two_daemons current
 two_daemons current dolt
