@@ -374,6 +374,14 @@ static int connect_once(struct dolt_conn *c)
         mysql_close(my);
         return BS_ECONN;
     }
+    /* Connector/C 3.3 treats MYSQL_OPT_SSL_ENFORCE as "try TLS": without
+     * certificate verification it silently continues in plain text when
+     * the server offers no TLS. Requiring TLS is enforced here. */
+    if ((o->tls || o->tls_ca) && !mysql_get_ssl_cipher(my)) {
+        set_error(c, CR_SSL_CONNECTION_ERROR, "TLS is required but the server did not negotiate it");
+        mysql_close(my);
+        return BS_ECONN;
+    }
     /* Session setup: every timestamp we compute or compare is UTC. */
     if (setup_stmt(my, "SET time_zone = '+00:00'")) {
         set_error(c, mysql_errno(my), mysql_error(my));
