@@ -804,7 +804,8 @@ static int run_prepared(struct dolt_conn *c, const char *sql, const struct dolt_
             snprintf(why, sizeof why, "statement has %lu parameters, %zu given", mysql_stmt_param_count(st),
                      nparams);
             set_error(c, 0, why);
-            log_error("dolt parameter count mismatch", "error", why, "sql", sql);
+            char ex[SQL_LOG_MAX + 4];
+            log_error("dolt parameter count mismatch", "error", why, "sql", sql_excerpt(ex, sizeof ex, sql));
             rc = BS_EINVAL;
             goto out;
         }
