@@ -891,6 +891,10 @@ int dolt_commit(struct dolt_conn *c)
     c->txn_gen = 0;
     if (rc == 0)
         rc = run_text(c, "COMMIT", NULL, NULL, NULL, EXPECT_NONE);
+    /* A failed COMMIT (Dolt: 1213 at commit) may leave the transaction
+     * open on the server; end it so the contract "over either way" holds. */
+    if (rc && c->my && run_text(c, "ROLLBACK", NULL, NULL, NULL, EXPECT_NONE) && c->my)
+        mark_down(c);
     return rc;
 }
 

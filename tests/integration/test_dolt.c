@@ -473,6 +473,43 @@ static void test_call_results_drained(void **state)
     dolt_conn_close(c);
 }
 
+/* More distinct statements than the cache holds: evicted ones are
+ * prepared again, and the server never holds more than the cache size. */
+static void test_statement_cache(void **state)
+{
+    struct testdb *db = *state;
+    struct dolt_conn *c;
+    assert_int_equal(testdb_connect(db, &c), 0);
+    for (int round = 0; round < 2; round++) {
+        for (int k = 0; k < 50; k++) {
+            char sql[64], want[32];
+            snprintf(sql, sizeof sql, "SELECT ? + %d", k);
+            snprintf(want, sizeof want, "%d", 1000 + k);
+            struct dolt_value p[1] = {DOLT_INT(1000)};
+            struct rows rs = {0};
+            assert_int_equal(dolt_query(c, sql, p, 1, collect, &rs, NULL), 0);
+            assert_int_equal(rs.n, 1);
+            assert_string_equal(rs.v[0][0], want);
+            rows_free(&rs);
+        }
+    }
+    /* Per session: 100 prepares (LRU over 50 statements evicts all), 68
+     * closes, 32 statements still open. */
+    char prepared[32], closed[32];
+    struct rows rs = {0};
+    assert_int_equal(dolt_query(c, "SHOW SESSION STATUS WHERE Variable_name IN ('Com_stmt_prepare', 'Com_stmt_close')",
+                                NULL, 0, collect, &rs, NULL), 0);
+    assert_int_equal(rs.n, 2);
+    int pi = strcmp(rs.v[0][0], "Com_stmt_prepare") == 0 ? 0 : 1;
+    snprintf(prepared, sizeof prepared, "%s", rs.v[pi][1]);
+    snprintf(closed, sizeof closed, "%s", rs.v[1 - pi][1]);
+    rows_free(&rs);
+    assert_string_equal(prepared, "100");
+    assert_string_equal(closed, "68");
+    assert_int_equal(dolt_conn_generation(c), 1);
+    dolt_conn_close(c);
+}
+
 /* ---- Dolt paths (emulated) ---- */
 
 static void test_conflict_1213(void **state)
@@ -1036,6 +1073,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_hostile_ids_roundtrip, setup_plain, db_teardown),
         cmocka_unit_test_setup_teardown(test_large_longtext, setup_plain, db_teardown),
         cmocka_unit_test_setup_teardown(test_call_results_drained, setup_plain, db_teardown),
+        cmocka_unit_test_setup_teardown(test_statement_cache, setup_plain, db_teardown),
         cmocka_unit_test_setup_teardown(test_conflict_1213, setup_emul, db_teardown),
         cmocka_unit_test(test_is_dolt),
         cmocka_unit_test_setup_teardown(test_version_commit, setup_emul, db_teardown),
