@@ -374,6 +374,14 @@ static int connect_once(struct dolt_conn *c)
         mysql_close(my);
         return BS_ECONN;
     }
+    /* Connector/C 3.3 treats MYSQL_OPT_SSL_ENFORCE as "try TLS": without
+     * certificate verification it silently continues in plain text when
+     * the server offers no TLS. Requiring TLS is enforced here. */
+    if ((o->tls || o->tls_ca) && !mysql_get_ssl_cipher(my)) {
+        set_error(c, CR_SSL_CONNECTION_ERROR, "TLS is required but the server did not negotiate it");
+        mysql_close(my);
+        return BS_ECONN;
+    }
     /* Session setup: every timestamp we compute or compare is UTC. */
     if (setup_stmt(my, "SET time_zone = '+00:00'")) {
         set_error(c, mysql_errno(my), mysql_error(my));
@@ -796,7 +804,8 @@ static int run_prepared(struct dolt_conn *c, const char *sql, const struct dolt_
             snprintf(why, sizeof why, "statement has %lu parameters, %zu given", mysql_stmt_param_count(st),
                      nparams);
             set_error(c, 0, why);
-            log_error("dolt parameter count mismatch", "error", why, "sql", sql);
+            char ex[SQL_LOG_MAX + 4];
+            log_error("dolt parameter count mismatch", "error", why, "sql", sql_excerpt(ex, sizeof ex, sql));
             rc = BS_EINVAL;
             goto out;
         }
@@ -882,6 +891,10 @@ int dolt_commit(struct dolt_conn *c)
     c->txn_gen = 0;
     if (rc == 0)
         rc = run_text(c, "COMMIT", NULL, NULL, NULL, EXPECT_NONE);
+    /* A failed COMMIT (Dolt: 1213 at commit) may leave the transaction
+     * open on the server; end it so the contract "over either way" holds. */
+    if (rc && c->my && run_text(c, "ROLLBACK", NULL, NULL, NULL, EXPECT_NONE) && c->my)
+        mark_down(c);
     return rc;
 }
 

@@ -76,6 +76,8 @@ check_owned() {
     fi
 }
 
+# A private tmpdir for the bootstrap too: with the shared /tmp, concurrent
+# installs remove each other's temporary tables.
 install_db() {
     [ -d "$DIR/data/mysql" ] && return 0
     rm -rf "$DIR/data"
@@ -83,7 +85,7 @@ install_db() {
     if ! "$INSTALL_DB" --no-defaults --user=root --datadir="$DIR/data" \
             --auth-root-authentication-method=socket --skip-test-db \
             --innodb-buffer-pool-size=64M --innodb-log-file-size=16M \
-            >"$DIR/install.log" 2>&1; then
+            --tmpdir="$DIR/tmp" >"$DIR/install.log" 2>&1; then
         echo "mariadb.sh: mariadb-install-db failed:" >&2
         tail -n 40 "$DIR/install.log" >&2
         exit 1
