@@ -12,7 +12,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
 DEMO=${DEMO_DIR:-/tmp/beads-sched-demo}
-PORT=${DEMO_MYSQL_PORT:-33950}
+PORT=${DEMO_MYSQL_PORT:-33951}
 
 bash ops/dev/setup.sh
 cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null

@@ -13,7 +13,7 @@ cmake --build build -j"$jobs"
 
 echo "== build under ASan + UBSan (build-asan/)"
 cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DBEADS_SCHED_SANITIZE=ON \
-  -DBS_TEST_MYSQL_PORT=33918 >/dev/null
+  -DBS_TEST_MYSQL_PORT=33923 >/dev/null
 cmake --build build-asan -j"$jobs"
 
 status=0

@@ -14,7 +14,7 @@ cd "$(dirname "$0")/../.."
 ROOT=$PWD
 N=${1:-1000}
 SAMPLES=${2:-40}
-PORT=${BENCH_MYSQL_PORT:-33960}
+PORT=${BENCH_MYSQL_PORT:-33961}
 W=$(mktemp -d "${TMPDIR:-/tmp}/bs-bench.XXXXXX")
 cleanup() {
   for p in ${PIDS:-}; do kill "$p" 2>/dev/null || true; done
