@@ -8,6 +8,9 @@ packages=(
   libuv1-dev libsqlite3-dev libcurl4-openssl-dev default-libmysqlclient-dev
   libjansson-dev libmicrohttpd-dev libcmocka-dev
   mariadb-server mariadb-client sqlite3 curl jq procps
+  clang libclang-rt-14-dev   # libFuzzer targets (tests/fuzz)
+  prometheus                 # promtool checks the /metrics text format
+  python3 python3-yaml       # deployment consistency tests parse the YAML
 )
 
 missing=()

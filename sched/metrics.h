@@ -1,0 +1,48 @@
+#ifndef BS_METRICS_H
+#define BS_METRICS_H
+/* Process-wide metrics, rendered in the Prometheus text format by
+ * metrics_render. Updates are thread-safe (the loop and the Dolt worker both
+ * record) and cheap; label values come from the fixed sets below, so the
+ * series count is bounded. Names carry the beads_sched_ prefix. */
+#include <stddef.h>
+#include <stdint.h>
+
+enum metric_counter {
+    /* beads_sched_dispatches_total{outcome=dispatched|refused|unknown|lost_race|released} */
+    MC_DISPATCHES,
+    /* beads_sched_reaps_total{reason=alive|closed|blocked|reopened|retrying|gave_up|stale|adopted|lost_race|recovered} */
+    MC_REAPS,
+    /* beads_sched_dolt_errors_total{kind=connection|conflict|io} */
+    MC_DOLT_ERRORS,
+    /* beads_sched_agent_errors_total{kind=refused|unknown|http_4xx|http_5xx|malformed|unreachable} */
+    MC_AGENT_ERRORS,
+    /* beads_sched_cycles_total{kind=dispatch|reap|probe} */
+    MC_CYCLES,
+    MC_COUNT
+};
+
+enum metric_gauge {
+    MG_IN_FLIGHT,          /* beads_sched_in_flight_attempts */
+    MG_PAUSED,             /* beads_sched_paused (0/1) */
+    MG_AGENT_FREE_SLOTS,   /* beads_sched_agent_free_slots */
+    MG_LAST_CYCLE_SUCCESS, /* beads_sched_last_successful_cycle_timestamp_seconds */
+    MG_COUNT
+};
+
+enum metric_histogram {
+    MH_CYCLE_DURATION,     /* beads_sched_cycle_duration_seconds */
+    MH_DISPATCH_LATENCY,   /* beads_sched_dispatch_latency_seconds: bead updated_at -> POST answered */
+    MH_COUNT
+};
+
+/* Adds n to a counter series; label must be one of the counter's listed
+ * values (anything else is counted under "other"). */
+void metrics_count(enum metric_counter c, const char *label, uint64_t n);
+void metrics_gauge_set(enum metric_gauge g, double v);
+void metrics_observe(enum metric_histogram h, double seconds);
+
+/* The whole registry as Prometheus text (HELP, TYPE, series), malloc'd. */
+char *metrics_render(void);
+/* Resets everything to zero (tests only). */
+void metrics_reset(void);
+#endif
