@@ -137,6 +137,61 @@ int beads_read(struct dolt_conn *c, const char *id, int want_notes, struct bead 
     return rc ? rc : BS_ENOTFOUND;
 }
 
+struct many_acc {
+    bead_cb cb;
+    void *arg;
+};
+
+/* Columns: id, status, assignee, updated_at, priority[, notes]. */
+static int state_row(const struct dolt_row *r, void *arg)
+{
+    struct many_acc *m = arg;
+    struct bead b = {0};
+    b.id = dup_val(r, 0);
+    b.status = dup_val(r, 1);
+    b.assignee = dup_val(r, 2);
+    b.updated_at = dup_val(r, 3);
+    b.priority = r->vals[4] ? strtol(r->vals[4], NULL, 10) : 2;
+    b.notes = r->ncols > 5 ? dup_val(r, 5) : NULL;
+    int rc = (!b.id || !b.status || !b.updated_at) ? BS_ENOMEM : m->cb(&b, m->arg);
+    bead_free(&b);
+    return rc;
+}
+
+#define STATE_COLUMNS "id, status, assignee, DATE_FORMAT(updated_at, '%Y-%m-%d %H:%i:%s'), priority"
+
+int beads_read_many(struct dolt_conn *c, const char *const *ids, size_t n, int want_notes,
+                    bead_cb cb, void *arg)
+{
+    /* One statement text per chunk size keeps the prepared-statement cache
+     * small: every chunk has BEADS_READ_CHUNK placeholders, the last one
+     * padded by repeating its final id (IN ignores duplicates). */
+    char sql[128 + BEADS_READ_CHUNK * 3];
+    size_t k = (size_t)snprintf(sql, sizeof sql, "SELECT %s%s FROM issues WHERE id IN (",
+                                STATE_COLUMNS, want_notes ? ", notes" : "");
+    for (size_t i = 0; i < BEADS_READ_CHUNK; i++)
+        k += (size_t)snprintf(sql + k, sizeof sql - k, i ? ",?" : "?");
+    snprintf(sql + k, sizeof sql - k, ")");
+    struct dolt_value params[BEADS_READ_CHUNK];
+    struct many_acc m = {cb, arg};
+    for (size_t off = 0; off < n; off += BEADS_READ_CHUNK) {
+        size_t cnt = n - off < BEADS_READ_CHUNK ? n - off : BEADS_READ_CHUNK;
+        for (size_t i = 0; i < BEADS_READ_CHUNK; i++)
+            params[i] = DOLT_TEXT(ids[off + (i < cnt ? i : cnt - 1)]);
+        int rc = dolt_query(c, sql, params, BEADS_READ_CHUNK, state_row, &m, NULL);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+int beads_in_progress(struct dolt_conn *c, const char *assignee, bead_cb cb, void *arg)
+{
+    struct many_acc m = {cb, arg};
+    return dolt_query(c, "SELECT " STATE_COLUMNS " FROM issues WHERE assignee = ? AND status = 'in_progress'",
+                      (struct dolt_value[]){DOLT_TEXT(assignee)}, 1, state_row, &m, NULL);
+}
+
 struct cand_acc {
     struct candidate *v;
     size_t n, cap;

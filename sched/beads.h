@@ -36,6 +36,18 @@ void bead_free(struct bead *b);
 /* Reads one bead; BS_ENOTFOUND if there is none. */
 int beads_read(struct dolt_conn *c, const char *id, int want_notes, struct bead *out);
 
+/* Reads many beads' state (id, status, assignee, updated_at, priority and,
+ * with want_notes, notes; text fields are left NULL) in chunks of
+ * BEADS_READ_CHUNK ids per prepared statement, calling cb for each bead that
+ * exists (in no particular order). cb returns non-zero to stop. */
+#define BEADS_READ_CHUNK 100
+typedef int (*bead_cb)(const struct bead *b, void *arg);
+int beads_read_many(struct dolt_conn *c, const char *const *ids, size_t n, int want_notes,
+                    bead_cb cb, void *arg);
+/* Calls cb for every bead with this assignee in status in_progress (same
+ * fields as beads_read_many without notes). */
+int beads_in_progress(struct dolt_conn *c, const char *assignee, bead_cb cb, void *arg);
+
 /* A ready bead assigned to the scheduler, in dispatch order. */
 struct candidate {
     char *id;

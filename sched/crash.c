@@ -4,6 +4,8 @@
 #include "log.h"
 
 #include <signal.h>
+#include <stdio.h>
+#include <time.h>
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,5 +26,17 @@ void crash_point(const char *name)
     log_warn("crash point reached, killing process", "point", name);
     raise(SIGKILL);
     _exit(137); /* not reached */
+}
+
+void test_pause(const char *name)
+{
+    char var[96];
+    snprintf(var, sizeof var, "BEADS_SCHED_TEST_%s_MS", name);
+    const char *v = getenv(var);
+    long ms = v ? strtol(v, NULL, 10) : 0;
+    if (ms > 0) {
+        struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+        nanosleep(&ts, NULL);
+    }
 }
 #endif

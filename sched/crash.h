@@ -8,7 +8,12 @@
 #ifdef BEADS_SCHED_TEST_HOOKS
 void crash_point(const char *name);
 #define CRASH_POINT(name) crash_point(name)
+/* Sleeps BEADS_SCHED_TEST_<name>_MS milliseconds if that is set: widens a
+ * race window (e.g. between the reaper's read and its write) for a test. */
+void test_pause(const char *name);
+#define TEST_PAUSE(name) test_pause(name)
 #else
 #define CRASH_POINT(name) ((void)0)
+#define TEST_PAUSE(name) ((void)0)
 #endif
 #endif

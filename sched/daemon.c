@@ -23,6 +23,7 @@ struct daemon {
     struct dispatcher *dispatcher;
     uv_signal_t sigterm, sigint;
     uv_timer_t probe_timer;
+    uv_timer_t reap_timer;
     int stopping;
     int exit_status;
 };
@@ -66,6 +67,8 @@ static void daemon_stop(struct daemon *d)
         dispatcher_stop(d->dispatcher);
     uv_timer_stop(&d->probe_timer);
     uv_close((uv_handle_t *)&d->probe_timer, on_handle_closed);
+    uv_timer_stop(&d->reap_timer);
+    uv_close((uv_handle_t *)&d->reap_timer, on_handle_closed);
     uv_close((uv_handle_t *)&d->sigterm, on_handle_closed);
     uv_close((uv_handle_t *)&d->sigint, on_handle_closed);
     if (d->http)
@@ -92,6 +95,13 @@ static void probe_tick(uv_timer_t *t)
     struct daemon *d = t->data;
     if (!d->stopping)
         dispatcher_tick(d->dispatcher);
+}
+
+static void reap_tick(uv_timer_t *t)
+{
+    struct daemon *d = t->data;
+    if (!d->stopping)
+        dispatcher_reap(d->dispatcher);
 }
 
 static void on_cycle(void *arg, int ok)
@@ -136,8 +146,9 @@ int daemon_run(const struct config *cfg, const struct daemon_opts *opts)
         free(d);
         return 1;
     }
-    d->probe_timer.data = d->sigterm.data = d->sigint.data = d;
+    d->probe_timer.data = d->reap_timer.data = d->sigterm.data = d->sigint.data = d;
     uv_timer_init(&d->loop, &d->probe_timer);
+    uv_timer_init(&d->loop, &d->reap_timer);
     uv_signal_init(&d->loop, &d->sigterm);
     uv_signal_init(&d->loop, &d->sigint);
     uv_signal_start(&d->sigterm, on_signal, SIGTERM);
@@ -162,9 +173,12 @@ int daemon_run(const struct config *cfg, const struct daemon_opts *opts)
     if (failed) {
         daemon_stop(d);
     } else if (opts->once) {
-        dispatcher_cycle(d->dispatcher);
+        dispatcher_once(d->dispatcher);
     } else {
+        /* The first probe tick runs start-up recovery; dispatching starts
+         * once it has settled every attempt the last run left. */
         uv_timer_start(&d->probe_timer, probe_tick, 0, cfg->probe_interval_ms);
+        uv_timer_start(&d->reap_timer, reap_tick, cfg->reap_interval_ms, cfg->reap_interval_ms);
         log_info("started", "version", BEADS_SCHED_VERSION, "store", cfg->store, "schema",
                  d->store ? LOG_INT(store_schema_version(d->store)) : NULL, "dolt_host",
                  cfg->dolt.host, "dolt_db", cfg->dolt.database, "agent", cfg->agent_url,

@@ -8,106 +8,13 @@
 #include "log.h"
 #include "prompt.h"
 #include "text.h"
+#include "sched_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-/* How many candidate rows one page of the eligibility query reads. */
-#define CANDIDATE_PAGE 256
-/* How many rows a cycle reads at most while skipping beads that wait out a
- * backoff or have used their attempts. */
-#define CANDIDATE_SCAN_MAX 20000
-/* Bytes of an agent's refusal body kept in the bead note. */
-#define REFUSAL_BODY_MAX 200
-/* Health failures are logged on change, then at most this often. */
-#define HEALTH_REMINDER_MS (10 * 60 * 1000)
-
-enum pick_state {
-    PICK_NEW,       /* chosen, nothing recorded */
-    PICK_CLAIMING,  /* journal row in claiming */
-    PICK_CLAIMED,   /* Dolt CAS succeeded; will be posted */
-    PICK_LOST,      /* someone else moved the bead first */
-    PICK_NOT_CLAIMED, /* the claim failed without touching Dolt: released */
-    PICK_UNCERTAIN, /* connection lost during the claim: left in claiming */
-};
-
-enum post_result { POST_DISPATCHED, POST_REFUSED, POST_UNKNOWN, POST_CANCELLED };
-
-/* One bead travelling through a cycle. Owned by the cycle until its POST
- * result is queued, then by the dispatcher's result list, then freed by the
- * journal write that records it. */
-struct pick {
-    struct pick *next;
-    struct dispatcher *d;
-    char *bead_id;
-    char *cand_updated_at;
-    long priority;
-    enum pick_state state;
-    int64_t attempt_id;
-    int attempt;
-    char dispatch_id[STORE_DISPATCH_ID_MAX];
-    char claim_dt[32];          /* updated_at our claim wrote */
-    char detail[STORE_DETAIL_MAX];
-    struct bead bead;           /* text read at claim time, for the prompt */
-    char *body;                 /* POST /execute JSON */
-    int64_t posted_ms;
-    enum post_result result;
-    long status;
-    char job_id[AGENT_JOB_ID_MAX];
-};
-
-struct cycle {
-    struct dispatcher *d;
-    int recheck;                /* started only to re-check capacity */
-    int selected;               /* the eligibility query ran */
-    long want;                  /* free agent slots */
-    long chosen;                /* beads picked */
-    int64_t next_retry_at;      /* earliest backoff end among skipped beads, 0 = none */
-    int paused;
-    int rc;
-    struct pick *picks;
-    size_t posts_pending;
-    size_t noted;               /* skip notes written */
-    struct candidate *unready;  /* dry-run: beads that would be noted */
-    size_t nunready;
-};
-
-struct probe {
-    struct dispatcher *d;
-    int changed;
-};
-
-struct dispatcher {
-    struct dispatch_env env;
-    const struct config *cfg;
-    char author[600];
-    struct beads_writer writer;
-
-    /* Worker-thread state: touched only inside work functions. */
-    struct beads_schema schema;
-    char probe_value[160];
-
-    /* Loop-thread state. */
-    int stopping;
-    int probe_in_flight;
-    int cycle_running;
-    int cycle_again;
-    int backlog;                /* last cycle may have left eligible beads waiting for slots */
-    int64_t retry_due_ms;       /* a bead's backoff ends then: cycle at the first probe after */
-    int dolt_ok;
-    int health_ok;
-    int64_t health_logged_ms;
-    int64_t last_cycle_ms;
-    struct cycle *cur;
-    struct pick *results;       /* POST results waiting to be journaled */
-    int flush_in_flight;
-    struct dispatch_stats stats;
-};
-
-static void start_cycle(struct dispatcher *d, int recheck);
-
-static void pick_free(struct pick *p)
+void pick_free(struct pick *p)
 {
     free(p->bead_id);
     free(p->cand_updated_at);
@@ -116,7 +23,7 @@ static void pick_free(struct pick *p)
     free(p);
 }
 
-static void picks_free(struct pick *p)
+void picks_free(struct pick *p)
 {
     while (p) {
         struct pick *n = p->next;
@@ -134,6 +41,7 @@ int dispatcher_init(struct dispatcher **out, const struct dispatch_env *env)
     d->cfg = env->cfg;
     d->dolt_ok = -1;
     d->health_ok = -1;
+    d->recovered = env->dry_run; /* a dry run writes nothing, so recovers nothing */
     snprintf(d->author, sizeof d->author, "%s <%s>", d->cfg->actor, d->cfg->actor_email);
     d->writer.actor = d->cfg->actor;
     d->writer.author = d->author;
@@ -145,7 +53,8 @@ void dispatcher_stop(struct dispatcher *d) { d->stopping = 1; }
 
 int dispatcher_busy(const struct dispatcher *d)
 {
-    return d->probe_in_flight || d->cycle_running || d->flush_in_flight || d->results;
+    return d->probe_in_flight || d->cycle_running || d->flush_in_flight || d->results ||
+           d->reap_running;
 }
 
 void dispatcher_free(struct dispatcher *d)
@@ -159,13 +68,13 @@ void dispatcher_free(struct dispatcher *d)
 void dispatcher_stats(const struct dispatcher *d, struct dispatch_stats *out) { *out = d->stats; }
 
 /* Whether this session's writes end with a Dolt commit. Worker thread. */
-static void refresh_writer(struct dispatcher *d)
+void refresh_writer(struct dispatcher *d)
 {
     d->writer.dolt_commit = d->cfg->dolt_commit == DOLT_COMMIT_ON ||
                             (d->cfg->dolt_commit == DOLT_COMMIT_AUTO && d->schema.is_dolt);
 }
 
-static void note_dolt_state(struct dispatcher *d, int rc)
+void note_dolt_state(struct dispatcher *d, int rc)
 {
     int ok = rc == 0;
     if (ok == d->dolt_ok)
@@ -213,8 +122,13 @@ static void probe_done(int rc, void *arg)
 
 void dispatcher_tick(struct dispatcher *d)
 {
-    if (d->stopping || d->probe_in_flight || d->cycle_running)
+    if (d->stopping || d->probe_in_flight || d->cycle_running || d->reap_running)
         return;
+    if (!d->recovered) {
+        /* No dispatch before every attempt left by the last run is settled. */
+        reaper_start(d, 1);
+        return;
+    }
     struct probe *p = calloc(1, sizeof *p);
     if (!p)
         return;
@@ -229,8 +143,6 @@ void dispatcher_tick(struct dispatcher *d)
 /* ------------------------------------------------------------------ */
 /* Cycle: health, then select and claim on the worker                  */
 
-static void finish_cycle(struct dispatcher *d, int ok);
-static void post_all(struct cycle *cy);
 
 /* Is dispatching paused (config or the store's flag)? Worker thread. */
 static int paused_now(struct dispatcher *d)
@@ -413,7 +325,7 @@ static void claim_one(struct dispatcher *d, struct dolt_conn *c, struct pick *p,
 
 /* Moves every pick in `from` pick-state to journal state `to`, in one store
  * transaction. */
-static int journal_picks(struct dispatcher *d, struct cycle *cy, enum pick_state which,
+int journal_picks(struct dispatcher *d, struct cycle *cy, enum pick_state which,
                          enum attempt_state from, enum attempt_state to, int64_t now)
 {
     struct store *s = d->env.store;
@@ -433,6 +345,32 @@ static int journal_picks(struct dispatcher *d, struct cycle *cy, enum pick_state
         }
     }
     return store_commit(s);
+}
+
+/* Builds the request body of every claimed pick (from its bead text, read
+ * at claim time). Worker thread. BS_ENOMEM leaves the picks claimed. */
+int build_bodies(struct dispatcher *d, struct cycle *cy)
+{
+    const char *tmpl = d->cfg->prompt_template ? d->cfg->prompt_template : prompt_default_template;
+    for (struct pick *p = cy->picks; p; p = p->next) {
+        if (p->state != PICK_CLAIMED || p->body)
+            continue;
+        if (d->cfg->mode == MODE_BEADBOARD) {
+            /* BeadBoard builds the prompt itself. */
+            if (!(p->body = agent_beadboard_body(p->bead_id)))
+                return BS_ENOMEM;
+            continue;
+        }
+        char *prompt = prompt_render(tmpl, &p->bead, p->dispatch_id, p->attempt, (int)d->cfg->max_attempts);
+        p->body = prompt ? agent_execute_body(prompt, d->cfg->agent_name, d->cfg->job_budget_usd,
+                                              (long)(d->cfg->job_timeout_ms / 1000), p->bead_id,
+                                              p->dispatch_id, p->attempt)
+                         : NULL;
+        free(prompt);
+        if (!p->body)
+            return BS_ENOMEM;
+    }
+    return 0;
 }
 
 static int select_and_claim(struct dolt_conn *c, void *arg)
@@ -497,25 +435,8 @@ static int select_and_claim(struct dolt_conn *c, void *arg)
     CRASH_POINT("after_claimed_commit");
 
     /* 4. Build the requests, then record that they are about to go out. */
-    const char *tmpl = d->cfg->prompt_template ? d->cfg->prompt_template : prompt_default_template;
-    for (struct pick *p = cy->picks; p; p = p->next) {
-        if (p->state != PICK_CLAIMED)
-            continue;
-        if (d->cfg->mode == MODE_BEADBOARD) {
-            /* BeadBoard builds the prompt itself. */
-            if (!(p->body = agent_beadboard_body(p->bead_id)))
-                return BS_ENOMEM;
-            continue;
-        }
-        char *prompt = prompt_render(tmpl, &p->bead, p->dispatch_id, p->attempt, (int)d->cfg->max_attempts);
-        p->body = prompt ? agent_execute_body(prompt, d->cfg->agent_name, d->cfg->job_budget_usd,
-                                              (long)(d->cfg->job_timeout_ms / 1000), p->bead_id,
-                                              p->dispatch_id, p->attempt)
-                         : NULL;
-        free(prompt);
-        if (!p->body)
-            return BS_ENOMEM; /* claimed stays: recovery posts it */
-    }
+    if ((rc = build_bodies(d, cy)))
+        return rc; /* claimed stays: recovery posts it */
     if ((rc = journal_picks(d, cy, PICK_CLAIMED, AS_CLAIMED, AS_POSTING, clock_now_ms())))
         return rc;
     CRASH_POINT("after_posting_commit");
@@ -621,7 +542,7 @@ static void classify(struct pick *p, const struct http_response *r)
     }
 }
 
-static void cycle_maybe_done(struct dispatcher *d)
+void cycle_maybe_done(struct dispatcher *d)
 {
     struct cycle *cy = d->cur;
     if (cy && cy->posts_pending == 0 && !d->flush_in_flight && !d->results)
@@ -646,7 +567,7 @@ static void post_done(const struct http_response *r, void *arg)
     cycle_maybe_done(d);
 }
 
-static void post_all(struct cycle *cy)
+void post_all(struct cycle *cy)
 {
     struct dispatcher *d = cy->d;
     char url[2048], auth[1100];
@@ -910,11 +831,11 @@ void dispatcher_cycle(struct dispatcher *d) { start_cycle(d, 0); }
 
 /* Starts a cycle; with recheck it was started only because capacity or the
  * agent may have come back, and stops after /health if nothing is free. */
-static void start_cycle(struct dispatcher *d, int recheck)
+void start_cycle(struct dispatcher *d, int recheck)
 {
     if (d->stopping)
         return;
-    if (d->cycle_running) {
+    if (d->cycle_running || d->reap_running) {
         d->cycle_again = 1;
         return;
     }
@@ -940,9 +861,10 @@ static void start_cycle(struct dispatcher *d, int recheck)
     }
 }
 
-static void finish_cycle(struct dispatcher *d, int ok)
+void finish_cycle(struct dispatcher *d, int ok)
 {
     struct cycle *cy = d->cur;
+    int cy_repost = cy && cy->repost;
     d->cur = NULL;
     d->cycle_running = 0;
     /* DISPATCH_INTERVAL counts from the last cycle that looked at Dolt. */
@@ -956,10 +878,34 @@ static void finish_cycle(struct dispatcher *d, int ok)
         candidates_free(cy->unready, cy->nunready);
         free(cy);
     }
-    if (d->env.on_cycle)
+    int repost = cy_repost;
+    if (d->env.on_cycle && !repost)
         d->env.on_cycle(d->env.arg, ok);
-    if (d->cycle_again && !d->stopping) {
+    if (d->reap_again && !d->stopping) {
+        d->reap_again = 0;
+        reaper_start(d, 0);
+    } else if (d->cycle_again && !d->stopping) {
         d->cycle_again = 0;
         dispatcher_cycle(d);
     }
+}
+
+void dispatcher_reap(struct dispatcher *d)
+{
+    if (d->stopping || !d->recovered)
+        return;
+    if (d->cycle_running) {
+        d->reap_again = 1;
+        return;
+    }
+    reaper_start(d, 0);
+}
+
+void dispatcher_once(struct dispatcher *d)
+{
+    d->once = 1;
+    if (d->recovered)
+        dispatcher_cycle(d);
+    else
+        reaper_start(d, 1);
 }

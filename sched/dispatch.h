@@ -28,6 +28,8 @@ struct dispatch_env {
     /* Called on the loop thread after each full cycle; ok = the cycle ran
      * (Dolt and the agent answered). */
     void (*on_cycle)(void *arg, int ok);
+    /* Called on the loop thread after each reap pass (recovery = the first). */
+    void (*on_reap)(void *arg, int recovery, int ok);
     void *arg;
 };
 
@@ -37,6 +39,10 @@ int dispatcher_init(struct dispatcher **out, const struct dispatch_env *env);
 void dispatcher_tick(struct dispatcher *d);
 /* Starts a full cycle now (or right after the running one). */
 void dispatcher_cycle(struct dispatcher *d);
+/* The reap timer's tick: a reap pass (after the running cycle if any). */
+void dispatcher_reap(struct dispatcher *d);
+/* For `once`: start-up recovery, then one cycle, then on_cycle. */
+void dispatcher_once(struct dispatcher *d);
 /* Stop starting work; what is in flight finishes at a journal boundary. */
 void dispatcher_stop(struct dispatcher *d);
 /* Non-zero while a probe, cycle, POST or journal write is in flight. */

@@ -1,0 +1,702 @@
+/* The reaper and start-up recovery: reconcile every attempt the store has
+ * in flight with Dolt (bead state) and the agent (job state).
+ *
+ * A pass runs in three steps, never interleaved with a dispatch cycle:
+ *   1. load (worker): the store's non-terminal attempts, their beads read in
+ *      chunks, and the agent-assigned in_progress beads the store does not
+ *      track (orphans);
+ *   2. jobs (loop): GET /jobs/{id} for every dispatched attempt whose bead is
+ *      still in progress, at most REAP_CONCURRENCY at once;
+ *   3. apply (worker): decide per attempt and write. Every Dolt write is a
+ *      compare-and-swap on the status and updated_at read in step 1, so a
+ *      bead closed or moved meanwhile is never overwritten; a lost race is
+ *      recorded and the next pass re-reads. Dolt is written before the
+ *      store: a crash in between leaves a state the next pass resolves.
+ * Start-up recovery is the same pass before the first cycle; it also
+ * resolves the states only a crash leaves behind (claiming, claimed). */
+#include "clock.h"
+#include "crash.h"
+#include "errors.h"
+#include "log.h"
+#include "sched_internal.h"
+#include "text.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* GET /jobs requests in flight at once. */
+#define REAP_CONCURRENCY 32
+/* Retry backoff doubles per attempt up to this. */
+#define BACKOFF_CAP_MS (60LL * 60 * 1000)
+
+enum job_view { JV_NONE, JV_ALIVE, JV_ENDED, JV_MISSING, JV_UNREACHABLE, JV_MALFORMED };
+
+struct reap_item {
+    struct reap_pass *rp;
+    int64_t attempt_id;          /* 0: an orphan bead the store does not track */
+    int attempt;
+    enum attempt_state state;
+    char *bead_id;
+    char job_id[STORE_JOB_ID_MAX];
+    char dispatch_id[STORE_DISPATCH_ID_MAX];
+    int64_t dispatched_at;
+    /* the bead as step 1 read it */
+    int found;
+    char *status, *assignee, *updated_at, *notes;
+    /* the job as step 2 saw it */
+    enum job_view job;
+    enum agent_job_status job_status;
+    /* what step 3 did, for the log */
+    const char *reason;          /* metrics label; NULL = nothing to do */
+    char detail[300];
+};
+
+struct reap_pass {
+    struct dispatcher *d;
+    int recovery;
+    struct reap_item *items;
+    size_t n, cap;
+    size_t next_job, jobs_pending;
+    struct cycle *repost;        /* claimed attempts whose POST is still owed */
+    int64_t started_ms;
+};
+
+static void reap_item_clear(struct reap_item *it)
+{
+    free(it->bead_id);
+    free(it->status);
+    free(it->assignee);
+    free(it->updated_at);
+    free(it->notes);
+}
+
+void reap_pass_free(struct reap_pass *rp)
+{
+    if (!rp)
+        return;
+    for (size_t i = 0; i < rp->n; i++)
+        reap_item_clear(&rp->items[i]);
+    free(rp->items);
+    if (rp->repost) {
+        picks_free(rp->repost->picks);
+        free(rp->repost);
+    }
+    free(rp);
+}
+
+static struct reap_item *add_item(struct reap_pass *rp)
+{
+    if (rp->n == rp->cap) {
+        size_t cap = rp->cap ? rp->cap * 2 : 64;
+        struct reap_item *v = realloc(rp->items, cap * sizeof *v);
+        if (!v)
+            return NULL;
+        rp->items = v;
+        rp->cap = cap;
+    }
+    struct reap_item *it = &rp->items[rp->n++];
+    memset(it, 0, sizeof *it);
+    it->rp = rp;
+    return it;
+}
+
+/* Copies text into it->detail, cut at a UTF-8 boundary. */
+static void set_detail(struct reap_item *it, const char *text)
+{
+    size_t n = text_utf8_prefix(text, strlen(text), sizeof it->detail - 1);
+    memcpy(it->detail, text, n);
+    it->detail[n] = '\0';
+}
+
+/* "YYYY-MM-DD HH:MM:SS" (UTC) -> ms since the epoch; 0 if unparsable. */
+static int64_t datetime_ms(const char *s)
+{
+    struct tm tm = {0};
+    if (!s || sscanf(s, "%d-%d-%d %d:%d:%d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
+                     &tm.tm_min, &tm.tm_sec) != 6)
+        return 0;
+    tm.tm_year -= 1900;
+    tm.tm_mon -= 1;
+    return (int64_t)timegm(&tm) * 1000;
+}
+
+/* ------------------------------------------------------------------ */
+/* Step 1: load                                                        */
+
+static int collect_attempt(const struct store_attempt *a, void *arg)
+{
+    struct reap_pass *rp = arg;
+    struct reap_item *it = add_item(rp);
+    if (!it || !(it->bead_id = strdup(a->bead_id)))
+        return BS_ENOMEM;
+    it->attempt_id = a->id;
+    it->attempt = a->attempt;
+    it->state = a->state;
+    it->dispatched_at = a->dispatched_at;
+    memcpy(it->job_id, a->job_id, sizeof it->job_id);
+    memcpy(it->dispatch_id, a->dispatch_id, sizeof it->dispatch_id);
+    return 0;
+}
+
+static int by_bead(const void *a, const void *b)
+{
+    return strcmp(((const struct reap_item *)a)->bead_id, ((const struct reap_item *)b)->bead_id);
+}
+
+static struct reap_item *find_item(struct reap_pass *rp, size_t n, const char *bead_id)
+{
+    struct reap_item key = {.bead_id = (char *)bead_id};
+    return bsearch(&key, rp->items, n, sizeof key, by_bead);
+}
+
+struct fill_ctx {
+    struct reap_pass *rp;
+    size_t tracked;   /* items [0, tracked) are sorted attempts */
+};
+
+static int fill_bead(const struct bead *b, void *arg)
+{
+    struct fill_ctx *f = arg;
+    struct reap_item *it = find_item(f->rp, f->tracked, b->id);
+    if (!it)
+        return 0;
+    it->found = 1;
+    it->status = strdup(b->status);
+    it->assignee = b->assignee ? strdup(b->assignee) : NULL;
+    it->updated_at = strdup(b->updated_at);
+    it->notes = b->notes ? strdup(b->notes) : NULL;
+    return (!it->status || !it->updated_at) ? BS_ENOMEM : 0;
+}
+
+static int add_orphan(const struct bead *b, void *arg)
+{
+    struct fill_ctx *f = arg;
+    if (find_item(f->rp, f->tracked, b->id))
+        return 0;
+    struct reap_item *it = add_item(f->rp);
+    if (!it)
+        return BS_ENOMEM;
+    it->found = 1;
+    it->bead_id = strdup(b->id);
+    it->status = strdup(b->status);
+    it->assignee = b->assignee ? strdup(b->assignee) : NULL;
+    it->updated_at = strdup(b->updated_at);
+    return (!it->bead_id || !it->status || !it->updated_at) ? BS_ENOMEM : 0;
+}
+
+static int reap_load(struct dolt_conn *c, void *arg)
+{
+    struct reap_pass *rp = arg;
+    struct dispatcher *d = rp->d;
+    int rc = beads_schema_detect(c, &d->schema);
+    if (rc)
+        return rc;
+    refresh_writer(d);
+    if ((rc = store_attempts_active(d->env.store, collect_attempt, rp)))
+        return rc;
+    qsort(rp->items, rp->n, sizeof *rp->items, by_bead);
+    struct fill_ctx f = {rp, rp->n};
+
+    /* Notes are read only where they are evidence (who claimed, which job). */
+    const char **with_notes = malloc((rp->n + 1) * sizeof *with_notes);
+    const char **without = malloc((rp->n + 1) * sizeof *without);
+    size_t nw = 0, nwo = 0;
+    if (!with_notes || !without) {
+        free(with_notes);
+        free(without);
+        return BS_ENOMEM;
+    }
+    for (size_t i = 0; i < rp->n; i++) {
+        enum attempt_state st = rp->items[i].state;
+        if (st == AS_DISPATCHED)
+            without[nwo++] = rp->items[i].bead_id;
+        else
+            with_notes[nw++] = rp->items[i].bead_id;
+    }
+    rc = beads_read_many(c, with_notes, nw, 1, fill_bead, &f);
+    if (rc == 0)
+        rc = beads_read_many(c, without, nwo, 0, fill_bead, &f);
+    free(with_notes);
+    free(without);
+    if (rc == 0)
+        rc = beads_in_progress(c, d->cfg->assignee, add_orphan, &f);
+    return rc;
+}
+
+/* ------------------------------------------------------------------ */
+/* Step 2: jobs                                                        */
+
+static void apply_submit(struct reap_pass *rp);
+static void pass_done(struct reap_pass *rp, int rc);
+
+static int needs_job(const struct reap_item *it, const struct config *cfg)
+{
+    return it->attempt_id && it->state == AS_DISPATCHED && it->found && it->job_id[0] &&
+           strcmp(it->status, "in_progress") == 0 && it->assignee &&
+           strcmp(it->assignee, cfg->assignee) == 0;
+}
+
+static void start_jobs(struct reap_pass *rp);
+
+static void job_done(const struct http_response *r, void *arg)
+{
+    struct reap_item *it = arg;
+    struct reap_pass *rp = it->rp;
+    struct agent_job job;
+    char why[160];
+    rp->jobs_pending--;
+    if (r->outcome == HTTP_RESPONSE && r->status == 200) {
+        if (agent_parse_job(r->body, r->body_len, &job, why, sizeof why) == 0) {
+            it->job_status = job.status;
+            it->job = agent_job_status_terminal(job.status) ? JV_ENDED : JV_ALIVE;
+        } else {
+            it->job = JV_MALFORMED;
+            log_warn("agent sent an unusable job record", "bead", it->bead_id, "job", it->job_id,
+                     "error", why);
+        }
+    } else if (r->outcome == HTTP_RESPONSE && r->status == 404) {
+        it->job = JV_MISSING;
+    } else {
+        it->job = JV_UNREACHABLE;
+    }
+    if (rp->d->stopping) {
+        if (rp->jobs_pending == 0)
+            pass_done(rp, BS_EINVAL);
+        return;
+    }
+    start_jobs(rp);
+}
+
+/* Keeps up to REAP_CONCURRENCY job requests in flight; when all are
+ * answered, hands the pass to the worker. */
+static void start_jobs(struct reap_pass *rp)
+{
+    struct dispatcher *d = rp->d;
+    const struct config *cfg = d->cfg;
+    char auth[1100], url[2300];
+    snprintf(auth, sizeof auth, "Authorization: Bearer %s", cfg->agent_token ? cfg->agent_token : "");
+    const char *headers[] = {"Accept: application/json", auth, NULL};
+    while (rp->jobs_pending < REAP_CONCURRENCY && rp->next_job < rp->n && !d->stopping) {
+        struct reap_item *it = &rp->items[rp->next_job++];
+        if (!needs_job(it, cfg))
+            continue;
+        if (!cfg->agent_url) {
+            it->job = JV_UNREACHABLE; /* BeadBoard mode without the agent's URL */
+            continue;
+        }
+        snprintf(url, sizeof url, "%s/jobs/%s", cfg->agent_url, it->job_id);
+        struct http_request req = {
+            .method = "GET", .url = url, .headers = headers,
+            .connect_timeout_ms = (long)cfg->http_connect_timeout_ms,
+            .timeout_ms = (long)cfg->http_timeout_ms, .max_response = 1 << 20,
+        };
+        if (http_request_start(d->env.http, &req, job_done, it) == 0)
+            rp->jobs_pending++;
+        else
+            it->job = JV_UNREACHABLE;
+    }
+    memset(auth, 0, sizeof auth);
+    if (rp->jobs_pending == 0 && (rp->next_job >= rp->n || d->stopping)) {
+        if (d->stopping)
+            pass_done(rp, BS_EINVAL);
+        else
+            apply_submit(rp);
+    }
+}
+
+static void load_done(int rc, void *arg)
+{
+    struct reap_pass *rp = arg;
+    note_dolt_state(rp->d, rc == BS_ECONN ? rc : 0);
+    if (rc || rp->d->stopping) {
+        pass_done(rp, rc ? rc : BS_EINVAL);
+        return;
+    }
+    start_jobs(rp);
+}
+
+/* ------------------------------------------------------------------ */
+/* Step 3: apply                                                       */
+
+/* The agent's "claimed by agent <job>" note written after our claim note
+ * (earlier attempts' notes don't count). Copies the job id; 0 if none. */
+static int find_agent_claim(const struct reap_item *it, char *job, size_t len)
+{
+    if (!it->notes)
+        return 0;
+    const char *ours = strstr(it->notes, it->dispatch_id);
+    if (!ours)
+        return 0;
+    const char *p = strstr(ours, "claimed by agent ");
+    if (!p)
+        return 0;
+    p += strlen("claimed by agent ");
+    size_t n = 0;
+    while (p[n] && p[n] != '\n' && p[n] != ' ' && n + 1 < len)
+        n++;
+    memcpy(job, p, n);
+    job[n] = '\0';
+    return agent_job_id_valid(job);
+}
+
+/* A guarded move of the bead, then the store transition. Returns 0 when
+ * both happened, 1 when the bead changed meanwhile (recorded, left for the
+ * next pass), or a negative error. */
+static int move_and_record(struct dispatcher *d, struct dolt_conn *c, struct reap_item *it,
+                           const char *to, const char *note, const char *verb,
+                           enum attempt_state next, const char *outcome, int64_t retry_at)
+{
+    struct store *s = d->env.store;
+    int64_t now = clock_now_ms();
+    char now_dt[32];
+    beads_datetime(now, now_dt, sizeof now_dt);
+    struct bead_move m = {
+        .id = it->bead_id, .assignee = d->cfg->assignee, .from = "in_progress", .to = to,
+        .expect_updated_at = it->updated_at, .note = note, .event_type = "status_changed",
+        .verb = verb, .now = now_dt,
+    };
+    int rc = beads_move(c, &d->schema, &d->writer, &m);
+    if (rc == BS_ESTATE || rc == BS_ECONFLICT) {
+        /* Someone moved the bead after we read it: record, re-read next pass. */
+        store_event_add(s, it->bead_id, it->attempt_id, "lost_race", it->job_id[0] ? it->job_id : NULL,
+                        "reaper: the bead changed between read and write; not overwritten", now);
+        it->reason = "lost_race";
+        snprintf(it->detail, sizeof it->detail, "bead changed before the %s", verb);
+        return 1;
+    }
+    if (rc)
+        return rc;
+    CRASH_POINT("after_reap_dolt_write");
+    if (!it->attempt_id) {
+        rc = store_event_add(s, it->bead_id, 0, "orphan_blocked", NULL, note, now);
+    } else {
+        struct store_transition t = {.outcome = outcome, .detail = note, .bead_updated_at = now_dt};
+        if ((rc = store_begin(s)))
+            return rc;
+        if ((rc = store_attempt_transition(s, it->attempt_id, it->state, next, &t, now)) ||
+            (retry_at && (rc = store_bead_set_retry(s, it->bead_id, retry_at)))) {
+            store_rollback(s);
+            return rc;
+        }
+        rc = store_commit(s);
+    }
+    if (rc == 0)
+        CRASH_POINT("after_reap_commit");
+    return rc;
+}
+
+/* Ends an attempt in the store only (the bead is not ours to write). */
+static int record_only(struct dispatcher *d, struct reap_item *it, enum attempt_state next,
+                       const char *reason, const char *detail)
+{
+    struct store_transition t = {.detail = detail};
+    int rc = store_attempt_transition(d->env.store, it->attempt_id, it->state, next, &t, clock_now_ms());
+    if (rc == 0) {
+        it->reason = reason;
+        set_detail(it, detail);
+    }
+    return rc;
+}
+
+/* The agent stopped without finishing: another attempt if any are left
+ * (bead back to open, backoff doubling from RETRY_BACKOFF, capped at 1 h),
+ * else blocked. what names the job's end ("failed", "not found ..."). */
+static int retry_or_give_up(struct dispatcher *d, struct dolt_conn *c, struct reap_item *it,
+                            const char *what)
+{
+    int used = 0;
+    int rc = store_bead_attempts_used(d->env.store, it->bead_id, &used);
+    if (rc)
+        return rc;
+    long max = (long)d->cfg->max_attempts;
+    char note[512];
+    if (used < max) {
+        int64_t backoff = (int64_t)d->cfg->retry_backoff_ms;
+        for (int i = 1; i < used && backoff < BACKOFF_CAP_MS; i++)
+            backoff *= 2;
+        if (backoff > BACKOFF_CAP_MS)
+            backoff = BACKOFF_CAP_MS;
+        snprintf(note, sizeof note, "reaper: job %s %s, bead still in_progress; released for retry "
+                 "(attempt %d/%ld)", it->job_id[0] ? it->job_id : "(unknown)", what, used, max);
+        rc = move_and_record(d, c, it, "open", note, "release", AS_RETRYING, "retrying",
+                             clock_now_ms() + (backoff > 0 ? backoff : 1));
+        if (rc == 0)
+            it->reason = "retrying";
+    } else {
+        snprintf(note, sizeof note, "reaper: job %s %s; attempts exhausted (%d/%ld), blocking",
+                 it->job_id[0] ? it->job_id : "(unknown)", what, used, max);
+        rc = move_and_record(d, c, it, "blocked", note, "block", AS_GAVE_UP, "gave_up", 0);
+        if (rc == 0)
+            it->reason = "gave_up";
+    }
+    if (rc == 0)
+        set_detail(it, note);
+    return rc;
+}
+
+/* The old reaper's rule: no bead update for STALE_AFTER -> blocked, with
+ * its note text (users grep for it). */
+static int stale_rule(struct dispatcher *d, struct dolt_conn *c, struct reap_item *it, int64_t now)
+{
+    int64_t age = now - datetime_ms(it->updated_at);
+    if (age < (int64_t)d->cfg->stale_after_ms)
+        return 0;
+    char note[256];
+    snprintf(note, sizeof note, "reaper: no progress for %lldm (threshold %llum) — blocking",
+             (long long)(age / 60000), (unsigned long long)(d->cfg->stale_after_ms / 60000));
+    int rc = move_and_record(d, c, it, "blocked", note, "block", AS_BLOCKED, "stale", 0);
+    if (rc == 0) {
+        it->reason = "stale";
+        set_detail(it, note);
+    }
+    return rc;
+}
+
+/* A claimed attempt whose POST never left: queue it to be sent now. */
+static int queue_repost(struct dispatcher *d, struct dolt_conn *c, struct reap_pass *rp,
+                        struct reap_item *it)
+{
+    if (!rp->repost && !(rp->repost = calloc(1, sizeof *rp->repost)))
+        return BS_ENOMEM;
+    rp->repost->d = d;
+    struct pick *p = calloc(1, sizeof *p);
+    if (!p || !(p->bead_id = strdup(it->bead_id))) {
+        free(p);
+        return BS_ENOMEM;
+    }
+    p->d = d;
+    p->attempt_id = it->attempt_id;
+    p->attempt = it->attempt;
+    memcpy(p->dispatch_id, it->dispatch_id, sizeof p->dispatch_id);
+    snprintf(p->claim_dt, sizeof p->claim_dt, "%s", it->updated_at);
+    int rc = beads_read(c, it->bead_id, 0, &p->bead);
+    if (rc) {
+        pick_free(p);
+        return rc;
+    }
+    p->state = PICK_CLAIMED;
+    p->next = rp->repost->picks;
+    rp->repost->picks = p;
+    it->reason = "recovered";
+    snprintf(it->detail, sizeof it->detail, "claimed but never posted: posting now");
+    return 0;
+}
+
+/* Decides and acts for one tracked attempt whose bead was read. */
+static int reap_attempt(struct dispatcher *d, struct dolt_conn *c, struct reap_pass *rp,
+                        struct reap_item *it, int64_t now)
+{
+    char detail[300];
+    if (!it->found)
+        return record_only(d, it, AS_RELEASED, "reopened", "bead no longer exists");
+    int mine = it->assignee && strcmp(it->assignee, d->cfg->assignee) == 0;
+    int in_progress = strcmp(it->status, "in_progress") == 0;
+    int ours_claimed = in_progress && mine && it->notes && strstr(it->notes, it->dispatch_id);
+
+    if (it->state == AS_CLAIMING) {
+        /* Intent only: did the claim reach Dolt before the crash? */
+        if (!ours_claimed) {
+            snprintf(detail, sizeof detail, "claim not made (bead %s)", it->status);
+            return record_only(d, it, AS_LOST_RACE, "lost_race", detail);
+        }
+        struct store_transition t = {.bead_updated_at = it->updated_at};
+        int rc = store_attempt_transition(d->env.store, it->attempt_id, AS_CLAIMING, AS_CLAIMED, &t, now);
+        if (rc)
+            return rc;
+        it->state = AS_CLAIMED;
+        return queue_repost(d, c, rp, it);
+    }
+    if (it->state == AS_CLAIMED) {
+        /* The POST never left: send it, unless the bead moved meanwhile. */
+        if (in_progress && mine)
+            return queue_repost(d, c, rp, it);
+        snprintf(detail, sizeof detail, "bead is %s before dispatch; not posted", it->status);
+        return record_only(d, it, AS_RELEASED, "reopened", detail);
+    }
+
+    /* posting, unknown, dispatched: the agent may have the job. */
+    if (strcmp(it->status, "closed") == 0)
+        return record_only(d, it, AS_CLOSED, "closed", "bead closed");
+    if (!mine) {
+        snprintf(detail, sizeof detail, "bead reassigned to %.100s; stopped tracking",
+                 it->assignee ? it->assignee : "nobody");
+        return record_only(d, it, AS_RELEASED, "reopened", detail);
+    }
+    if (strcmp(it->status, "blocked") == 0)
+        return record_only(d, it, AS_BLOCKED, "blocked", "bead set blocked (by the agent or a person)");
+    if (!in_progress) {
+        snprintf(detail, sizeof detail, "bead moved to %.32s by someone else; stopped tracking", it->status);
+        return record_only(d, it, AS_RELEASED, "reopened", detail);
+    }
+
+    if (it->state == AS_POSTING || it->state == AS_UNKNOWN) {
+        char job[STORE_JOB_ID_MAX];
+        if (find_agent_claim(it, job, sizeof job)) {
+            struct store_transition t = {.job_id = job, .detail = "job adopted from the agent's claim note"};
+            int rc = store_attempt_transition(d->env.store, it->attempt_id, it->state, AS_DISPATCHED, &t, now);
+            if (rc == 0) {
+                it->reason = "adopted";
+                snprintf(it->detail, sizeof it->detail, "adopted job %s from the bead's notes", job);
+                snprintf(it->job_id, sizeof it->job_id, "%s", job);
+            }
+            return rc;
+        }
+        /* No evidence either way: never re-POST; the old rule after STALE_AFTER. */
+        return stale_rule(d, c, it, now);
+    }
+
+    /* dispatched */
+    switch (it->job) {
+    case JV_ALIVE: {
+        int64_t limit = (int64_t)(d->cfg->job_timeout_ms + d->cfg->stale_after_ms);
+        if (it->dispatched_at && now - it->dispatched_at > limit) {
+            char note[300];
+            snprintf(note, sizeof note, "reaper: job %s still %s after %lldm (limit %lldm) — blocking",
+                     it->job_id, agent_job_status_name(it->job_status),
+                     (long long)((now - it->dispatched_at) / 60000), (long long)(limit / 60000));
+            int rc = move_and_record(d, c, it, "blocked", note, "block", AS_BLOCKED, "hard_limit", 0);
+            if (rc == 0) {
+                it->reason = "blocked";
+                set_detail(it, note);
+            }
+            return rc;
+        }
+        it->reason = NULL; /* alive: nothing to write */
+        return 0;
+    }
+    case JV_ENDED:
+        return retry_or_give_up(d, c, it, agent_job_status_name(it->job_status));
+    case JV_MISSING:
+        return retry_or_give_up(d, c, it, "not found at the agent (restarted, or record expired)");
+    case JV_NONE:
+    case JV_UNREACHABLE:
+    case JV_MALFORMED:
+        return stale_rule(d, c, it, now);
+    }
+    return 0;
+}
+
+static int reap_apply(struct dolt_conn *c, void *arg)
+{
+    struct reap_pass *rp = arg;
+    struct dispatcher *d = rp->d;
+    TEST_PAUSE("REAP_APPLY");
+    int64_t now = clock_now_ms();
+    for (size_t i = 0; i < rp->n && !d->stopping; i++) {
+        struct reap_item *it = &rp->items[i];
+        int rc = it->attempt_id ? reap_attempt(d, c, rp, it, now) : stale_rule(d, c, it, now);
+        if (rc == BS_ECONN || rc == BS_EFULL || rc == BS_ERDONLY || rc == BS_EIO)
+            return rc; /* Dolt or the store is in trouble: the next pass retries */
+        if (rc && rc != BS_ESTATE) {
+            log_warn("reaper could not settle an attempt", "bead", it->bead_id, "attempt",
+                     LOG_INT(it->attempt), "error", bs_strerror(rc));
+        }
+    }
+    /* Owed POSTs: record that they are about to go out, as the dispatcher does. */
+    if (rp->repost && rp->repost->picks) {
+        int rc = build_bodies(d, rp->repost);
+        if (rc == 0)
+            rc = journal_picks(d, rp->repost, PICK_CLAIMED, AS_CLAIMED, AS_POSTING, clock_now_ms());
+        if (rc)
+            return rc;
+        CRASH_POINT("after_posting_commit");
+    }
+    return 0;
+}
+
+static void apply_done(int rc, void *arg)
+{
+    struct reap_pass *rp = arg;
+    note_dolt_state(rp->d, rc == BS_ECONN ? rc : 0);
+    pass_done(rp, rc);
+}
+
+static void apply_submit(struct reap_pass *rp)
+{
+    if (dolt_submit(rp->d->env.dolt, reap_apply, apply_done, rp))
+        pass_done(rp, BS_EINVAL);
+}
+
+/* ------------------------------------------------------------------ */
+/* Pass control                                                        */
+
+static void pass_done(struct reap_pass *rp, int rc)
+{
+    struct dispatcher *d = rp->d;
+    size_t acted = 0, alive = 0;
+    for (size_t i = 0; i < rp->n; i++) {
+        struct reap_item *it = &rp->items[i];
+        if (!it->reason) {
+            alive += it->attempt_id != 0;
+            continue;
+        }
+        acted++;
+        log_info(it->attempt_id ? "reaped" : "orphan reaped", "bead", it->bead_id, "attempt",
+                 it->attempt ? LOG_INT(it->attempt) : NULL, "job", it->job_id[0] ? it->job_id : NULL,
+                 "dispatch", it->dispatch_id[0] ? it->dispatch_id : NULL, "reason", it->reason,
+                 "detail", it->detail);
+    }
+    d->reap_running = 0;
+    d->last_reap_ms = clock_now_ms();
+    if (rc) {
+        if (rc != BS_EINVAL || !d->stopping)
+            log_warn(rp->recovery ? "recovery pass failed; retrying" : "reap pass failed; retrying",
+                     "error", bs_strerror(rc));
+    } else {
+        if (rp->recovery) {
+            d->recovered = 1;
+            log_info("recovery done", "in_flight", LOG_INT(alive), "settled", LOG_INT(acted));
+        } else if (acted) {
+            log_info("reap pass", "in_flight", LOG_INT(alive), "settled", LOG_INT(acted));
+        }
+    }
+    struct cycle *repost = rc == 0 ? rp->repost : NULL;
+    if (repost)
+        rp->repost = NULL;
+    int recovery = rp->recovery;
+    reap_pass_free(rp);
+
+    if (repost && !d->stopping) {
+        /* Send what recovery found owed, through the dispatcher's POST path. */
+        repost->repost = 1;
+        d->cur = repost;
+        d->cycle_running = 1;
+        post_all(repost);
+    } else if (repost) {
+        picks_free(repost->picks);
+        free(repost);
+    }
+    if (d->env.on_reap)
+        d->env.on_reap(d->env.arg, recovery, rc == 0);
+    if (recovery && rc == 0 && d->once)
+        dispatcher_cycle(d); /* runs now, or right after the owed POSTs */
+    else if (recovery && rc && d->once && d->env.on_cycle)
+        d->env.on_cycle(d->env.arg, 0);
+    else if (d->cycle_again && !d->stopping && !d->cycle_running) {
+        d->cycle_again = 0;
+        dispatcher_cycle(d);
+    }
+}
+
+void reaper_start(struct dispatcher *d, int recovery)
+{
+    if (d->stopping || d->reap_running || d->env.dry_run || !d->env.store)
+        return;
+    if (d->cycle_running) {
+        d->reap_again = 1;
+        return;
+    }
+    struct reap_pass *rp = calloc(1, sizeof *rp);
+    if (!rp)
+        return;
+    rp->d = d;
+    rp->recovery = recovery;
+    rp->started_ms = clock_now_ms();
+    if (dolt_submit(d->env.dolt, reap_load, load_done, rp)) {
+        free(rp);
+        return;
+    }
+    d->reap_running = 1;
+}

@@ -1,0 +1,127 @@
+#ifndef BS_SCHED_INTERNAL_H
+#define BS_SCHED_INTERNAL_H
+/* State shared by the dispatcher (dispatch.c) and the reaper (reap.c): one
+ * object, so a reap pass and a dispatch cycle never interleave and recovery
+ * can reuse the POST path. Not for other modules. */
+#include "agent.h"
+#include "beads.h"
+#include "dispatch.h"
+
+/* How many candidate rows one page of the eligibility query reads. */
+#define CANDIDATE_PAGE 256
+/* How many rows a cycle reads at most while skipping beads that wait out a
+ * backoff or have used their attempts. */
+#define CANDIDATE_SCAN_MAX 20000
+/* Bytes of an agent's refusal body kept in the bead note. */
+#define REFUSAL_BODY_MAX 200
+/* Health failures are logged on change, then at most this often. */
+#define HEALTH_REMINDER_MS (10 * 60 * 1000)
+
+enum pick_state {
+    PICK_NEW,       /* chosen, nothing recorded */
+    PICK_CLAIMING,  /* journal row in claiming */
+    PICK_CLAIMED,   /* Dolt CAS succeeded; will be posted */
+    PICK_LOST,      /* someone else moved the bead first */
+    PICK_NOT_CLAIMED, /* the claim failed without touching Dolt: released */
+    PICK_UNCERTAIN, /* connection lost during the claim: left in claiming */
+};
+
+enum post_result { POST_DISPATCHED, POST_REFUSED, POST_UNKNOWN, POST_CANCELLED };
+
+/* One bead travelling through a cycle. Owned by the cycle until its POST
+ * result is queued, then by the dispatcher's result list, then freed by the
+ * journal write that records it. */
+struct pick {
+    struct pick *next;
+    struct dispatcher *d;
+    char *bead_id;
+    char *cand_updated_at;
+    long priority;
+    enum pick_state state;
+    int64_t attempt_id;
+    int attempt;
+    char dispatch_id[STORE_DISPATCH_ID_MAX];
+    char claim_dt[32];          /* updated_at our claim wrote */
+    char detail[STORE_DETAIL_MAX];
+    struct bead bead;           /* text read at claim time, for the prompt */
+    char *body;                 /* POST /execute JSON */
+    int64_t posted_ms;
+    enum post_result result;
+    long status;
+    char job_id[AGENT_JOB_ID_MAX];
+};
+
+struct cycle {
+    struct dispatcher *d;
+    int recheck;                /* started only to re-check capacity */
+    int repost;                 /* recovery's owed POSTs, not a dispatch cycle */
+    int selected;               /* the eligibility query ran */
+    long want;                  /* free agent slots */
+    long chosen;                /* beads picked */
+    int64_t next_retry_at;      /* earliest backoff end among skipped beads, 0 = none */
+    int paused;
+    int rc;
+    struct pick *picks;
+    size_t posts_pending;
+    size_t noted;               /* skip notes written */
+    struct candidate *unready;  /* dry-run: beads that would be noted */
+    size_t nunready;
+};
+
+struct probe {
+    struct dispatcher *d;
+    int changed;
+};
+
+struct dispatcher {
+    struct dispatch_env env;
+    const struct config *cfg;
+    char author[600];
+    struct beads_writer writer;
+
+    /* Worker-thread state: touched only inside work functions. */
+    struct beads_schema schema;
+    char probe_value[160];
+
+    /* Loop-thread state. */
+    int stopping;
+    int probe_in_flight;
+    int cycle_running;
+    int cycle_again;
+    int reap_running;
+    int reap_again;             /* a reap was due while a cycle ran */
+    int recovered;              /* start-up recovery done (dry-run: not needed) */
+    int once;                   /* recovery, one cycle, then on_cycle */
+    int64_t last_reap_ms;
+    int backlog;                /* last cycle may have left eligible beads waiting for slots */
+    int64_t retry_due_ms;       /* a bead's backoff ends then: cycle at the first probe after */
+    int dolt_ok;
+    int health_ok;
+    int64_t health_logged_ms;
+    int64_t last_cycle_ms;
+    struct cycle *cur;
+    struct pick *results;       /* POST results waiting to be journaled */
+    int flush_in_flight;
+    struct dispatch_stats stats;
+};
+
+
+struct reap_pass;
+
+/* dispatch.c */
+void pick_free(struct pick *p);
+void picks_free(struct pick *p);
+void refresh_writer(struct dispatcher *d);
+void note_dolt_state(struct dispatcher *d, int rc);
+void start_cycle(struct dispatcher *d, int recheck);
+void finish_cycle(struct dispatcher *d, int ok);
+void post_all(struct cycle *cy);
+void cycle_maybe_done(struct dispatcher *d);
+int journal_picks(struct dispatcher *d, struct cycle *cy, enum pick_state which,
+                  enum attempt_state from, enum attempt_state to, int64_t now);
+int build_bodies(struct dispatcher *d, struct cycle *cy);
+
+/* reap.c */
+void reap_pass_free(struct reap_pass *rp);
+void reaper_start(struct dispatcher *d, int recovery);
+#endif
