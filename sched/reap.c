@@ -341,6 +341,23 @@ static int find_agent_claim(const struct reap_item *it, char *job, size_t len)
     return agent_job_id_valid(job);
 }
 
+/* Whether the bead's notes hold our own "released for retry" note for this
+ * attempt's job (a pass that wrote Dolt and died before its store commit). */
+static int released_by_us(struct dolt_conn *c, const struct reap_item *it)
+{
+    struct bead b;
+    if (beads_read(c, it->bead_id, 1, &b))
+        return 0;
+    char needle[STORE_JOB_ID_MAX + 32];
+    snprintf(needle, sizeof needle, "reaper: job %s ", it->job_id);
+    const char *p = b.notes ? strstr(b.notes, needle) : NULL;
+    const char *eol = p ? strchr(p, '\n') : NULL;
+    const char *rel = p ? strstr(p, "released for retry") : NULL;
+    int ours = rel && (!eol || rel < eol);
+    bead_free(&b);
+    return ours;
+}
+
 /* A guarded move of the bead, then the store transition. Returns 0 when
  * both happened, 1 when the bead changed meanwhile (recorded, left for the
  * next pass), or a negative error. */
@@ -402,7 +419,7 @@ static int record_only(struct dispatcher *d, struct reap_item *it, enum attempt_
 
 /* The agent stopped without finishing: another attempt if any are left
  * (bead back to open, backoff doubling from RETRY_BACKOFF, capped at 1 h),
- * else blocked. what names the job's end ("failed", "not found ..."). */
+ * else blocked. what says how the attempt ended ("job abc failed", ...). */
 static int retry_or_give_up(struct dispatcher *d, struct dolt_conn *c, struct reap_item *it,
                             const char *what)
 {
@@ -418,15 +435,14 @@ static int retry_or_give_up(struct dispatcher *d, struct dolt_conn *c, struct re
             backoff *= 2;
         if (backoff > BACKOFF_CAP_MS)
             backoff = BACKOFF_CAP_MS;
-        snprintf(note, sizeof note, "reaper: job %s %s, bead still in_progress; released for retry "
-                 "(attempt %d/%ld)", it->job_id[0] ? it->job_id : "(unknown)", what, used, max);
+        snprintf(note, sizeof note, "reaper: %s, bead still in_progress; released for retry "
+                 "(attempt %d/%ld)", what, used, max);
         rc = move_and_record(d, c, it, "open", note, "release", AS_RETRYING, "retrying",
                              clock_now_ms() + (backoff > 0 ? backoff : 1));
         if (rc == 0)
             it->reason = "retrying";
     } else {
-        snprintf(note, sizeof note, "reaper: job %s %s; attempts exhausted (%d/%ld), blocking",
-                 it->job_id[0] ? it->job_id : "(unknown)", what, used, max);
+        snprintf(note, sizeof note, "reaper: %s; attempts exhausted (%d/%ld), blocking", what, used, max);
         rc = move_and_record(d, c, it, "blocked", note, "block", AS_GAVE_UP, "gave_up", 0);
         if (rc == 0)
             it->reason = "gave_up";
@@ -527,6 +543,18 @@ static int reap_attempt(struct dispatcher *d, struct dolt_conn *c, struct reap_p
     if (strcmp(it->status, "blocked") == 0)
         return record_only(d, it, AS_BLOCKED, "blocked", "bead set blocked (by the agent or a person)");
     if (!in_progress) {
+        if (strcmp(it->status, "open") == 0 && it->job_id[0] && released_by_us(c, it)) {
+            /* Our own release, from a pass that died before recording it. */
+            int used = 0;
+            int64_t backoff = (int64_t)d->cfg->retry_backoff_ms;
+            if (store_bead_attempts_used(d->env.store, it->bead_id, &used) == 0)
+                for (int i = 1; i < used && backoff < BACKOFF_CAP_MS; i++)
+                    backoff *= 2;
+            int rc = store_bead_set_retry(d->env.store, it->bead_id,
+                                          now + (backoff < BACKOFF_CAP_MS ? backoff : BACKOFF_CAP_MS));
+            return rc ? rc : record_only(d, it, AS_RETRYING, "retrying",
+                                         "released for retry (found after a restart)");
+        }
         snprintf(detail, sizeof detail, "bead moved to %.32s by someone else; stopped tracking", it->status);
         return record_only(d, it, AS_RELEASED, "reopened", detail);
     }
@@ -543,8 +571,15 @@ static int reap_attempt(struct dispatcher *d, struct dolt_conn *c, struct reap_p
             }
             return rc;
         }
-        /* No evidence either way: never re-POST; the old rule after STALE_AFTER. */
-        return stale_rule(d, c, it, now);
+        /* No evidence either way. Never re-POST this attempt; once the bead
+         * has been quiet for STALE_AFTER the agent plainly isn't working on
+         * it, so release it for a new attempt (or block when none are left). */
+        int64_t age = now - datetime_ms(it->updated_at);
+        if (age < (int64_t)d->cfg->stale_after_ms)
+            return 0;
+        snprintf(detail, sizeof detail, "dispatch %s got no answer and no claim note from the agent "
+                 "in %lldm", it->dispatch_id, (long long)(age / 60000));
+        return retry_or_give_up(d, c, it, detail);
     }
 
     /* dispatched */
@@ -567,9 +602,12 @@ static int reap_attempt(struct dispatcher *d, struct dolt_conn *c, struct reap_p
         return 0;
     }
     case JV_ENDED:
-        return retry_or_give_up(d, c, it, agent_job_status_name(it->job_status));
+        snprintf(detail, sizeof detail, "job %s %s", it->job_id, agent_job_status_name(it->job_status));
+        return retry_or_give_up(d, c, it, detail);
     case JV_MISSING:
-        return retry_or_give_up(d, c, it, "not found at the agent (restarted, or record expired)");
+        snprintf(detail, sizeof detail, "job %s not found at the agent (restarted, or record expired)",
+                 it->job_id);
+        return retry_or_give_up(d, c, it, detail);
     case JV_NONE:
     case JV_UNREACHABLE:
     case JV_MALFORMED:

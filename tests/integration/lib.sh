@@ -85,3 +85,32 @@ t_done() {
   echo "$T_PASSES passed, $T_FAILS failed"
   [ "$T_FAILS" -eq 0 ]
 }
+
+# t_agent_claims: does what the real agent's first action is: for every job
+# the fake agent holds, note "claimed by agent <job>" on its bead (once).
+t_agent_claims() {
+  local bead job
+  t_stats | jq -r '.jobs[] | "\(.bead_id) \(.job_id)"' | while read -r bead job; do
+    t_sql "UPDATE issues SET notes = CONCAT(notes, '\nclaimed by agent $job'), updated_at = UTC_TIMESTAMP()
+           WHERE id = '$bead' AND notes NOT LIKE '%claimed by agent $job%'"
+  done
+}
+
+# t_consistent WHAT: every bead POSTed at most once per attempt; no attempt
+# left in a non-terminal state other than dispatched; every dispatched
+# attempt's bead is in_progress with the job id in its notes.
+t_consistent() {
+  local what=$1 dup bad job bead st notes
+  dup=$(t_stats | jq -r '.by_bead | to_entries[] | select(.value > 1) | .key' | xargs)
+  t_eq "$what: no bead POSTed twice" "" "$dup"
+  bad=$(t_store "SELECT bead_id || ':' || state FROM journal WHERE state IN ('claiming','claimed','posting','unknown')" | xargs)
+  t_eq "$what: no attempt left half-way" "" "$bad"
+  bad=""
+  while IFS='|' read -r bead job; do
+    [ -n "$bead" ] || continue
+    st=$(t_sql "SELECT status FROM issues WHERE id='$bead'")
+    notes=$(t_sql "SELECT notes FROM issues WHERE id='$bead'")
+    [[ $st == in_progress && $notes == *"dispatched: job=$job"* || $st == in_progress && $notes == *"claimed by agent $job"* ]] || bad+=" $bead($st)"
+  done < <(t_store "SELECT bead_id, job_id FROM journal WHERE state = 'dispatched'")
+  t_eq "$what: Dolt agrees with the store" "" "$bad"
+}
