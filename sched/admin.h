@@ -7,6 +7,7 @@
  * The paths are part of the deployment contract: ops/k8s and ops/terraform
  * point their probes and scrape annotations at them, and a consistency test
  * checks they agree with these definitions. */
+#include <stddef.h>
 
 #define ADMIN_PATH_METRICS "/metrics"
 #define ADMIN_PATH_HEALTHZ "/healthz" /* 200 while the loop is turning, else 503 */

@@ -35,13 +35,21 @@ enum metric_histogram {
     MH_COUNT
 };
 
+/* Records the process start time (beads_sched_start_time_seconds) if
+ * nothing did yet. Optional: the first call of any function below does it
+ * too; calling it early in main makes the time exact. */
+void metrics_init(void);
+
 /* Adds n to a counter series; label must be one of the counter's listed
- * values (anything else is counted under "other"). */
+ * values (anything else, NULL included, is counted under "other", logged
+ * once per counter). */
 void metrics_count(enum metric_counter c, const char *label, uint64_t n);
 void metrics_gauge_set(enum metric_gauge g, double v);
+/* Non-finite observations are dropped; negative ones count as 0. */
 void metrics_observe(enum metric_histogram h, double seconds);
 
-/* The whole registry as Prometheus text (HELP, TYPE, series), malloc'd. */
+/* The whole registry as Prometheus text (HELP, TYPE, series), malloc'd (the
+ * caller frees it); NULL when out of memory. */
 char *metrics_render(void);
 /* Resets everything to zero (tests only). */
 void metrics_reset(void);
