@@ -105,4 +105,6 @@ int beads_move(struct dolt_conn *c, const struct beads_schema *s, const struct b
 /* Formats a UTC time for DATETIME columns ("YYYY-MM-DD HH:MM:SS") and for
  * notes ("YYYY-MM-DDTHH:MM:SSZ"). */
 void beads_datetime(int64_t ms, char *buf, size_t len);
+/* Parses "YYYY-MM-DD HH:MM:SS" (UTC) back to ms; 0 if it isn't one. */
+int64_t beads_datetime_ms(const char *s);
 #endif

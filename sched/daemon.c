@@ -1,12 +1,17 @@
 #include "daemon.h"
 
+#include "admin.h"
 #include "clock.h"
 #include "dispatch.h"
 #include "dolt.h"
 #include "errors.h"
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "store.h"
+
+#include <stdatomic.h>
+#include <stdio.h>
 
 #include <stdlib.h>
 #include <string.h>
@@ -24,6 +29,9 @@ struct daemon {
     uv_signal_t sigterm, sigint;
     uv_timer_t probe_timer;
     uv_timer_t reap_timer;
+    uv_timer_t heartbeat;     /* proves to /healthz that the loop turns */
+    _Atomic int64_t beat_ms;
+    struct admin *admin;
     int stopping;
     int exit_status;
 };
@@ -69,6 +77,8 @@ static void daemon_stop(struct daemon *d)
     uv_close((uv_handle_t *)&d->probe_timer, on_handle_closed);
     uv_timer_stop(&d->reap_timer);
     uv_close((uv_handle_t *)&d->reap_timer, on_handle_closed);
+    uv_timer_stop(&d->heartbeat);
+    uv_close((uv_handle_t *)&d->heartbeat, on_handle_closed);
     uv_close((uv_handle_t *)&d->sigterm, on_handle_closed);
     uv_close((uv_handle_t *)&d->sigint, on_handle_closed);
     if (d->http)
@@ -95,6 +105,54 @@ static void probe_tick(uv_timer_t *t)
     struct daemon *d = t->data;
     if (!d->stopping)
         dispatcher_tick(d->dispatcher);
+}
+
+#define HEARTBEAT_MS 1000
+
+static void heartbeat_tick(uv_timer_t *t)
+{
+    struct daemon *d = t->data;
+    d->beat_ms = clock_now_ms();
+}
+
+/* /healthz, on the admin thread: the loop turned within a few beats. */
+static int admin_healthy(void *arg, char *why, size_t len)
+{
+    struct daemon *d = arg;
+    int64_t age = clock_now_ms() - d->beat_ms;
+    if (d->stopping) {
+        snprintf(why, len, "stopping");
+        return 0;
+    }
+    if (age > 5 * HEARTBEAT_MS) {
+        snprintf(why, len, "event loop stalled for %lld ms", (long long)age);
+        return 0;
+    }
+    return 1;
+}
+
+/* /readyz, on the admin thread: store open, Dolt answered within the last
+ * three probe intervals (at least 3 s). */
+static int admin_ready(void *arg, char *why, size_t len)
+{
+    struct daemon *d = arg;
+    int64_t window = 3 * (int64_t)d->cfg->probe_interval_ms;
+    if (window < 3000)
+        window = 3000;
+    int64_t ok_at = d->dispatcher ? dispatcher_dolt_ok_at(d->dispatcher) : 0;
+    if (!d->store) {
+        snprintf(why, len, "store not open");
+        return 0;
+    }
+    if (ok_at == 0) {
+        snprintf(why, len, "dolt not reached yet");
+        return 0;
+    }
+    if (clock_now_ms() - ok_at > window) {
+        snprintf(why, len, "dolt not reached for %lld ms", (long long)(clock_now_ms() - ok_at));
+        return 0;
+    }
+    return 1;
 }
 
 static void reap_tick(uv_timer_t *t)
@@ -146,9 +204,12 @@ int daemon_run(const struct config *cfg, const struct daemon_opts *opts)
         free(d);
         return 1;
     }
-    d->probe_timer.data = d->reap_timer.data = d->sigterm.data = d->sigint.data = d;
+    d->probe_timer.data = d->reap_timer.data = d->heartbeat.data = d;
+    d->sigterm.data = d->sigint.data = d;
     uv_timer_init(&d->loop, &d->probe_timer);
     uv_timer_init(&d->loop, &d->reap_timer);
+    uv_timer_init(&d->loop, &d->heartbeat);
+    d->beat_ms = clock_now_ms();
     uv_signal_init(&d->loop, &d->sigterm);
     uv_signal_init(&d->loop, &d->sigint);
     uv_signal_start(&d->sigterm, on_signal, SIGTERM);
@@ -170,6 +231,14 @@ int daemon_run(const struct config *cfg, const struct daemon_opts *opts)
             failed = 1;
         }
     }
+    if (!failed && cfg->listen_host && !opts->once && !opts->dry_run) {
+        struct admin_callbacks cb = {.healthy = admin_healthy, .ready = admin_ready, .arg = d};
+        char err[256];
+        if (admin_start(&d->admin, cfg->listen_host, cfg->listen_port, &cb, err, sizeof err)) {
+            log_error("cannot start the admin endpoint", "listen", cfg->listen, "error", err);
+            failed = 1;
+        }
+    }
     if (failed) {
         daemon_stop(d);
     } else if (opts->once) {
@@ -179,6 +248,8 @@ int daemon_run(const struct config *cfg, const struct daemon_opts *opts)
          * once it has settled every attempt the last run left. */
         uv_timer_start(&d->probe_timer, probe_tick, 0, cfg->probe_interval_ms);
         uv_timer_start(&d->reap_timer, reap_tick, cfg->reap_interval_ms, cfg->reap_interval_ms);
+        uv_timer_start(&d->heartbeat, heartbeat_tick, HEARTBEAT_MS, HEARTBEAT_MS);
+        metrics_gauge_set(MG_PAUSED, cfg->paused);
         log_info("started", "version", BEADS_SCHED_VERSION, "store", cfg->store, "schema",
                  d->store ? LOG_INT(store_schema_version(d->store)) : NULL, "dolt_host",
                  cfg->dolt.host, "dolt_db", cfg->dolt.database, "agent", cfg->agent_url,
@@ -186,6 +257,7 @@ int daemon_run(const struct config *cfg, const struct daemon_opts *opts)
     }
 
     uv_run(&d->loop, UV_RUN_DEFAULT);
+    admin_stop(d->admin);
     int closed = uv_loop_close(&d->loop);
     if (closed)
         log_error("event loop did not close cleanly", "error", uv_strerror(closed));

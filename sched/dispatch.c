@@ -67,6 +67,18 @@ void dispatcher_free(struct dispatcher *d)
 
 void dispatcher_stats(const struct dispatcher *d, struct dispatch_stats *out) { *out = d->stats; }
 
+int64_t dispatcher_dolt_ok_at(const struct dispatcher *d) { return d->dolt_ok_ms; }
+
+void count_dolt_error(int rc)
+{
+    if (rc == BS_ECONN)
+        metrics_count(MC_DOLT_ERRORS, "connection", 1);
+    else if (rc == BS_ECONFLICT)
+        metrics_count(MC_DOLT_ERRORS, "conflict", 1);
+    else if (rc == BS_EIO)
+        metrics_count(MC_DOLT_ERRORS, "io", 1);
+}
+
 /* Whether this session's writes end with a Dolt commit. Worker thread. */
 void refresh_writer(struct dispatcher *d)
 {
@@ -77,6 +89,10 @@ void refresh_writer(struct dispatcher *d)
 void note_dolt_state(struct dispatcher *d, int rc)
 {
     int ok = rc == 0;
+    if (ok)
+        d->dolt_ok_ms = clock_now_ms();
+    else
+        count_dolt_error(rc);
     if (ok == d->dolt_ok)
         return;
     if (ok)
@@ -109,6 +125,7 @@ static void probe_done(int rc, void *arg)
     struct probe *p = arg;
     struct dispatcher *d = p->d;
     d->probe_in_flight = 0;
+    metrics_count(MC_CYCLES, "probe", 1);
     note_dolt_state(d, rc);
     int64_t now = clock_now_ms();
     int due = now - d->last_cycle_ms >= (int64_t)d->cfg->dispatch_interval_ms ||
@@ -302,6 +319,8 @@ static void claim_one(struct dispatcher *d, struct dolt_conn *c, struct pick *p,
     }
     if (rc == BS_ESTATE || rc == BS_ECONFLICT) {
         /* Lost the race: re-read and record it unless the bead is ours. */
+        if (rc == BS_ECONFLICT)
+            metrics_count(MC_DOLT_ERRORS, "conflict", 1);
         struct bead now_b;
         if (beads_read(c, p->bead_id, 1, &now_b) == 0) {
             int ours = now_b.notes && strstr(now_b.notes, p->dispatch_id) &&
@@ -382,7 +401,9 @@ static int select_and_claim(struct dolt_conn *c, void *arg)
     if (rc)
         return rc;
     refresh_writer(d);
-    if (paused_now(d)) {
+    int paused = paused_now(d);
+    metrics_gauge_set(MG_PAUSED, paused);
+    if (paused) {
         cy->paused = 1;
         return 0;
     }
@@ -470,9 +491,12 @@ static void claimed_done(int rc, void *arg)
     for (struct pick *p = cy->picks; p; p = p->next) {
         if (p->state == PICK_LOST) {
             d->stats.lost_race++;
+            metrics_count(MC_DISPATCHES, "lost_race", 1);
             log_info("lost race", "bead", p->bead_id, "attempt", LOG_INT(p->attempt), "dispatch",
                      p->dispatch_id, "detail", p->detail);
         } else if (p->state == PICK_NOT_CLAIMED || p->state == PICK_UNCERTAIN) {
+            if (p->state == PICK_NOT_CLAIMED)
+                metrics_count(MC_DISPATCHES, "released", 1);
             log_warn("claim failed", "bead", p->bead_id, "attempt", LOG_INT(p->attempt),
                      "dispatch", p->dispatch_id, "detail", p->detail);
         }
@@ -495,6 +519,18 @@ static void claimed_done(int rc, void *arg)
 /* POST /execute and its results                                       */
 
 static void flush_results(struct dispatcher *d);
+
+/* The agent error a POST result counts as, or NULL for none. */
+static const char *agent_error_kind(const struct pick *p, const struct http_response *r)
+{
+    if (p->result == POST_DISPATCHED || p->result == POST_CANCELLED)
+        return NULL;
+    if (r->outcome == HTTP_REFUSED)
+        return "unreachable";
+    if (p->result == POST_UNKNOWN)
+        return r->status >= 200 && r->status < 300 ? "malformed" : "unknown";
+    return r->status >= 500 ? "http_5xx" : r->status >= 400 ? "http_4xx" : "refused";
+}
 
 static void classify(struct pick *p, const struct http_response *r)
 {
@@ -554,6 +590,9 @@ static void post_done(const struct http_response *r, void *arg)
     struct pick *p = arg;
     struct dispatcher *d = p->d;
     classify(p, r);
+    const char *kind = agent_error_kind(p, r);
+    if (kind)
+        metrics_count(MC_AGENT_ERRORS, kind, 1);
     CRASH_POINT("after_post_response");
     if (p->result == POST_CANCELLED) {
         /* Shutdown: the attempt stays in posting; recovery decides. */
@@ -627,6 +666,25 @@ static const char *refusal_note(struct pick *p, char *buf, size_t len)
     return buf;
 }
 
+/* Records, for `beads-sched status`, when dispatching last did something
+ * and what; only cycles with results get here, so an idle daemon writes
+ * nothing. Also refreshes the in-flight gauge. Worker thread. */
+static void note_cycle_result(struct dispatcher *d, const struct pick *list, int64_t now)
+{
+    int n[4] = {0};
+    for (const struct pick *p = list; p; p = p->next)
+        n[p->result]++;
+    char iso[32], result[128];
+    clock_iso8601(now, iso, sizeof iso);
+    snprintf(result, sizeof result, "dispatched %d, refused %d, unknown %d", n[POST_DISPATCHED],
+             n[POST_REFUSED], n[POST_UNKNOWN]);
+    if (store_setting_set(d->env.store, "last_cycle_at", iso, now) == 0)
+        store_setting_set(d->env.store, "last_cycle_result", result, now);
+    int64_t active = 0;
+    if (store_attempts_active_count(d->env.store, &active) == 0)
+        metrics_gauge_set(MG_IN_FLIGHT, (double)active);
+}
+
 /* Journals a batch of POST results: dispatched and unknown in one store
  * transaction, then the dispatched notes; refusals revert the claim in Dolt
  * first, then are journaled. Worker thread. */
@@ -671,6 +729,8 @@ static int record_results(struct dolt_conn *c, void *arg)
             log_warn("could not add the dispatched note", "bead", p->bead_id, "job", p->job_id,
                      "error", bs_strerror(nrc));
     }
+
+    note_cycle_result(d, f->list, now);
 
     /* Refusals: give the claim back (guarded by what our claim wrote), then
      * journal it with a backoff before the next try. */
@@ -726,6 +786,12 @@ static void results_done(int rc, void *arg)
         switch (p->result) {
         case POST_DISPATCHED:
             d->stats.dispatched++;
+            metrics_count(MC_DISPATCHES, "dispatched", 1);
+            if (p->cand_updated_at) {
+                int64_t since = beads_datetime_ms(p->cand_updated_at);
+                if (since > 0)
+                    metrics_observe(MH_DISPATCH_LATENCY, (double)(clock_now_ms() - since) / 1000.0);
+            }
             log_info("dispatched", "bead", p->bead_id, "attempt", LOG_INT(p->attempt), "job",
                      p->job_id, "dispatch", p->dispatch_id, "post_ms", ms);
             break;
@@ -734,6 +800,7 @@ static void results_done(int rc, void *arg)
             if (d->retry_due_ms == 0 || due < d->retry_due_ms)
                 d->retry_due_ms = due;
             d->stats.refused++;
+            metrics_count(MC_DISPATCHES, "refused", 1);
             log_warn("dispatch refused; claim released", "bead", p->bead_id, "attempt",
                      LOG_INT(p->attempt), "dispatch", p->dispatch_id, "status", LOG_INT(p->status),
                      "detail", p->detail);
@@ -741,6 +808,7 @@ static void results_done(int rc, void *arg)
         }
         case POST_UNKNOWN:
             d->stats.unknown++;
+            metrics_count(MC_DISPATCHES, "unknown", 1);
             log_warn("dispatch outcome unknown; left for the reaper", "bead", p->bead_id,
                      "attempt", LOG_INT(p->attempt), "dispatch", p->dispatch_id, "detail", p->detail);
             break;
@@ -812,11 +880,16 @@ static void health_done(const struct http_response *r, void *arg)
         d->health_ok = ok;
         d->health_logged_ms = now;
     }
+    if (!ok && r->outcome != HTTP_CANCELLED)
+        metrics_count(MC_AGENT_ERRORS, r->outcome == HTTP_RESPONSE && r->status == 200 ? "malformed"
+                                       : r->outcome == HTTP_RESPONSE ? (r->status >= 500 ? "http_5xx" : "http_4xx")
+                                       : "unreachable", 1);
     if (!ok || d->stopping || r->outcome == HTTP_CANCELLED) {
         finish_cycle(d, 0);
         return;
     }
     cy->want = agent_free_slots(&h);
+    metrics_gauge_set(MG_AGENT_FREE_SLOTS, (double)cy->want);
     if (cy->recheck && cy->want == 0) {
         finish_cycle(d, 1); /* still full: nothing to ask Dolt */
         return;
@@ -844,6 +917,7 @@ void start_cycle(struct dispatcher *d, int recheck)
         return;
     cy->d = d;
     cy->recheck = recheck;
+    cy->started_ms = clock_now_ms();
     d->cur = cy;
     d->cycle_running = 1;
     char url[2048];
@@ -873,6 +947,12 @@ void finish_cycle(struct dispatcher *d, int ok)
     d->stats.cycles++;
     if (ok)
         d->stats.last_cycle_at = d->last_cycle_ms;
+    if (cy && cy->selected) {
+        metrics_count(MC_CYCLES, "dispatch", 1);
+        metrics_observe(MH_CYCLE_DURATION, (double)(clock_now_ms() - cy->started_ms) / 1000.0);
+        if (ok)
+            metrics_gauge_set(MG_LAST_CYCLE_SUCCESS, (double)clock_now_ms() / 1000.0);
+    }
     if (cy) {
         picks_free(cy->picks);
         candidates_free(cy->unready, cy->nunready);

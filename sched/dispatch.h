@@ -54,4 +54,6 @@ struct dispatch_stats {
     int64_t last_cycle_at; /* ms */
 };
 void dispatcher_stats(const struct dispatcher *d, struct dispatch_stats *out);
+/* When Dolt last answered (ms; 0 = never). Safe from any thread. */
+int64_t dispatcher_dolt_ok_at(const struct dispatcher *d);
 #endif

@@ -6,6 +6,7 @@
 #include "daemon.h"
 #include "errors.h"
 #include "log.h"
+#include "metrics.h"
 #include "store.h"
 
 #include <curl/curl.h>
@@ -168,6 +169,7 @@ int main(int argc, char **argv)
             return 0;
         }
     }
+    metrics_init();
     if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
         fprintf(stderr, "beads-sched: cannot initialise libcurl\n");
         return 1;

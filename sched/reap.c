@@ -110,18 +110,6 @@ static void set_detail(struct reap_item *it, const char *text)
     it->detail[n] = '\0';
 }
 
-/* "YYYY-MM-DD HH:MM:SS" (UTC) -> ms since the epoch; 0 if unparsable. */
-static int64_t datetime_ms(const char *s)
-{
-    struct tm tm = {0};
-    if (!s || sscanf(s, "%d-%d-%d %d:%d:%d", &tm.tm_year, &tm.tm_mon, &tm.tm_mday, &tm.tm_hour,
-                     &tm.tm_min, &tm.tm_sec) != 6)
-        return 0;
-    tm.tm_year -= 1900;
-    tm.tm_mon -= 1;
-    return (int64_t)timegm(&tm) * 1000;
-}
-
 /* ------------------------------------------------------------------ */
 /* Step 1: load                                                        */
 
@@ -456,7 +444,7 @@ static int retry_or_give_up(struct dispatcher *d, struct dolt_conn *c, struct re
  * its note text (users grep for it). */
 static int stale_rule(struct dispatcher *d, struct dolt_conn *c, struct reap_item *it, int64_t now)
 {
-    int64_t age = now - datetime_ms(it->updated_at);
+    int64_t age = now - beads_datetime_ms(it->updated_at);
     if (age < (int64_t)d->cfg->stale_after_ms)
         return 0;
     char note[256];
@@ -574,7 +562,7 @@ static int reap_attempt(struct dispatcher *d, struct dolt_conn *c, struct reap_p
         /* No evidence either way. Never re-POST this attempt; once the bead
          * has been quiet for STALE_AFTER the agent plainly isn't working on
          * it, so release it for a new attempt (or block when none are left). */
-        int64_t age = now - datetime_ms(it->updated_at);
+        int64_t age = now - beads_datetime_ms(it->updated_at);
         if (age < (int64_t)d->cfg->stale_after_ms)
             return 0;
         snprintf(detail, sizeof detail, "dispatch %s got no answer and no claim note from the agent "
@@ -632,6 +620,21 @@ static int reap_apply(struct dolt_conn *c, void *arg)
                      LOG_INT(it->attempt), "error", bs_strerror(rc));
         }
     }
+    /* For `beads-sched status`: only passes that settled something write. */
+    size_t settled = 0;
+    for (size_t i = 0; i < rp->n; i++)
+        settled += rp->items[i].reason != NULL;
+    if (settled) {
+        char iso[32], result[64];
+        clock_iso8601(now, iso, sizeof iso);
+        snprintf(result, sizeof result, "settled %zu of %zu", settled, rp->n);
+        if (store_setting_set(d->env.store, "last_reap_at", iso, now) == 0)
+            store_setting_set(d->env.store, "last_reap_result", result, now);
+    }
+    int64_t active = 0;
+    if (store_attempts_active_count(d->env.store, &active) == 0)
+        metrics_gauge_set(MG_IN_FLIGHT, (double)active);
+
     /* Owed POSTs: record that they are about to go out, as the dispatcher does. */
     if (rp->repost && rp->repost->picks) {
         int rc = build_bodies(d, rp->repost);
@@ -668,9 +671,16 @@ static void pass_done(struct reap_pass *rp, int rc)
         struct reap_item *it = &rp->items[i];
         if (!it->reason) {
             alive += it->attempt_id != 0;
+            if (it->attempt_id && it->state == AS_DISPATCHED && it->job == JV_ALIVE)
+                metrics_count(MC_REAPS, "alive", 1);
             continue;
         }
         acted++;
+        metrics_count(MC_REAPS, it->reason, 1);
+        if (it->job == JV_UNREACHABLE)
+            metrics_count(MC_AGENT_ERRORS, "unreachable", 1);
+        else if (it->job == JV_MALFORMED)
+            metrics_count(MC_AGENT_ERRORS, "malformed", 1);
         log_info(it->attempt_id ? "reaped" : "orphan reaped", "bead", it->bead_id, "attempt",
                  it->attempt ? LOG_INT(it->attempt) : NULL, "job", it->job_id[0] ? it->job_id : NULL,
                  "dispatch", it->dispatch_id[0] ? it->dispatch_id : NULL, "reason", it->reason,
@@ -678,6 +688,7 @@ static void pass_done(struct reap_pass *rp, int rc)
     }
     d->reap_running = 0;
     d->last_reap_ms = clock_now_ms();
+    metrics_count(MC_CYCLES, "reap", 1);
     if (rc) {
         if (rc != BS_EINVAL || !d->stopping)
             log_warn(rp->recovery ? "recovery pass failed; retrying" : "reap pass failed; retrying",

@@ -6,6 +6,7 @@
 #include "agent.h"
 #include "beads.h"
 #include "dispatch.h"
+#include "metrics.h"
 
 /* How many candidate rows one page of the eligibility query reads. */
 #define CANDIDATE_PAGE 256
@@ -53,6 +54,7 @@ struct pick {
 
 struct cycle {
     struct dispatcher *d;
+    int64_t started_ms;
     int recheck;                /* started only to re-check capacity */
     int repost;                 /* recovery's owed POSTs, not a dispatch cycle */
     int selected;               /* the eligibility query ran */
@@ -93,6 +95,7 @@ struct dispatcher {
     int recovered;              /* start-up recovery done (dry-run: not needed) */
     int once;                   /* recovery, one cycle, then on_cycle */
     int64_t last_reap_ms;
+    _Atomic int64_t dolt_ok_ms; /* last time Dolt answered (read by the admin thread) */
     int backlog;                /* last cycle may have left eligible beads waiting for slots */
     int64_t retry_due_ms;       /* a bead's backoff ends then: cycle at the first probe after */
     int dolt_ok;
@@ -109,6 +112,7 @@ struct dispatcher {
 struct reap_pass;
 
 /* dispatch.c */
+void count_dolt_error(int rc);
 void pick_free(struct pick *p);
 void picks_free(struct pick *p);
 void refresh_writer(struct dispatcher *d);

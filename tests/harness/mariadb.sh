@@ -3,6 +3,7 @@
 #
 #   mariadb.sh start   DIR PORT   install (first time) and start; no-op if running
 #   mariadb.sh restart DIR PORT   stop keeping the data, start again
+#   mariadb.sh halt    DIR        stop keeping the data (start DIR PORT brings it back)
 #   mariadb.sh stop    DIR        shut down and remove DIR
 #   mariadb.sh status  DIR        exit 0 when the server answers
 #
@@ -20,7 +21,7 @@ START_TIMEOUT_S=60
 STOP_TIMEOUT_S=30
 
 die() { echo "mariadb.sh: $*" >&2; exit 1; }
-usage() { die "usage: mariadb.sh start|restart DIR PORT | stop|status DIR"; }
+usage() { die "usage: mariadb.sh start|restart DIR PORT | stop|halt|status DIR"; }
 
 find_tool() {
     local t
@@ -182,6 +183,10 @@ case "$cmd" in
         [ -f "$DIR/$MARKER" ] || die "$DIR holds no server started by mariadb.sh"
         stop_server
         start_server
+        ;;
+    halt)
+        [ -f "$DIR/$MARKER" ] || die "$DIR holds no server started by mariadb.sh"
+        stop_server
         ;;
     stop)
         if [ ! -d "$DIR" ]; then exit 0; fi
