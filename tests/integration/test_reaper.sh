@@ -82,6 +82,9 @@ chaos() {
     t_agent_claims
   done
   [ "$kills" -ge 20 ] && t_ok "chaos: killed $kills times" || t_fail "chaos: only $kills kills"
+  # Attempts killed between their posting commit and the POST are released
+  # for a new attempt once their bead has been quiet for STALE_AFTER.
+  export BEADS_SCHED_STALE_AFTER=3s
   "$BS_BIN" run 2>>"$T_TMP/chaos.log" & local pid=$!
   t_wait 60 bash -c "[ \"\$(sqlite3 '$BEADS_SCHED_STORE' \"SELECT count(DISTINCT bead_id) FROM journal WHERE state='dispatched'\")\" = 300 ]" || true
   t_agent_claims; sleep 3
@@ -176,5 +179,39 @@ race() {
   t_agent_stop
 }
 race
+
+# --- MariaDB restarted in the middle of a cycle ---
+db_restart() {
+  local priv=$T_TMP/rdb port=$((BS_TEST_MYSQL_PORT + 10))
+  bash "$HARNESS/mariadb.sh" start "$priv" "$port" >/dev/null
+  bash "$HARNESS/newdb.sh" "$priv" rs current >/dev/null
+  local saved_db=$T_DB
+  T_DB=rs
+  t_sql_root() { mariadb --no-defaults --user=root --socket="$priv/mysqld.sock" --batch --skip-column-names "$@"; }
+  t_agent --capacity 1000 --queue-limit 1000
+  T_DOLT_URL="mysql://beads:beads-test-pw@127.0.0.1:$port/rs"
+  t_env "$T_TMP/rs.db"; reap_env; export BEADS_SCHED_STALE_AFTER=3s
+  t_fake config '{"latency_ms": 100}'
+  t_sql "INSERT INTO issues (id, title, description, design, acceptance_criteria, notes, status, priority,
+         issue_type, assignee, created_at, updated_at)
+         SELECT CONCAT('d', seq), 'restart', 'd', '', 'ac', '', 'open', 2, 'task', 'agent', UTC_TIMESTAMP(),
+                UTC_TIMESTAMP() FROM seq_1_to_200"
+  "$BS_BIN" run 2>"$T_TMP/rs.log" & local pid=$!
+  t_wait 10 bash -c "[ \"\$(sqlite3 '$BEADS_SCHED_STORE' \"SELECT count(*) FROM journal WHERE state='posting'\" 2>/dev/null)\" -gt 0 ]" || true
+  bash "$HARNESS/mariadb.sh" restart "$priv" "$port" >/dev/null
+  t_fake config '{"latency_ms": 0}'
+  t_agent_claims
+  t_wait 40 bash -c "[ \"\$(sqlite3 '$BEADS_SCHED_STORE' \"SELECT count(DISTINCT bead_id) FROM journal WHERE state='dispatched'\")\" = 200 ]" || true
+  kill -TERM "$pid"; wait "$pid" || true
+  t_match "db restart: the daemon saw the connection drop and came back" "dolt reachable" "$(grep -A1000 'dolt unreachable' "$T_TMP/rs.log" | head -50)"
+  t_eq "db restart: all 200 dispatched" 200 "$(t_store "SELECT count(DISTINCT bead_id) FROM journal WHERE state='dispatched'")"
+  t_eq "db restart: 200 accepted POSTs" 200 "$(t_posts)"
+  t_consistent "db restart"
+  t_agent_stop
+  bash "$HARNESS/mariadb.sh" stop "$priv" >/dev/null
+  t_sql_root() { mariadb --no-defaults --user=root --socket="$BS_TEST_MYSQL_DIR/mysqld.sock" --batch --skip-column-names "$@"; }
+  T_DB=$saved_db
+}
+db_restart
 
 t_done
