@@ -140,6 +140,7 @@ int cli_history(const struct config *cfg, int argc, char **argv)
         return 1;
     }
     if (!h.json) {
+        fflush(stdout); /* the note comes after the rows, also on a shared terminal */
         char *pb = bead ? cli_printable(bead) : NULL;
         if (h.rows == 0)
             fprintf(stderr, "beads-sched: no events%s%s in the store\n", pb ? " for bead " : "",

@@ -161,16 +161,16 @@ static int print_text(const struct status *st)
     int rc = 0;
     if (st->active.n > 0) {
         struct cli_table t;
-        static const char *const head[] = {"BEAD", "ATTEMPT", "STATE", "JOB", "AGE", "SINCE"};
+        static const char *const head[] = {"BEAD", "ATTEMPT", "STATE", "JOB", "AGE", "STARTED"};
         if ((rc = cli_table_init(&t, stdout, "  ", 6, head, 0)) == 0) {
             for (size_t i = 0; i < st->active.n; i++) {
                 const struct store_attempt *a = &st->active.v[i];
-                char num[16], age[32], since[40];
+                char num[16], age[32], started[40];
                 snprintf(num, sizeof num, "%d", a->attempt);
                 cli_duration(st->now - a->created_at, age, sizeof age);
-                cli_iso_ms(a->created_at, since, sizeof since);
+                cli_iso_ms(a->created_at, started, sizeof started);
                 const char *row[] = {a->bead_id, num, attempt_state_name(a->state),
-                                     a->job_id[0] ? a->job_id : "-", age, since};
+                                     a->job_id[0] ? a->job_id : "-", age, started};
                 cli_table_add(&t, row);
             }
             rc = cli_table_finish(&t);
