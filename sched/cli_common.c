@@ -11,12 +11,14 @@
 #include <string.h>
 #include <time.h>
 
+/* See cli.h: info becomes warn; debug and the quieter levels stay. */
 void cli_quiet_logs(const struct config *cfg)
 {
     if (cfg->log_level > LL_DEBUG && cfg->log_level < LL_WARN)
         log_setup(LL_WARN, (enum log_format)cfg->log_format);
 }
 
+/* See cli.h. */
 int cli_open_store(const struct config *cfg, int missing_ok, struct store **out)
 {
     char err[512];
@@ -36,6 +38,7 @@ int cli_open_store(const struct config *cfg, int missing_ok, struct store **out)
     return 1;
 }
 
+/* See cli.h. Never fails; a negative ms rounds towards the past. */
 void cli_iso_ms(int64_t ms, char *buf, size_t len)
 {
     if (ms == 0) {
@@ -54,6 +57,7 @@ void cli_iso_ms(int64_t ms, char *buf, size_t len)
              tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
 }
 
+/* See cli.h. Never fails (output cut to len). */
 void cli_duration(int64_t ms, char *buf, size_t len)
 {
     if (ms < 0)
@@ -71,6 +75,7 @@ void cli_duration(int64_t ms, char *buf, size_t len)
         snprintf(buf, len, "%lldd%02lldh", (long long)(s / 86400), (long long)(s % 86400 / 3600));
 }
 
+/* See cli.h: digits only, no sign, no overflow. */
 int cli_parse_count(const char *s, int64_t *out)
 {
     if (!s || !*s)
@@ -85,6 +90,7 @@ int cli_parse_count(const char *s, int64_t *out)
     return 0;
 }
 
+/* See cli.h. */
 char *cli_printable(const char *s)
 {
     if (!s)
@@ -105,6 +111,7 @@ char *cli_printable(const char *s)
     return p;
 }
 
+/* See cli.h. */
 json_t *cli_json_text(const char *s)
 {
     if (!s)
@@ -117,6 +124,7 @@ json_t *cli_json_text(const char *s)
     return j;
 }
 
+/* See cli.h. */
 int cli_json_print(json_t *j)
 {
     char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
@@ -140,6 +148,8 @@ static size_t display_width(const char *s)
     return n;
 }
 
+/* Prints one row padded to the column widths known so far (at least two
+ * spaces between cells), without trailing blanks. */
 static void print_row(const struct cli_table *t, char *const *row)
 {
     fputs(t->indent, t->out);
@@ -158,6 +168,7 @@ static void print_row(const struct cli_table *t, char *const *row)
     fputc('\n', t->out);
 }
 
+/* Frees the buffered cells; the table can keep buffering. */
 static void free_rows(struct cli_table *t)
 {
     for (size_t i = 0; i < t->nrows * t->ncols; i++)
@@ -165,6 +176,7 @@ static void free_rows(struct cli_table *t)
     t->nrows = 0;
 }
 
+/* Prints the buffered rows and frees them. */
 static void flush(struct cli_table *t)
 {
     for (size_t r = 0; r < t->nrows; r++)
@@ -172,6 +184,7 @@ static void flush(struct cli_table *t)
     free_rows(t);
 }
 
+/* See cli.h. */
 int cli_table_init(struct cli_table *t, FILE *out, const char *indent, size_t ncols,
                    const char *const *headers, size_t flush_rows)
 {
@@ -186,6 +199,7 @@ int cli_table_init(struct cli_table *t, FILE *out, const char *indent, size_t nc
     return cli_table_add(t, headers);
 }
 
+/* See cli.h. On BS_ENOMEM the row is dropped and the table marked failed. */
 int cli_table_add(struct cli_table *t, const char *const *cells)
 {
     char *row[t->ncols];
@@ -230,6 +244,7 @@ int cli_table_add(struct cli_table *t, const char *const *cells)
     return 0;
 }
 
+/* See cli.h. */
 int cli_table_finish(struct cli_table *t)
 {
     flush(t);
@@ -240,6 +255,7 @@ int cli_table_finish(struct cli_table *t)
     return failed ? BS_ENOMEM : 0;
 }
 
+/* See cli.h. */
 void cli_table_drop(struct cli_table *t)
 {
     free_rows(t);

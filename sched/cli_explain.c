@@ -46,6 +46,8 @@ struct explain {
     int64_t now;
 };
 
+/* Appends a rule with its result and what was seen (printf format, cut to
+ * fit). */
 static void add_rule(struct explain *e, const char *name, enum result r, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 static void add_rule(struct explain *e, const char *name, enum result r, const char *fmt, ...)
@@ -61,7 +63,7 @@ static void add_rule(struct explain *e, const char *name, enum result r, const c
     va_end(ap);
 }
 
-/* The first failing rule, else NULL. */
+/* The first rule whose result is r, else NULL. */
 static const struct rule *first_with(const struct explain *e, enum result r)
 {
     for (size_t i = 0; i < e->n; i++) {
@@ -73,6 +75,7 @@ static const struct rule *first_with(const struct explain *e, enum result r)
 
 /* ---- Dolt ---- */
 
+/* The connection options of DOLT_URL, as the daemon builds them. */
 static void dolt_options_from(const struct config *cfg, struct dolt_options *o)
 {
     memset(o, 0, sizeof *o);
@@ -103,6 +106,8 @@ struct blockers {
     int count;
 };
 
+/* Appends "id (type, status)" to the list, cut with "..." when it is full;
+ * counts every blocker. */
 static int collect_blocker(const struct bead_blocker *b, void *arg)
 {
     struct blockers *x = arg;
@@ -132,6 +137,8 @@ struct bead_store {
     int64_t active;
 };
 
+/* Reads what the store knows about bead id (s may be NULL: nothing).
+ * Returns 0 or a store error. */
 static int read_store(struct store *s, const char *id, struct bead_store *out)
 {
     memset(out, 0, sizeof *out);
@@ -186,6 +193,8 @@ struct body {
     size_t len;
 };
 
+/* libcurl write callback: keeps up to HEALTH_BODY_MAX bytes, NUL-terminated;
+ * a longer body aborts the transfer. */
 static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
 {
     struct body *b = arg;
@@ -307,6 +316,7 @@ static int64_t beads_ahead(struct dolt_conn *c, const struct beads_schema *schem
     return -1;
 }
 
+/* Adds the rules Dolt decides, in the dispatcher's order. */
 static void dolt_rules(struct explain *e, const struct bead *b, const struct bead_readiness *r,
                        const struct beads_schema *schema, const struct blockers *bl)
 {
@@ -358,6 +368,7 @@ static void dolt_rules(struct explain *e, const struct bead *b, const struct bea
                                 "role, rig)" : "");
 }
 
+/* Adds the rules the store and the configuration decide. */
 static void store_rules(struct explain *e, int have_store, const struct bead_store *bs)
 {
     const struct config *cfg = e->cfg;
@@ -395,6 +406,8 @@ static void store_rules(struct explain *e, int have_store, const struct bead_sto
 
 /* ---- output ---- */
 
+/* The one-line verdict: the first failing rule, else "would be dispatched",
+ * qualified by the first rule that could not be checked. */
 static void verdict(const struct explain *e, char *buf, size_t len)
 {
     const struct rule *f = first_with(e, R_FAIL);
@@ -410,6 +423,7 @@ static void verdict(const struct explain *e, char *buf, size_t len)
         snprintf(buf, len, "would be dispatched at the next cycle");
 }
 
+/* Prints the rules as an aligned table and the verdict. Exit status. */
 static int print_text(const struct explain *e, const char *id)
 {
     char *pid = cli_printable(id);
@@ -438,6 +452,7 @@ static int print_text(const struct explain *e, const char *id)
     return 0;
 }
 
+/* Prints {bead, dispatchable, verdict, rules[], schema}. Exit status. */
 static int print_json(const struct explain *e, const char *id, const struct beads_schema *schema)
 {
     json_t *j = json_object();
@@ -474,6 +489,8 @@ struct run {
     struct bead_readiness ready;
 };
 
+/* Gathers everything and prints it; x holds what the caller frees. Exit
+ * status (messages already printed). */
 static int explain_bead(const struct config *cfg, const char *id, int json, struct run *x)
 {
     char err[512], where[512];
@@ -559,6 +576,7 @@ static int explain_bead(const struct config *cfg, const char *id, int json, stru
     return json ? print_json(&e, id, &schema) : print_text(&e, id);
 }
 
+/* See cli.h. */
 int cli_explain(const struct config *cfg, int argc, char **argv)
 {
     const char *id = NULL;

@@ -22,6 +22,8 @@ struct history_out {
     struct cli_table table;
 };
 
+/* store_history callback: prints one event as a table row or a JSON array
+ * element. 0 or BS_ENOMEM. */
 static int print_event(const struct store_event_row *r, void *arg)
 {
     struct history_out *h = arg;
@@ -56,6 +58,7 @@ static int print_event(const struct store_event_row *r, void *arg)
     return 0;
 }
 
+/* Monotonic microseconds, for the query time logged at debug level. */
 static int64_t mono_us(void)
 {
     struct timespec ts;
@@ -63,6 +66,7 @@ static int64_t mono_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
+/* See cli.h. */
 int cli_history(const struct config *cfg, int argc, char **argv)
 {
     const char *bead = NULL;

@@ -21,6 +21,8 @@ struct in_flight {
     int64_t total;
 };
 
+/* store_attempts_active callback: keeps the first IN_FLIGHT_MAX rows,
+ * counts all. */
 static int collect_active(const struct store_attempt *a, void *arg)
 {
     struct in_flight *f = arg;
@@ -49,6 +51,7 @@ struct outcomes {
     int64_t total;
 };
 
+/* store_outcome_counts callback: keeps each state's count and the total. */
 static int collect_outcome(const char *state, int64_t count, void *arg)
 {
     struct outcomes *o = arg;
@@ -120,6 +123,7 @@ static int gather(struct store *s, const struct config *cfg, struct status *st)
 
 /* ---- text ---- */
 
+/* Prints a "last cycle"/"last reap" line: time, age and result, or never. */
 static void print_last(const char *label, const struct last_run *l, int64_t now)
 {
     if (!l->present) {
@@ -141,6 +145,7 @@ static void print_last(const char *label, const struct last_run *l, int64_t now)
     free(result);
 }
 
+/* Prints the aligned text form. Exit status. */
 static int print_text(const struct status *st)
 {
     char *path = cli_printable(st->store_path);
@@ -197,6 +202,7 @@ static int print_text(const struct status *st)
 
 /* ---- JSON ---- */
 
+/* {at, at_ms, age_s, result} for a recorded run, JSON null for never. */
 static json_t *last_json(const struct last_run *l, int64_t now)
 {
     if (!l->present)
@@ -215,6 +221,7 @@ static json_t *last_json(const struct last_run *l, int64_t now)
     return j;
 }
 
+/* Prints the JSON form (one object). Exit status. */
 static int print_json(const struct status *st)
 {
     char iso[40];
@@ -252,6 +259,7 @@ static int print_json(const struct status *st)
     return cli_json_print(j);
 }
 
+/* See cli.h. */
 int cli_status(const struct config *cfg, int argc, char **argv)
 {
     int json = 0;
