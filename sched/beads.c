@@ -386,3 +386,88 @@ out:
     free(note);
     return rc;
 }
+
+/* ---- readiness details (explain) ---- */
+
+void bead_readiness_free(struct bead_readiness *r)
+{
+    free(r->defer_until);
+    memset(r, 0, sizeof *r);
+}
+
+/* Column i as a flag: -1 for SQL NULL (the column is absent and the query
+ * selected NULL), else 0 or 1. */
+static int flag_val(const struct dolt_row *r, unsigned i)
+{
+    if (i >= r->ncols || !r->vals[i])
+        return -1;
+    return strcmp(r->vals[i], "0") != 0;
+}
+
+static int readiness_row(const struct dolt_row *r, void *arg)
+{
+    struct bead_readiness *b = arg;
+    b->has_acceptance = flag_val(r, 0) == 1;
+    b->excluded_type = flag_val(r, 1) == 1;
+    b->deferred = flag_val(r, 2);
+    if (r->ncols > 3 && r->vals[3] && !(b->defer_until = dup_val(r, 3)))
+        return BS_ENOMEM;
+    b->ephemeral = flag_val(r, 4);
+    b->pinned = flag_val(r, 5);
+    b->is_blocked = flag_val(r, 6);
+    return 1; /* one row */
+}
+
+int beads_read_readiness(struct dolt_conn *c, const struct beads_schema *s, const char *id,
+                         struct bead_readiness *out)
+{
+    memset(out, 0, sizeof *out);
+    char sql[1536];
+    /* Each test is the negation of beads_candidates' readiness condition:
+     * "NOT (x <=> 0)" is 1 exactly when "x = 0" does not hold there (NULL
+     * included); a missing column selects NULL, read as -1. */
+    snprintf(sql, sizeof sql,
+             "SELECT (i.acceptance_criteria IS NOT NULL AND i.acceptance_criteria REGEXP '[^[:space:]]'), "
+             "i.issue_type IN (" EXCLUDED_TYPES "), %s, %s, %s, %s, %s FROM issues i WHERE i.id = ?",
+             s->has_defer_until ? "(i.defer_until IS NOT NULL AND i.defer_until > UTC_TIMESTAMP())" : "NULL",
+             s->has_defer_until ? "DATE_FORMAT(i.defer_until, '%Y-%m-%d %H:%i:%s')" : "NULL",
+             s->has_ephemeral ? "NOT (i.ephemeral <=> 0)" : "NULL",
+             s->has_pinned ? "NOT (i.pinned <=> 0)" : "NULL",
+             s->has_is_blocked ? "NOT (i.is_blocked <=> 0)" : "NULL");
+    int rc = dolt_query(c, sql, (struct dolt_value[]){DOLT_TEXT(id)}, 1, readiness_row, out, NULL);
+    if (rc == 1)
+        return 0;
+    bead_readiness_free(out);
+    return rc ? rc : BS_ENOTFOUND;
+}
+
+struct blocker_acc {
+    beads_blocker_cb cb;
+    void *arg;
+};
+
+static int blocker_row(const struct dolt_row *r, void *arg)
+{
+    struct blocker_acc *a = arg;
+    struct bead_blocker b = {
+        .id = r->vals[0] ? r->vals[0] : "",
+        .type = r->ncols > 1 && r->vals[1] ? r->vals[1] : "",
+        .status = r->ncols > 2 && r->vals[2] ? r->vals[2] : "",
+    };
+    return a->cb(&b, a->arg);
+}
+
+int beads_blockers(struct dolt_conn *c, const struct beads_schema *s, const char *id,
+                   beads_blocker_cb cb, void *arg)
+{
+    if (!s->has_dependencies)
+        return 0;
+    struct blocker_acc a = {cb, arg};
+    /* The dependencies rule of beads_candidates, listing instead of testing. */
+    return dolt_query(c,
+                      "SELECT d.depends_on_id, d.type, b.status FROM dependencies d "
+                      "JOIN issues b ON b.id = d.depends_on_id "
+                      "WHERE d.issue_id = ? AND d.type IN ('blocks', 'conditional-blocks', 'waits-for') "
+                      "AND b.status NOT IN ('closed', 'pinned') ORDER BY d.depends_on_id LIMIT 1000",
+                      (struct dolt_value[]){DOLT_TEXT(id)}, 1, blocker_row, &a, NULL);
+}

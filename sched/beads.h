@@ -107,4 +107,42 @@ int beads_move(struct dolt_conn *c, const struct beads_schema *s, const struct b
 void beads_datetime(int64_t ms, char *buf, size_t len);
 /* Parses "YYYY-MM-DD HH:MM:SS" (UTC) back to ms; 0 if it isn't one. */
 int64_t beads_datetime_ms(const char *s);
+
+/* ---- readiness details, for `beads-sched explain` ---- */
+
+/* The readiness facts of one bead (CONTRACTS.md section 4), each computed
+ * by the server with the same SQL test beads_candidates applies, so explain
+ * and the dispatcher cannot disagree. A column the schema lacks reads as -1
+ * (the dispatcher then does not check it either). */
+struct bead_readiness {
+    int has_acceptance;  /* acceptance criteria non-empty after trimming */
+    int excluded_type;   /* issue_type is one beads never treats as ready work */
+    char *defer_until;   /* "YYYY-MM-DD HH:MM:SS" UTC; NULL when unset (malloc'd) */
+    int deferred;        /* defer_until is after the server's UTC_TIMESTAMP(); -1: no column */
+    int ephemeral;       /* 1 unless the column is 0; -1: no column */
+    int pinned;          /* 1 unless the column is 0; -1: no column */
+    int is_blocked;      /* 1 unless the column is 0; -1: no column (older schemas) */
+};
+/* Reads the readiness facts of bead id. Returns 0, BS_ENOTFOUND, or the
+ * dolt_query error. On failure *out holds nothing to free. */
+int beads_read_readiness(struct dolt_conn *c, const struct beads_schema *s, const char *id,
+                         struct bead_readiness *out);
+void bead_readiness_free(struct bead_readiness *r);
+
+/* An open blocker of a bead: a dependencies row of type blocks,
+ * conditional-blocks or waits-for whose target exists and is neither closed
+ * nor pinned. Strings valid only during the callback. */
+struct bead_blocker {
+    const char *id;      /* the blocking bead */
+    const char *type;    /* dependency type */
+    const char *status;  /* the blocking bead's status */
+};
+/* Return non-zero to stop; that value is returned. */
+typedef int (*beads_blocker_cb)(const struct bead_blocker *b, void *arg);
+/* Calls cb for each open blocker of bead id (at most 1000, by blocker id):
+ * the rule beads_candidates applies on schemas without is_blocked. Returns
+ * 0 without calling cb when the schema has no dependencies table; else 0,
+ * cb's value, or the dolt_query error. */
+int beads_blockers(struct dolt_conn *c, const struct beads_schema *s, const char *id,
+                   beads_blocker_cb cb, void *arg);
 #endif

@@ -55,6 +55,8 @@ struct config {
     char *prompt_template_file;
     int mode;           /* enum sched_mode */
     char *beadboard_url;
+    uint64_t retain_ms;
+    uint64_t retain_failed_ms;
     char *listen;
     int paused;
     int dolt_commit;    /* enum dolt_commit_mode */

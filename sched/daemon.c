@@ -8,6 +8,7 @@
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
+#include "retention.h"
 #include "store.h"
 
 #include <stdatomic.h>
@@ -30,6 +31,9 @@ struct daemon {
     uv_timer_t probe_timer;
     uv_timer_t reap_timer;
     uv_timer_t heartbeat;     /* proves to /healthz that the loop turns */
+    uv_timer_t prune_timer;   /* retention, off the hot path */
+    int prune_in_flight;
+    int prune_deleted;
     _Atomic int64_t beat_ms;
     struct admin *admin;
     int stopping;
@@ -79,6 +83,8 @@ static void daemon_stop(struct daemon *d)
     uv_close((uv_handle_t *)&d->reap_timer, on_handle_closed);
     uv_timer_stop(&d->heartbeat);
     uv_close((uv_handle_t *)&d->heartbeat, on_handle_closed);
+    uv_timer_stop(&d->prune_timer);
+    uv_close((uv_handle_t *)&d->prune_timer, on_handle_closed);
     uv_close((uv_handle_t *)&d->sigterm, on_handle_closed);
     uv_close((uv_handle_t *)&d->sigint, on_handle_closed);
     if (d->http)
@@ -155,6 +161,47 @@ static int admin_ready(void *arg, char *why, size_t len)
     return 1;
 }
 
+/* Retention: every PRUNE_EVERY_MS a batch of at most PRUNE_BATCH old
+ * attempts goes, on the worker between cycles; while batches come back full
+ * the next follows at once. Nothing due means nothing is written. */
+#define PRUNE_EVERY_MS (10 * 60 * 1000)
+#define PRUNE_BATCH 200
+
+static int prune_work(struct dolt_conn *c, void *arg)
+{
+    (void)c;
+    struct daemon *d = arg;
+    d->prune_deleted = 0;
+    return store_prune(d->store, clock_now_ms(), (int64_t)d->cfg->retain_ms,
+                       (int64_t)d->cfg->retain_failed_ms, PRUNE_BATCH, &d->prune_deleted);
+}
+
+static void prune_tick(uv_timer_t *t);
+
+static void prune_done(int rc, void *arg)
+{
+    struct daemon *d = arg;
+    d->prune_in_flight = 0;
+    if (rc) {
+        log_warn("retention: pruning failed; next try later", "error", bs_strerror(rc));
+        return;
+    }
+    if (d->prune_deleted > 0) {
+        log_info("retention: pruned old attempts", "deleted", LOG_INT(d->prune_deleted));
+        if (d->prune_deleted >= PRUNE_BATCH && !d->stopping)
+            uv_timer_start(&d->prune_timer, prune_tick, 0, PRUNE_EVERY_MS);
+    }
+}
+
+static void prune_tick(uv_timer_t *t)
+{
+    struct daemon *d = t->data;
+    if (d->stopping || d->prune_in_flight)
+        return;
+    if (dolt_submit(d->dolt, prune_work, prune_done, d) == 0)
+        d->prune_in_flight = 1;
+}
+
 static void reap_tick(uv_timer_t *t)
 {
     struct daemon *d = t->data;
@@ -204,11 +251,12 @@ int daemon_run(const struct config *cfg, const struct daemon_opts *opts)
         free(d);
         return 1;
     }
-    d->probe_timer.data = d->reap_timer.data = d->heartbeat.data = d;
+    d->probe_timer.data = d->reap_timer.data = d->heartbeat.data = d->prune_timer.data = d;
     d->sigterm.data = d->sigint.data = d;
     uv_timer_init(&d->loop, &d->probe_timer);
     uv_timer_init(&d->loop, &d->reap_timer);
     uv_timer_init(&d->loop, &d->heartbeat);
+    uv_timer_init(&d->loop, &d->prune_timer);
     d->beat_ms = clock_now_ms();
     uv_signal_init(&d->loop, &d->sigterm);
     uv_signal_init(&d->loop, &d->sigint);
@@ -249,6 +297,7 @@ int daemon_run(const struct config *cfg, const struct daemon_opts *opts)
         uv_timer_start(&d->probe_timer, probe_tick, 0, cfg->probe_interval_ms);
         uv_timer_start(&d->reap_timer, reap_tick, cfg->reap_interval_ms, cfg->reap_interval_ms);
         uv_timer_start(&d->heartbeat, heartbeat_tick, HEARTBEAT_MS, HEARTBEAT_MS);
+        uv_timer_start(&d->prune_timer, prune_tick, 60 * 1000, PRUNE_EVERY_MS);
         metrics_gauge_set(MG_PAUSED, cfg->paused);
         log_info("started", "version", BEADS_SCHED_VERSION, "store", cfg->store, "schema",
                  d->store ? LOG_INT(store_schema_version(d->store)) : NULL, "dolt_host",

@@ -674,11 +674,11 @@ static void note_cycle_result(struct dispatcher *d, const struct pick *list, int
     int n[4] = {0};
     for (const struct pick *p = list; p; p = p->next)
         n[p->result]++;
-    char iso[32], result[128];
-    clock_iso8601(now, iso, sizeof iso);
+    char at[24], result[128];
+    snprintf(at, sizeof at, "%lld", (long long)now); /* status shows its age */
     snprintf(result, sizeof result, "dispatched %d, refused %d, unknown %d", n[POST_DISPATCHED],
              n[POST_REFUSED], n[POST_UNKNOWN]);
-    if (store_setting_set(d->env.store, "last_cycle_at", iso, now) == 0)
+    if (store_setting_set(d->env.store, "last_cycle_at", at, now) == 0)
         store_setting_set(d->env.store, "last_cycle_result", result, now);
     int64_t active = 0;
     if (store_attempts_active_count(d->env.store, &active) == 0)

@@ -1,6 +1,7 @@
 /* beads-sched: command-line entry point. Exit status: 0 success, 1 runtime
  * failure, 2 bad usage or configuration (reported before anything is
  * touched). */
+#include "cli.h"
 #include "clock.h"
 #include "config.h"
 #include "daemon.h"
@@ -28,6 +29,11 @@ static void usage(FILE *out)
             "  resume     undo pause\n"
             "  migrate    create or upgrade the store, then exit\n"
             "  config     print the effective configuration (secrets as ***)\n"
+            "  status     paused or not, attempts in flight, last cycle and reap, outcomes of\n"
+            "             the last 24 h, from the store [--json]\n"
+            "  history    events of every bead, or of one, oldest first\n"
+            "             [BEAD] [--limit N (default 100, 0 = all)] [--json]\n"
+            "  explain    why a bead is or is not dispatched now, rule by rule: BEAD [--json]\n"
             "  version    print the version\n"
             "  help       this text\n"
             "\n"
@@ -147,6 +153,9 @@ static const struct command commands[] = {
     {"migrate", CONFIG_NEED_NONE, cmd_migrate},
     {"config", CONFIG_NEED_NONE, cmd_config},
     {"version", CONFIG_NEED_NONE, cmd_version},
+    {"status", CONFIG_NEED_NONE, cli_status},
+    {"history", CONFIG_NEED_NONE, cli_history},
+    {"explain", CONFIG_NEED_DOLT, cli_explain},
 };
 
 /* Flags a command accepts besides the configuration flags. */
@@ -156,6 +165,12 @@ static int command_flag_ok(const struct command *c, const char *flag)
         return strcmp(flag, "--markdown") == 0;
     if (strcmp(c->name, "run") == 0 || strcmp(c->name, "once") == 0)
         return strcmp(flag, "--dry-run") == 0;
+    if (strcmp(c->name, "history") == 0 &&
+        (strcmp(flag, "--limit") == 0 || strncmp(flag, "--limit=", 8) == 0))
+        return 1;
+    if (strcmp(c->name, "status") == 0 || strcmp(c->name, "history") == 0 ||
+        strcmp(c->name, "explain") == 0)
+        return strcmp(flag, "--json") == 0;
     return 0;
 }
 

@@ -625,10 +625,10 @@ static int reap_apply(struct dolt_conn *c, void *arg)
     for (size_t i = 0; i < rp->n; i++)
         settled += rp->items[i].reason != NULL;
     if (settled) {
-        char iso[32], result[64];
-        clock_iso8601(now, iso, sizeof iso);
+        char at[24], result[64];
+        snprintf(at, sizeof at, "%lld", (long long)now); /* status shows its age */
         snprintf(result, sizeof result, "settled %zu of %zu", settled, rp->n);
-        if (store_setting_set(d->env.store, "last_reap_at", iso, now) == 0)
+        if (store_setting_set(d->env.store, "last_reap_at", at, now) == 0)
             store_setting_set(d->env.store, "last_reap_result", result, now);
     }
     int64_t active = 0;

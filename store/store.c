@@ -462,9 +462,13 @@ static int check_existing(struct store *s, int *version, char *err, size_t errle
     if (rc == SQLITE_OK) {
         sqlite3_extended_result_codes(db, 1);
         sqlite3_busy_timeout(db, STORE_BUSY_TIMEOUT_MS);
-        rc = sqlite3_prepare_v2(db, "PRAGMA quick_check", -1, &st, NULL);
+        /* Writers check the whole file first; a read-only open (status,
+         * history, explain) cannot damage it and skips the full scan, which
+         * takes about a second per 100 MB. */
+        if (s->mode != STORE_OPEN_READ)
+            rc = sqlite3_prepare_v2(db, "PRAGMA quick_check", -1, &st, NULL);
     }
-    if (rc == SQLITE_OK) {
+    if (rc == SQLITE_OK && st) {
         /* One row "ok", or up to 100 rows describing damage. */
         rc = sqlite3_step(st);
         if (rc == SQLITE_ROW) {

@@ -10,6 +10,17 @@ T_PASSES=0
 T_AGENT_PIDS=()
 T_DBS=()
 
+# A command failing under set -e ends the script: say which, where.
+set -o errtrace
+t_on_err() {
+  local rc=$1 line=$2 cmd=$3
+  [[ $- == *e* ]] || return 0 # a deliberate `set +e` section
+  echo "FAIL - command failed (status $rc) at line $line: $cmd" >&2
+  [ -s "$T_TMP/once.log" ] && tail -5 "$T_TMP/once.log" >&2
+  return 0
+}
+trap 't_on_err $? $LINENO "$BASH_COMMAND"' ERR
+
 t_cleanup() {
   for p in "${T_AGENT_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   for d in "${T_DBS[@]}"; do t_sql_root -e "DROP DATABASE IF EXISTS \`$d\`" 2>/dev/null || true; done

@@ -1,0 +1,607 @@
+/* `beads-sched explain BEAD [--json]`: why a bead is or is not dispatched
+ * now. Asks Dolt (the bead, its readiness facts and open blockers), the
+ * store (read-only; a missing store means the bead was never seen) and the
+ * agent's GET /health, and prints every eligibility rule of the dispatcher
+ * with pass/fail and the value seen, then a one-line verdict.
+ *
+ * One source of truth: the readiness facts come from beads_read_readiness
+ * and beads_blockers, which evaluate the same SQL conditions as
+ * beads_candidates; the store rules mirror dispatch.c's candidate_waits and
+ * paused_now. Nothing is written anywhere. Exit 0 whether or not the bead
+ * would be dispatched; 1 when it does not exist or Dolt cannot be reached. */
+#include "cli.h"
+
+#include "agent.h"
+#include "beads.h"
+#include "clock.h"
+#include "dolt.h"
+#include "errors.h"
+#include "log.h"
+
+#include <curl/curl.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* As dispatch.c: rows per page of the eligibility query, and how far a
+ * cycle reads at most. */
+#define CANDIDATE_PAGE 256
+#define CANDIDATE_SCAN_MAX 20000
+#define HEALTH_BODY_MAX (64 * 1024)
+
+enum result { R_PASS, R_FAIL, R_UNKNOWN, R_SKIPPED };
+static const char *const result_word[] = {"pass", "FAIL", "unknown", "-"};
+static const char *const result_json[] = {"pass", "fail", "unknown", "skipped"};
+
+struct rule {
+    const char *name;
+    enum result result;
+    char seen[640];
+};
+
+struct explain {
+    const struct config *cfg;
+    struct rule rules[16];
+    size_t n;
+    int64_t now;
+};
+
+/* Appends a rule with its result and what was seen (printf format, cut to
+ * fit). */
+static void add_rule(struct explain *e, const char *name, enum result r, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void add_rule(struct explain *e, const char *name, enum result r, const char *fmt, ...)
+{
+    if (e->n == sizeof e->rules / sizeof e->rules[0])
+        return; /* defensive: the rules below are fewer */
+    struct rule *x = &e->rules[e->n++];
+    x->name = name;
+    x->result = r;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(x->seen, sizeof x->seen, fmt, ap);
+    va_end(ap);
+}
+
+/* The first rule whose result is r, else NULL. */
+static const struct rule *first_with(const struct explain *e, enum result r)
+{
+    for (size_t i = 0; i < e->n; i++) {
+        if (e->rules[i].result == r)
+            return &e->rules[i];
+    }
+    return NULL;
+}
+
+/* ---- Dolt ---- */
+
+/* The connection options of DOLT_URL, as the daemon builds them. */
+static void dolt_options_from(const struct config *cfg, struct dolt_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->host = cfg->dolt.host;
+    o->port = cfg->dolt.port;
+    o->socket = cfg->dolt.socket;
+    o->user = cfg->dolt.user;
+    o->password = cfg->dolt.password;
+    o->database = cfg->dolt.database;
+    o->tls = cfg->dolt_tls;
+    o->tls_ca = cfg->dolt_tls_ca;
+}
+
+/* Where Dolt is, for messages: host:port/db or socket/db, never the
+ * password. */
+static void dolt_where(const struct config *cfg, char *buf, size_t len)
+{
+    if (cfg->dolt.socket)
+        snprintf(buf, len, "%.300s (socket)/%.100s", cfg->dolt.socket, cfg->dolt.database);
+    else
+        snprintf(buf, len, "%.300s:%u/%.100s", cfg->dolt.host ? cfg->dolt.host : "",
+                 cfg->dolt.port ? cfg->dolt.port : 3306, cfg->dolt.database);
+}
+
+struct blockers {
+    char text[480];
+    size_t len;
+    int count;
+};
+
+/* Appends "id (type, status)" to the list, cut with "..." when it is full;
+ * counts every blocker. */
+static int collect_blocker(const struct bead_blocker *b, void *arg)
+{
+    struct blockers *x = arg;
+    x->count++;
+    if (x->len < sizeof x->text - 1) {
+        int n = snprintf(x->text + x->len, sizeof x->text - x->len, "%s%.80s (%.20s, %.20s)",
+                         x->count > 1 ? ", " : "", b->id, b->type, b->status);
+        if (n > 0)
+            x->len += (size_t)n;
+        if (x->len >= sizeof x->text - 1) {
+            x->len = sizeof x->text - 1;
+            memcpy(x->text + sizeof x->text - 5, "...", 4);
+        }
+    }
+    return 0;
+}
+
+/* ---- the store ---- */
+
+/* What the store says about one bead; all zero when there is no store. */
+struct bead_store {
+    int used;
+    int64_t next_retry_at;
+    int has_latest;
+    struct store_attempt latest;
+    int paused_flag;
+    int64_t active;
+};
+
+/* Reads what the store knows about bead id (s may be NULL: nothing).
+ * Returns 0 or a store error. */
+static int read_store(struct store *s, const char *id, struct bead_store *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!s)
+        return 0;
+    struct store_bead b;
+    char v[16];
+    int rc;
+    if ((rc = store_bead_get(s, id, &b)) || (rc = store_bead_attempts_used(s, id, &out->used)) ||
+        (rc = store_attempts_active_count(s, &out->active)))
+        return rc;
+    out->next_retry_at = b.next_retry_at;
+    rc = store_attempt_latest(s, id, &out->latest);
+    if (rc == 0)
+        out->has_latest = 1;
+    else if (rc != BS_ENOTFOUND)
+        return rc;
+    rc = store_setting_get(s, "paused", v, sizeof v);
+    if (rc == 0)
+        out->paused_flag = strcmp(v, "1") == 0;
+    else if (rc != BS_ENOTFOUND)
+        return rc;
+    return 0;
+}
+
+/* dispatch.c's candidate_waits for another bead: would the dispatcher pass
+ * over it (backoff, attempts used, attempt in flight, or the store cannot
+ * tell)? */
+static int store_waits(struct store *s, const struct config *cfg, const char *id, int64_t now)
+{
+    if (!s)
+        return 0;
+    struct store_bead b;
+    if (store_bead_get(s, id, &b))
+        return 1;
+    if (b.next_retry_at > now)
+        return 1;
+    int used = 0;
+    if (store_bead_attempts_used(s, id, &used) || used >= cfg->max_attempts)
+        return 1;
+    struct store_attempt a;
+    int rc = store_attempt_latest(s, id, &a);
+    if (rc == 0 && !attempt_state_terminal(a.state))
+        return 1;
+    return rc != 0 && rc != BS_ENOTFOUND;
+}
+
+/* ---- the agent ---- */
+
+struct body {
+    char buf[HEALTH_BODY_MAX + 1];
+    size_t len;
+};
+
+/* libcurl write callback: keeps up to HEALTH_BODY_MAX bytes, NUL-terminated;
+ * a longer body aborts the transfer. */
+static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
+{
+    struct body *b = arg;
+    size_t n = size * nmemb;
+    if (n > HEALTH_BODY_MAX - b->len)
+        return 0; /* too large: abort the transfer */
+    memcpy(b->buf + b->len, data, n);
+    b->len += n;
+    b->buf[b->len] = '\0';
+    return n;
+}
+
+/* Free slots as the dispatcher would see them at the start of a cycle:
+ * GET /health (or BeadBoard's /api/agent-status: one slot when not busy).
+ * Returns R_PASS with *free_slots set, R_FAIL when the agent did not answer
+ * properly, R_UNKNOWN when no agent URL is configured; seen says what was
+ * seen. */
+static enum result agent_slots(const struct config *cfg, long *free_slots, char *seen, size_t len)
+{
+    int beadboard = cfg->mode == MODE_BEADBOARD;
+    const char *base = beadboard ? cfg->beadboard_url : cfg->agent_url;
+    const char *path = beadboard ? "/api/agent-status" : "/health";
+    *free_slots = 0;
+    if (!base || !*base) {
+        snprintf(seen, len, "not checked: %s not set", beadboard ? "BEADS_SCHED_BEADBOARD_URL"
+                                                                  : "BEADS_SCHED_AGENT_URL");
+        return R_UNKNOWN;
+    }
+    char url[2048];
+    snprintf(url, sizeof url, "%s%s", base, path);
+    struct body *b = calloc(1, sizeof *b);
+    CURL *e = curl_easy_init();
+    if (!b || !e) {
+        free(b);
+        curl_easy_cleanup(e);
+        snprintf(seen, len, "not checked: out of memory");
+        return R_UNKNOWN;
+    }
+    char errbuf[CURL_ERROR_SIZE] = "";
+    CURLcode rc = CURLE_OK;
+#define SET(opt, val) do { if (rc == CURLE_OK) rc = curl_easy_setopt(e, opt, val); } while (0)
+    SET(CURLOPT_URL, url);
+    SET(CURLOPT_ERRORBUFFER, errbuf);
+    SET(CURLOPT_NOSIGNAL, 1L);
+    SET(CURLOPT_PROTOCOLS_STR, "http,https");
+    SET(CURLOPT_FOLLOWLOCATION, 0L);
+    SET(CURLOPT_CONNECTTIMEOUT_MS, (long)cfg->http_connect_timeout_ms);
+    SET(CURLOPT_TIMEOUT_MS, (long)cfg->http_timeout_ms);
+    SET(CURLOPT_WRITEFUNCTION, on_body);
+    SET(CURLOPT_WRITEDATA, (void *)b);
+#undef SET
+    long status = 0;
+    if (rc == CURLE_OK)
+        rc = curl_easy_perform(e);
+    if (rc == CURLE_OK)
+        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
+    enum result r = R_FAIL;
+    char why[200] = "";
+    struct agent_health h = {0};
+    if (rc != CURLE_OK) {
+        snprintf(seen, len, "agent unreachable: GET %s: %.200s", path,
+                 errbuf[0] ? errbuf : curl_easy_strerror(rc));
+    } else if (status != 200) {
+        snprintf(seen, len, "agent unhealthy: GET %s answered HTTP %ld", path, status);
+    } else if (beadboard) {
+        int busy = 1;
+        if (agent_parse_beadboard_status(b->buf, b->len, &busy, why, sizeof why)) {
+            snprintf(seen, len, "bad reply to GET %s: %s", path, why);
+        } else {
+            *free_slots = busy ? 0 : 1;
+            snprintf(seen, len, "BeadBoard %s (one bead per cycle)", busy ? "busy" : "not busy");
+            r = busy ? R_FAIL : R_PASS;
+        }
+    } else if (agent_parse_health(b->buf, b->len, &h, why, sizeof why)) {
+        snprintf(seen, len, "bad reply to GET %s: %s", path, why);
+    } else {
+        *free_slots = agent_free_slots(&h);
+        snprintf(seen, len, "%ld free slot%s (capacity %ld, active %ld, queued %ld)", *free_slots,
+                 *free_slots == 1 ? "" : "s", h.capacity, h.active, h.queued);
+        r = *free_slots > 0 ? R_PASS : R_FAIL;
+    }
+    curl_easy_cleanup(e);
+    free(b);
+    return r;
+}
+
+/* ---- the rules ---- */
+
+/* How many beads the dispatcher would take before this one in one cycle:
+ * ready beads (beads_candidates, dispatch order) ahead of it that the store
+ * does not hold back. -1 when the bead is not among the candidates read. */
+static int64_t beads_ahead(struct dolt_conn *c, const struct beads_schema *schema,
+                           const struct config *cfg, struct store *s, const char *id, int64_t now,
+                           int *rc_out)
+{
+    int64_t ahead = 0;
+    *rc_out = 0;
+    for (size_t offset = 0; offset < CANDIDATE_SCAN_MAX;) {
+        struct candidate *v = NULL;
+        size_t n = 0;
+        int rc = beads_candidates(c, schema, cfg->assignee, 1, offset, CANDIDATE_PAGE, &v, &n);
+        if (rc) {
+            *rc_out = rc;
+            return -1;
+        }
+        for (size_t i = 0; i < n; i++) {
+            if (strcmp(v[i].id, id) == 0) {
+                candidates_free(v, n);
+                return ahead;
+            }
+            if (!store_waits(s, cfg, v[i].id, now))
+                ahead++;
+        }
+        candidates_free(v, n);
+        if (n < CANDIDATE_PAGE)
+            break;
+        offset += n;
+    }
+    return -1;
+}
+
+/* Adds the rules Dolt decides, in the dispatcher's order. */
+static void dolt_rules(struct explain *e, const struct bead *b, const struct bead_readiness *r,
+                       const struct beads_schema *schema, const struct blockers *bl)
+{
+    const struct config *cfg = e->cfg;
+    add_rule(e, "exists", R_PASS, "yes: \"%.80s\" (priority %ld, type %.32s, updated %.20s UTC)",
+             b->title ? b->title : "", b->priority, b->issue_type ? b->issue_type : "?",
+             b->updated_at);
+    int mine = b->assignee && strcmp(b->assignee, cfg->assignee) == 0;
+    add_rule(e, "assignee", mine ? R_PASS : R_FAIL, "%.100s%s%.100s%s",
+             b->assignee ? b->assignee : "(none)", mine ? "" : " (want ",
+             mine ? "" : cfg->assignee, mine ? "" : ")");
+    int open = strcmp(b->status, "open") == 0;
+    add_rule(e, "status", open ? R_PASS : R_FAIL, "%.32s%s", b->status, open ? "" : " (want open)");
+    add_rule(e, "acceptance criteria", r->has_acceptance ? R_PASS : R_FAIL, "%s",
+             r->has_acceptance ? "present" : "empty or blank");
+
+    if (schema->has_is_blocked)
+        add_rule(e, "blocked", r->is_blocked == 1 ? R_FAIL : R_PASS, "is_blocked=%d%s%s%s",
+                 r->is_blocked == 1, bl->count ? "; open blockers: " : "", bl->count ? bl->text : "",
+                 r->is_blocked == 1 && !bl->count && schema->has_dependencies
+                     ? "; no open blocker in dependencies (is_blocked not recomputed yet?)" : "");
+    else if (schema->has_dependencies)
+        add_rule(e, "blocked", bl->count ? R_FAIL : R_PASS, "%s%s",
+                 bl->count ? "open blockers in dependencies: " : "no open blocker in dependencies",
+                 bl->count ? bl->text : "");
+    else
+        add_rule(e, "blocked", R_PASS, "not checked: the schema has neither is_blocked nor dependencies");
+
+    if (r->deferred < 0)
+        add_rule(e, "deferred", R_PASS, "no defer_until column");
+    else if (r->deferred == 1)
+        add_rule(e, "deferred", R_FAIL, "until %.20s UTC", r->defer_until ? r->defer_until : "?");
+    else if (r->defer_until)
+        add_rule(e, "deferred", R_PASS, "defer_until %.20s UTC has passed", r->defer_until);
+    else
+        add_rule(e, "deferred", R_PASS, "no defer_until");
+
+    if (r->ephemeral < 0)
+        add_rule(e, "ephemeral", R_PASS, "no ephemeral column");
+    else
+        add_rule(e, "ephemeral", r->ephemeral ? R_FAIL : R_PASS, "ephemeral=%d", r->ephemeral);
+    if (r->pinned < 0)
+        add_rule(e, "pinned", R_PASS, "no pinned column");
+    else
+        add_rule(e, "pinned", r->pinned ? R_FAIL : R_PASS, "pinned=%d", r->pinned);
+    add_rule(e, "issue type", r->excluded_type ? R_FAIL : R_PASS, "%.32s%s",
+             b->issue_type ? b->issue_type : "?",
+             r->excluded_type ? " (never dispatched: merge-request, gate, molecule, message, agent, "
+                                "role, rig)" : "");
+}
+
+/* Adds the rules the store and the configuration decide. */
+static void store_rules(struct explain *e, int have_store, const struct bead_store *bs)
+{
+    const struct config *cfg = e->cfg;
+    char when[40], rel[32];
+    add_rule(e, "attempts", bs->used >= cfg->max_attempts ? R_FAIL : R_PASS,
+             "%d of MAX_ATTEMPTS=%lld used%s", bs->used, (long long)cfg->max_attempts,
+             have_store ? "" : " (no store yet)");
+    if (bs->next_retry_at > e->now) {
+        cli_iso_ms(bs->next_retry_at, when, sizeof when);
+        cli_duration(bs->next_retry_at - e->now, rel, sizeof rel);
+        add_rule(e, "retry backoff", R_FAIL, "waiting until %s (in %s)", when, rel);
+    } else if (bs->next_retry_at) {
+        cli_iso_ms(bs->next_retry_at, when, sizeof when);
+        add_rule(e, "retry backoff", R_PASS, "ended %s", when);
+    } else {
+        add_rule(e, "retry backoff", R_PASS, "none pending");
+    }
+    if (!bs->has_latest) {
+        add_rule(e, "in flight", R_PASS, "no attempt yet");
+    } else {
+        const struct store_attempt *a = &bs->latest;
+        int active = !attempt_state_terminal(a->state);
+        cli_iso_ms(active ? a->created_at : a->finished_at, when, sizeof when);
+        add_rule(e, "in flight", active ? R_FAIL : R_PASS, "attempt %d is %s%s%s%s%s %s %s",
+                 a->attempt, active ? "still " : "", attempt_state_name(a->state),
+                 a->job_id[0] ? " (job " : "", a->job_id, a->job_id[0] ? ")" : "",
+                 active ? "since" : "at", when);
+    }
+    int paused = cfg->paused || bs->paused_flag;
+    add_rule(e, "paused", paused ? R_FAIL : R_PASS, "%s%s%s",
+             !paused ? "no" : bs->paused_flag ? "store flag set (`beads-sched resume` clears it)" : "",
+             cfg->paused && bs->paused_flag ? "; " : "",
+             cfg->paused ? "BEADS_SCHED_PAUSED=true" : "");
+}
+
+/* ---- output ---- */
+
+/* The one-line verdict: the first failing rule, else "would be dispatched",
+ * qualified by the first rule that could not be checked. */
+static void verdict(const struct explain *e, char *buf, size_t len)
+{
+    const struct rule *f = first_with(e, R_FAIL);
+    if (f) {
+        snprintf(buf, len, "not dispatched: %s: %s", f->name, f->seen);
+        return;
+    }
+    const struct rule *u = first_with(e, R_UNKNOWN);
+    if (u)
+        snprintf(buf, len, "would be dispatched at the next cycle (unless %s says otherwise: %s)",
+                 u->name, u->seen);
+    else
+        snprintf(buf, len, "would be dispatched at the next cycle");
+}
+
+/* Prints the rules as an aligned table and the verdict. Exit status. */
+static int print_text(const struct explain *e, const char *id)
+{
+    char *pid = cli_printable(id);
+    printf("bead %s\n", pid ? pid : "");
+    free(pid);
+    struct cli_table t;
+    static const char *const head[] = {"RULE", "RESULT", "SEEN"};
+    int rc = cli_table_init(&t, stdout, "  ", 3, head, 0);
+    for (size_t i = 0; rc == 0 && i < e->n; i++) {
+        const char *row[] = {e->rules[i].name, result_word[e->rules[i].result], e->rules[i].seen};
+        rc = cli_table_add(&t, row);
+    }
+    if (t.width) {
+        int trc = cli_table_finish(&t);
+        rc = rc ? rc : trc;
+    }
+    char v[1024];
+    verdict(e, v, sizeof v);
+    char *pv = cli_printable(v);
+    printf("verdict: %s\n", pv ? pv : "");
+    free(pv);
+    if (rc) {
+        fprintf(stderr, "beads-sched: out of memory\n");
+        return 1;
+    }
+    return 0;
+}
+
+/* Prints {bead, dispatchable, verdict, rules[], schema}. Exit status. */
+static int print_json(const struct explain *e, const char *id, const struct beads_schema *schema)
+{
+    json_t *j = json_object();
+    json_object_set_new(j, "bead", cli_json_text(id));
+    char v[1024];
+    verdict(e, v, sizeof v);
+    json_object_set_new(j, "dispatchable", json_boolean(first_with(e, R_FAIL) == NULL));
+    json_object_set_new(j, "verdict", cli_json_text(v));
+    json_t *rules = json_array();
+    for (size_t i = 0; i < e->n; i++) {
+        const struct rule *r = &e->rules[i];
+        json_t *o = json_object();
+        json_object_set_new(o, "rule", json_string(r->name));
+        json_object_set_new(o, "result", json_string(result_json[r->result]));
+        json_object_set_new(o, "ok", r->result == R_PASS   ? json_true()
+                                     : r->result == R_FAIL ? json_false()
+                                                           : json_null());
+        json_object_set_new(o, "seen", cli_json_text(r->seen));
+        json_array_append_new(rules, o);
+    }
+    json_object_set_new(j, "rules", rules);
+    json_object_set_new(j, "schema",
+                        json_pack("{s:b, s:b, s:b}", "is_blocked", schema->has_is_blocked,
+                                  "dependencies", schema->has_dependencies, "dolt", schema->is_dolt));
+    return cli_json_print(j);
+}
+
+/* ---- the command ---- */
+
+struct run {
+    struct dolt_conn *conn;
+    struct store *store;
+    struct bead bead;
+    struct bead_readiness ready;
+};
+
+/* Gathers everything and prints it; x holds what the caller frees. Exit
+ * status (messages already printed). */
+static int explain_bead(const struct config *cfg, const char *id, int json, struct run *x)
+{
+    char err[512], where[512];
+    struct dolt_options o;
+    dolt_options_from(cfg, &o);
+    dolt_where(cfg, where, sizeof where);
+    int rc = dolt_conn_open(&x->conn, &o, err, sizeof err);
+    struct beads_schema schema = {0};
+    if (rc == 0)
+        rc = beads_schema_detect(x->conn, &schema);
+    if (rc) {
+        fprintf(stderr, "beads-sched: cannot reach Dolt at %s: %s\n", where,
+                err[0] ? err : x->conn ? dolt_conn_error(x->conn) : bs_strerror(rc));
+        return 1;
+    }
+    rc = beads_read(x->conn, id, 0, &x->bead);
+    if (rc == 0)
+        rc = beads_read_readiness(x->conn, &schema, id, &x->ready);
+    if (rc == BS_ENOTFOUND) {
+        char *pid = cli_printable(id);
+        fprintf(stderr, "beads-sched: no bead '%s' in Dolt at %s\n", pid ? pid : "", where);
+        free(pid);
+        return 1;
+    }
+    struct blockers bl = {0};
+    if (rc == 0)
+        rc = beads_blockers(x->conn, &schema, id, collect_blocker, &bl);
+    if (rc) {
+        fprintf(stderr, "beads-sched: reading bead from Dolt at %s failed: %s: %s\n", where,
+                bs_strerror(rc), dolt_conn_error(x->conn));
+        return 1;
+    }
+
+    if (cli_open_store(cfg, 1, &x->store))
+        return 1;
+    struct explain e = {.cfg = cfg, .now = clock_now_ms()};
+    struct bead_store bs;
+    if ((rc = read_store(x->store, id, &bs))) {
+        fprintf(stderr, "beads-sched: cannot read the store %s: %s\n", cfg->store, bs_strerror(rc));
+        return 1;
+    }
+    dolt_rules(&e, &x->bead, &x->ready, &schema, &bl);
+    store_rules(&e, x->store != NULL, &bs);
+
+    long slots = 0;
+    char seen[640];
+    enum result cap = agent_slots(cfg, &slots, seen, sizeof seen);
+    if (cap == R_PASS && cfg->max_in_flight > 0) {
+        long room = (long)(cfg->max_in_flight - bs.active);
+        if (room <= 0) {
+            cap = R_FAIL;
+            size_t k = strlen(seen);
+            snprintf(seen + k, sizeof seen - k, "; but MAX_IN_FLIGHT=%lld reached (%lld in flight)",
+                     (long long)cfg->max_in_flight, (long long)bs.active);
+        } else if (room < slots) {
+            slots = room;
+        }
+    }
+    add_rule(&e, "agent capacity", cap, "%s", seen);
+
+    /* Dispatch order only matters once every other rule passes. */
+    if (first_with(&e, R_FAIL)) {
+        add_rule(&e, "queue position", R_SKIPPED, "not evaluated (an earlier rule fails)");
+    } else {
+        int qrc;
+        int64_t ahead = beads_ahead(x->conn, &schema, cfg, x->store, id, e.now, &qrc);
+        if (qrc)
+            add_rule(&e, "queue position", R_UNKNOWN, "eligibility query failed: %s",
+                     bs_strerror(qrc));
+        else if (ahead < 0)
+            add_rule(&e, "queue position", R_UNKNOWN,
+                     "not among the first %d ready beads (or it changed meanwhile)",
+                     CANDIDATE_SCAN_MAX);
+        else if (cap == R_UNKNOWN)
+            add_rule(&e, "queue position", ahead == 0 ? R_PASS : R_UNKNOWN,
+                     "%lld ready bead%s ahead in dispatch order; free slots unknown",
+                     (long long)ahead, ahead == 1 ? "" : "s");
+        else
+            add_rule(&e, "queue position", ahead < slots ? R_PASS : R_FAIL,
+                     "%lld ready bead%s ahead in dispatch order, %ld slot%s free", (long long)ahead,
+                     ahead == 1 ? "" : "s", slots, slots == 1 ? "" : "s");
+    }
+    return json ? print_json(&e, id, &schema) : print_text(&e, id);
+}
+
+/* See cli.h. */
+int cli_explain(const struct config *cfg, int argc, char **argv)
+{
+    const char *id = NULL;
+    int json = 0;
+    for (int i = 0; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0) {
+            json = 1;
+        } else if (!id && argv[i][0]) {
+            id = argv[i];
+        } else {
+            fprintf(stderr, "beads-sched: explain takes one bead id (see beads-sched help)\n");
+            return 2;
+        }
+    }
+    if (!id) {
+        fprintf(stderr, "beads-sched: explain needs a bead id: beads-sched explain BEAD [--json]\n");
+        return 2;
+    }
+    cli_quiet_logs(cfg);
+    struct run x = {0};
+    int status = explain_bead(cfg, id, json, &x);
+    bead_free(&x.bead);
+    bead_readiness_free(&x.ready);
+    store_close(x.store);
+    dolt_conn_close(x.conn);
+    dolt_library_end();
+    return status;
+}
