@@ -5,7 +5,8 @@
 # build-asan/. Both builds go through ops/build.sh, the script the container
 # image uses. Usage: ops/dev/test.sh [extra ctest args]
 # TEST_MYSQL_PORT and ASAN_MYSQL_PORT move the private test MariaDB of each
-# build to another loopback port (defaults 33917 and 33923).
+# build to another loopback port (defaults 33917 and 33923; a port given
+# once stays in that build directory's CMake cache).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 jobs=$(nproc 2>/dev/null || echo 2)
