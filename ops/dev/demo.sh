@@ -15,8 +15,7 @@ DEMO=${DEMO_DIR:-/tmp/beads-sched-demo}
 PORT=${DEMO_MYSQL_PORT:-33951}
 
 bash ops/dev/setup.sh
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build build -j"$(nproc)" --target beads-sched fake-agent >/dev/null
+bash ops/build.sh build RelWithDebInfo --target beads-sched --target fake-agent >/dev/null
 
 rm -rf "$DEMO"
 mkdir -p "$DEMO"

@@ -3,10 +3,13 @@
 # demo. Idempotent: installs only what is missing. Run as root.
 set -euo pipefail
 
+# What the build needs is listed once, in ops/packages/build.txt, shared with
+# the container image (ops/Dockerfile); the rest is for tests and the demo.
+mapfile -t build_packages < <(sed 's/#.*//; s/[[:space:]]//g; /^$/d' \
+  "$(dirname "$0")/../packages/build.txt")
 packages=(
-  build-essential cmake pkg-config
-  libuv1-dev libsqlite3-dev libcurl4-openssl-dev default-libmysqlclient-dev
-  libjansson-dev libmicrohttpd-dev libcmocka-dev
+  "${build_packages[@]}"
+  libcmocka-dev
   mariadb-server mariadb-client sqlite3 curl jq procps
   clang libclang-rt-14-dev   # libFuzzer targets (tests/fuzz)
   prometheus                 # promtool checks the /metrics text format

@@ -2,19 +2,22 @@
 # Builds beads-sched and runs every test: unit and integration tests (real
 # MariaDB started privately by ctest, fake agent service) in build/, then
 # the unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer in
-# build-asan/. Usage: ops/dev/test.sh [extra ctest args]
+# build-asan/. Both builds go through ops/build.sh, the script the container
+# image uses. Usage: ops/dev/test.sh [extra ctest args]
+# TEST_MYSQL_PORT and ASAN_MYSQL_PORT move the private test MariaDB of each
+# build to another loopback port (defaults 33917 and 33923; a port given
+# once stays in that build directory's CMake cache).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 jobs=$(nproc 2>/dev/null || echo 2)
 
 echo "== build (build/)"
-cmake -S . -B build -DCMAKE_BUILD_TYPE=RelWithDebInfo -DBEADS_SCHED_TEST_HOOKS=ON >/dev/null
-cmake --build build -j"$jobs"
+BUILD_JOBS=$jobs bash ops/build.sh build RelWithDebInfo -DBEADS_SCHED_TEST_HOOKS=ON \
+  ${TEST_MYSQL_PORT:+-DBS_TEST_MYSQL_PORT=$TEST_MYSQL_PORT}
 
 echo "== build under ASan + UBSan (build-asan/)"
-cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DBEADS_SCHED_SANITIZE=ON \
-  -DBS_TEST_MYSQL_PORT=33923 >/dev/null
-cmake --build build-asan -j"$jobs"
+BUILD_JOBS=$jobs bash ops/build.sh build-asan Debug -DBEADS_SCHED_SANITIZE=ON \
+  -DBS_TEST_MYSQL_PORT="${ASAN_MYSQL_PORT:-33923}"
 
 status=0
 echo "== unit tests under ASan + UBSan"
