@@ -10,6 +10,7 @@
 #include "text.h"
 #include "sched_internal.h"
 
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -388,6 +389,7 @@ int build_bodies(struct dispatcher *d, struct cycle *cy)
         free(prompt);
         if (!p->body)
             return BS_ENOMEM;
+        bead_free(&p->bead); /* the body holds what the agent needs */
     }
     return 0;
 }
@@ -504,6 +506,8 @@ static void claimed_done(int rc, void *arg)
     d->stats.skipped_noted += cy->noted;
     /* Every slot taken (or none free): more beads may be waiting. */
     d->backlog = rc == 0 && !cy->paused && cy->chosen >= cy->want;
+    if (d->backlog && cy->capped)
+        d->cycle_again = 1; /* more slots than one cycle takes: go on at once */
     if (rc == 0 && !cy->paused)
         d->retry_due_ms = cy->next_retry_at;
     if (d->env.dry_run)
@@ -637,6 +641,8 @@ void post_all(struct cycle *cy)
         p->posted_ms = clock_now_ms();
         if (http_request_start(d->env.http, &req, post_done, p) == 0) {
             cy->posts_pending++;
+            free(p->body); /* the client copied it */
+            p->body = NULL;
         } else {
             /* Never left this process: a definite refusal. */
             p->result = POST_REFUSED;
@@ -890,6 +896,10 @@ static void health_done(const struct http_response *r, void *arg)
     }
     cy->want = agent_free_slots(&h);
     metrics_gauge_set(MG_AGENT_FREE_SLOTS, (double)cy->want);
+    if (cy->want > MAX_PICKS_PER_CYCLE) {
+        cy->want = MAX_PICKS_PER_CYCLE;
+        cy->capped = 1;
+    }
     if (cy->recheck && cy->want == 0) {
         finish_cycle(d, 1); /* still full: nothing to ask Dolt */
         return;
@@ -939,6 +949,9 @@ void finish_cycle(struct dispatcher *d, int ok)
 {
     struct cycle *cy = d->cur;
     int cy_repost = cy && cy->repost;
+    /* A capped cycle that left slots to fill goes on at once: the round of
+     * filling free slots, which on_cycle reports, is not over yet. */
+    int cy_continues = ok && cy && cy->capped && d->backlog && !d->stopping;
     d->cur = NULL;
     d->cycle_running = 0;
     /* DISPATCH_INTERVAL counts from the last cycle that looked at Dolt. */
@@ -956,10 +969,13 @@ void finish_cycle(struct dispatcher *d, int ok)
     if (cy) {
         picks_free(cy->picks);
         candidates_free(cy->unready, cy->nunready);
+        /* A big cycle's requests are gone: give the memory back. */
+        if (cy->chosen > 16)
+            malloc_trim(0);
         free(cy);
     }
     int repost = cy_repost;
-    if (d->env.on_cycle && !repost)
+    if (d->env.on_cycle && !repost && !cy_continues)
         d->env.on_cycle(d->env.arg, ok);
     if (d->reap_again && !d->stopping) {
         d->reap_again = 0;

@@ -13,6 +13,10 @@
 /* How many rows a cycle reads at most while skipping beads that wait out a
  * backoff or have used their attempts. */
 #define CANDIDATE_SCAN_MAX 20000
+/* Beads one cycle claims and posts at most; with more free slots the next
+ * cycle follows at once. Bounds memory: each bead in flight holds its
+ * request (the prompt carries up to 64 KiB per field). */
+#define MAX_PICKS_PER_CYCLE 128
 /* Bytes of an agent's refusal body kept in the bead note. */
 #define REFUSAL_BODY_MAX 200
 /* Health failures are logged on change, then at most this often. */
@@ -60,6 +64,7 @@ struct cycle {
     int selected;               /* the eligibility query ran */
     long want;                  /* free agent slots */
     long chosen;                /* beads picked */
+    int capped;                 /* want was cut to MAX_PICKS_PER_CYCLE */
     int64_t next_retry_at;      /* earliest backoff end among skipped beads, 0 = none */
     int paused;
     int rc;

@@ -71,10 +71,12 @@ static const char *const stmt_sql[SS_COUNT] = {
         "INSERT INTO bead_state (bead_id, skip_noted_at) VALUES (?1, ?2) "
         "ON CONFLICT (bead_id) DO UPDATE SET skip_noted_at = excluded.skip_noted_at",
     /* An attempt counts once its POST may have left (posting_at set) and the
-     * agent did not refuse it. */
+     * agent did not refuse it; counting starts over after the bead was given
+     * up on (a person who reopens it wants it tried again). */
     [SS_BEAD_ATTEMPTS_USED] =
         "SELECT COUNT(*) FROM journal WHERE bead_id = ?1 AND posting_at IS NOT NULL "
-        "AND state <> 'refused'",
+        "AND state <> 'refused' AND id > (SELECT COALESCE(MAX(id), 0) FROM journal "
+        "WHERE bead_id = ?1 AND state = 'gave_up')",
     [SS_SETTING_GET] = "SELECT value FROM settings WHERE key = ?1",
     [SS_SETTING_SET] =
         "INSERT INTO settings (key, value, updated_at) VALUES (?1, ?2, ?3) "

@@ -132,8 +132,10 @@ int store_bead_set_retry(struct store *s, const char *bead_id, int64_t next_retr
 int store_bead_set_skip_noted(struct store *s, const char *bead_id, const char *bead_updated_at);
 
 /* Attempts of a bead that may have reached the agent: every attempt except
- * those refused by the agent, lost to a race, or released before posting.
- * This is what MAX_ATTEMPTS limits. */
+ * those refused by the agent, lost to a race, or released before posting,
+ * counted since the bead's last gave_up attempt (reopening a bead the
+ * reaper gave up on grants a fresh round). This is what MAX_ATTEMPTS limits;
+ * attempt numbers themselves never restart. */
 int store_bead_attempts_used(struct store *s, const char *bead_id, int *out);
 
 /* Settings: small key/value strings (e.g. "paused" = "1"). */

@@ -118,6 +118,10 @@ agent_restart() {
   t_match "agent restart: exhausted note" "attempts exhausted \\(3/3\\), blocking" "$(t_sql "SELECT notes FROM issues WHERE id='f2'")"
   t_eq "agent restart: 3 POSTs per bead" "3 3" "$(t_stats | jq -r '[.by_bead[]] | map(tostring) | join(" ")')"
   t_eq "agent restart: attempt 3 gave up" "gave_up gave_up" "$(t_store "SELECT state FROM journal WHERE attempt=3" | xargs)"
+  # A person reopens a bead the reaper gave up on: a fresh round, attempt 4.
+  t_sql "UPDATE issues SET status='open', updated_at=UTC_TIMESTAMP() WHERE id='f1'"
+  t_wait 10 bash -c "[ \"\$(sqlite3 '$BEADS_SCHED_STORE' \"SELECT state FROM journal WHERE bead_id='f1' AND attempt=4\")\" = dispatched ]" \
+    && t_ok "agent restart: reopened after giving up, dispatched as attempt 4" || t_fail "agent restart: reopened bead not dispatched"
   kill -TERM "$pid"; wait "$pid" || true
   unset BEADS_SCHED_MAX_ATTEMPTS
   t_agent_stop
