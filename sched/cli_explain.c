@@ -10,6 +10,7 @@
  * paused_now. Nothing is written anywhere. Exit 0 whether or not the bead
  * would be dispatched; 1 when it does not exist or Dolt cannot be reached. */
 #include "cli.h"
+#include "dispatch.h"
 
 #include "agent.h"
 #include "beads.h"
@@ -164,28 +165,6 @@ static int read_store(struct store *s, const char *id, struct bead_store *out)
     return 0;
 }
 
-/* dispatch.c's candidate_waits for another bead: would the dispatcher pass
- * over it (backoff, attempts used, attempt in flight, or the store cannot
- * tell)? */
-static int store_waits(struct store *s, const struct config *cfg, const char *id, int64_t now)
-{
-    if (!s)
-        return 0;
-    struct store_bead b;
-    if (store_bead_get(s, id, &b))
-        return 1;
-    if (b.next_retry_at > now)
-        return 1;
-    int used = 0;
-    if (store_bead_attempts_used(s, id, &used) || used >= cfg->max_attempts)
-        return 1;
-    struct store_attempt a;
-    int rc = store_attempt_latest(s, id, &a);
-    if (rc == 0 && !attempt_state_terminal(a.state))
-        return 1;
-    return rc != 0 && rc != BS_ENOTFOUND;
-}
-
 /* ---- the agent ---- */
 
 struct body {
@@ -305,7 +284,7 @@ static int64_t beads_ahead(struct dolt_conn *c, const struct beads_schema *schem
                 candidates_free(v, n);
                 return ahead;
             }
-            if (!store_waits(s, cfg, v[i].id, now))
+            if (!dispatch_bead_waits(s, cfg, v[i].id, now, NULL))
                 ahead++;
         }
         candidates_free(v, n);

@@ -173,30 +173,38 @@ static int paused_now(struct dispatcher *d)
     return 0;
 }
 
-/* Should this candidate wait (backoff, attempts used, attempt in flight)?
- * A backoff's end is folded into cy->next_retry_at so the dispatcher comes
- * back for it. Worker thread; reads the store only. */
-static int candidate_waits(struct dispatcher *d, struct cycle *cy, const char *bead_id, int64_t now)
+int dispatch_bead_waits(struct store *s, const struct config *cfg, const char *bead_id,
+                        int64_t now, int64_t *retry_at)
 {
-    struct store *s = d->env.store;
     if (!s)
         return 0;
     struct store_bead b;
     if (store_bead_get(s, bead_id, &b))
         return 1; /* can't tell: don't risk a duplicate */
     if (b.next_retry_at > now) {
-        if (cy->next_retry_at == 0 || b.next_retry_at < cy->next_retry_at)
-            cy->next_retry_at = b.next_retry_at;
+        if (retry_at)
+            *retry_at = b.next_retry_at;
         return 1;
     }
     int used = 0;
-    if (store_bead_attempts_used(s, bead_id, &used) || used >= d->cfg->max_attempts)
+    if (store_bead_attempts_used(s, bead_id, &used) || used >= cfg->max_attempts)
         return 1;
     struct store_attempt a;
     int rc = store_attempt_latest(s, bead_id, &a);
     if (rc == 0 && !attempt_state_terminal(a.state))
         return 1;
     return rc != 0 && rc != BS_ENOTFOUND;
+}
+
+/* dispatch_bead_waits for a candidate of this cycle; a backoff's end is
+ * folded into cy->next_retry_at so the dispatcher comes back for it. */
+static int candidate_waits(struct dispatcher *d, struct cycle *cy, const char *bead_id, int64_t now)
+{
+    int64_t retry_at = 0;
+    int waits = dispatch_bead_waits(d->env.store, d->cfg, bead_id, now, &retry_at);
+    if (retry_at && (cy->next_retry_at == 0 || retry_at < cy->next_retry_at))
+        cy->next_retry_at = retry_at;
+    return waits;
 }
 
 /* Notes once on each open, agent-assigned bead without acceptance criteria

@@ -18,6 +18,13 @@
 
 struct dispatcher;
 
+/* Whether the store says a ready bead must wait: retry backoff pending
+ * (its end goes to *retry_at, may be NULL), attempts used up, an attempt
+ * still in flight, or the store cannot tell. s may be NULL (never waits).
+ * The one rule the dispatcher and `explain` share. */
+int dispatch_bead_waits(struct store *s, const struct config *cfg, const char *bead_id,
+                        int64_t now, int64_t *retry_at);
+
 struct dispatch_env {
     uv_loop_t *loop;
     const struct config *cfg;
