@@ -32,6 +32,7 @@ struct daemon {
     uv_timer_t reap_timer;
     uv_timer_t heartbeat;     /* proves to /healthz that the loop turns */
     uv_timer_t prune_timer;   /* retention, off the hot path */
+    uv_timer_t watchdog;      /* bounds an orderly stop */
     int prune_in_flight;
     int prune_deleted;
     _Atomic int64_t beat_ms;
@@ -93,6 +94,20 @@ static void daemon_stop(struct daemon *d)
         dolt_stop(d->dolt, on_dolt_stopped, d);
 }
 
+/* An orderly stop waits for the step in flight; a Dolt call stuck on a dead
+ * server could hold it up to the read timeout. The stop must end within
+ * 10 s (the pod's grace period is sized on it), so after SHUTDOWN_LIMIT_MS
+ * leave anyway: every journal state is one a restart recovers from. */
+#define SHUTDOWN_LIMIT_MS 9000
+
+static void watchdog_fired(uv_timer_t *t)
+{
+    (void)t;
+    log_warn("stop is taking too long; exiting now, the journal is consistent",
+             "limit_ms", LOG_INT(SHUTDOWN_LIMIT_MS));
+    _exit(0);
+}
+
 static void on_signal(uv_signal_t *s, int signum)
 {
     struct daemon *d = s->data;
@@ -104,6 +119,8 @@ static void on_signal(uv_signal_t *s, int signum)
     }
     log_info("stopping", "signal", name);
     daemon_stop(d);
+    uv_timer_start(&d->watchdog, watchdog_fired, SHUTDOWN_LIMIT_MS, 0);
+    uv_unref((uv_handle_t *)&d->watchdog); /* never what keeps the loop alive */
 }
 
 static void probe_tick(uv_timer_t *t)
@@ -257,6 +274,7 @@ int daemon_run(const struct config *cfg, const struct daemon_opts *opts)
     uv_timer_init(&d->loop, &d->reap_timer);
     uv_timer_init(&d->loop, &d->heartbeat);
     uv_timer_init(&d->loop, &d->prune_timer);
+    uv_timer_init(&d->loop, &d->watchdog);
     d->beat_ms = clock_now_ms();
     uv_signal_init(&d->loop, &d->sigterm);
     uv_signal_init(&d->loop, &d->sigint);
@@ -306,6 +324,8 @@ int daemon_run(const struct config *cfg, const struct daemon_opts *opts)
     }
 
     uv_run(&d->loop, UV_RUN_DEFAULT);
+    uv_close((uv_handle_t *)&d->watchdog, on_handle_closed);
+    uv_run(&d->loop, UV_RUN_DEFAULT); /* let the close complete */
     admin_stop(d->admin);
     int closed = uv_loop_close(&d->loop);
     if (closed)

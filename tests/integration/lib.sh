@@ -94,7 +94,7 @@ t_wait() {
 }
 t_done() {
   echo "$T_PASSES passed, $T_FAILS failed"
-  [ "$T_FAILS" -eq 0 ]
+  if [ "$T_FAILS" -eq 0 ]; then exit 0; else exit 1; fi
 }
 
 # t_agent_claims: does what the real agent's first action is: for every job
