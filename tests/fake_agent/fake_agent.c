@@ -435,8 +435,9 @@ static enum MHD_Result reply_send(struct MHD_Connection *conn, struct reply *r,
     return ret;
 }
 
-/* Sleeps latency_ms, then waits while hang is on; both end at shutdown. */
-static void reply_delay(int64_t latency_ms)
+/* Sleeps latency_ms, then, for an endpoint in shape_paths, waits while hang
+ * is on; both end at shutdown. */
+static void reply_delay(int64_t latency_ms, unsigned ep)
 {
     pthread_mutex_lock(&S.lock);
     if (latency_ms > 0) {
@@ -452,7 +453,7 @@ static void reply_delay(int64_t latency_ms)
                pthread_cond_timedwait(&S.wake, &S.lock, &until) != ETIMEDOUT)
             ;
     }
-    while (S.cfg.hang && !S.shutting_down)
+    while (S.cfg.hang && (S.cfg.shape_paths & ep) && !S.shutting_down)
         pthread_cond_wait(&S.wake, &S.lock);
     pthread_mutex_unlock(&S.lock);
 }
@@ -936,7 +937,7 @@ static enum MHD_Result handle(struct MHD_Connection *conn, const char *url, cons
     cfg = S.cfg;
     pthread_mutex_unlock(&S.lock);
     if (cfg.delay_before)
-        reply_delay(cfg.latency_ms);
+        reply_delay(cfg.latency_ms, ep);
 
     pthread_mutex_lock(&S.lock);
     if (ep == EP_HEALTH)
@@ -960,7 +961,7 @@ static enum MHD_Result handle(struct MHD_Connection *conn, const char *url, cons
     pthread_mutex_unlock(&S.lock);
 
     if (!cfg.delay_before)
-        reply_delay(cfg.latency_ms);
+        reply_delay(cfg.latency_ms, ep);
     if (cfg.no_response) {
         free(r.body);
         return MHD_NO; /* MHD closes the connection without a reply */
