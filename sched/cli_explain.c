@@ -76,19 +76,6 @@ static const struct rule *first_with(const struct explain *e, enum result r)
 
 /* ---- Dolt ---- */
 
-/* The connection options of DOLT_URL, as the daemon builds them. */
-static void dolt_options_from(const struct config *cfg, struct dolt_options *o)
-{
-    memset(o, 0, sizeof *o);
-    o->host = cfg->dolt.host;
-    o->port = cfg->dolt.port;
-    o->socket = cfg->dolt.socket;
-    o->user = cfg->dolt.user;
-    o->password = cfg->dolt.password;
-    o->database = cfg->dolt.database;
-    o->tls = cfg->dolt_tls;
-    o->tls_ca = cfg->dolt_tls_ca;
-}
 
 /* Where Dolt is, for messages: host:port/db or socket/db, never the
  * password. */
@@ -474,7 +461,7 @@ static int explain_bead(const struct config *cfg, const char *id, int json, stru
 {
     char err[512], where[512];
     struct dolt_options o;
-    dolt_options_from(cfg, &o);
+    config_dolt_options(cfg, &o);
     dolt_where(cfg, where, sizeof where);
     int rc = dolt_conn_open(&x->conn, &o, err, sizeof err);
     struct beads_schema schema = {0};

@@ -1,4 +1,5 @@
 #include "config.h"
+#include "dolt.h"
 #include "errors.h"
 #include "prompt.h"
 
@@ -132,17 +133,6 @@ static const char *const source_names[] = {"default", "env", "flag"};
  * call resets it). */
 static enum cfg_source sources[NENTRIES];
 
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 static int secret_type(enum cfg_type t) { return t == CT_SECRET; }
 static int string_type(enum cfg_type t)
@@ -255,28 +245,28 @@ int config_parse_dolt_url(const char *url, struct dolt_target *t, char *err, siz
     char *scheme = NULL, *port = NULL, *path = NULL, *query = NULL, *host = NULL;
     int rc = BS_EINVAL;
     if (!u) {
-        set_err(err, errlen, "out of memory");
+        bs_set_err(err, errlen, "out of memory");
         return BS_ENOMEM;
     }
     CURLUcode uc = curl_url_set(u, CURLUPART_URL, url, CURLU_NON_SUPPORT_SCHEME);
     if (uc != CURLUE_OK) {
         /* curl's text names the part that is wrong, never the value. */
-        set_err(err, errlen, "not a valid URL (%s); expected mysql://user[:pass]@host[:port]/db",
+        bs_set_err(err, errlen, "not a valid URL (%s); expected mysql://user[:pass]@host[:port]/db",
                 curl_url_strerror(uc));
         goto out;
     }
     if (curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK || strcmp(scheme, "mysql") != 0) {
-        set_err(err, errlen, "scheme must be mysql:// (got %s://)", scheme ? scheme : "?");
+        bs_set_err(err, errlen, "scheme must be mysql:// (got %s://)", scheme ? scheme : "?");
         goto out;
     }
     if (curl_url_get(u, CURLUPART_HOST, &host, CURLU_URLDECODE) != CURLUE_OK || !*host) {
-        set_err(err, errlen, "no host; expected mysql://user[:pass]@host[:port]/db");
+        bs_set_err(err, errlen, "no host; expected mysql://user[:pass]@host[:port]/db");
         goto out;
     }
     t->host = take_curl(host);
     host = NULL;
     if (curl_url_get(u, CURLUPART_USER, &t->user, CURLU_URLDECODE) != CURLUE_OK || !t->user || !*t->user) {
-        set_err(err, errlen, "no user; expected mysql://user[:pass]@host[:port]/db");
+        bs_set_err(err, errlen, "no user; expected mysql://user[:pass]@host[:port]/db");
         goto out;
     }
     t->user = take_curl(t->user);
@@ -291,14 +281,14 @@ int config_parse_dolt_url(const char *url, struct dolt_target *t, char *err, siz
         char *end;
         long p = strtol(port, &end, 10);
         if (*end || p < 1 || p > 65535) {
-            set_err(err, errlen, "port %s out of range", port);
+            bs_set_err(err, errlen, "port %s out of range", port);
             goto out;
         }
         t->port = (unsigned)p;
     }
     if (curl_url_get(u, CURLUPART_PATH, &path, CURLU_URLDECODE) != CURLUE_OK || !path ||
         strlen(path) < 2 || strchr(path + 1, '/')) {
-        set_err(err, errlen, "no database; expected mysql://user[:pass]@host[:port]/db");
+        bs_set_err(err, errlen, "no database; expected mysql://user[:pass]@host[:port]/db");
         goto out;
     }
     t->database = strdup(path + 1);
@@ -316,7 +306,7 @@ int config_parse_dolt_url(const char *url, struct dolt_target *t, char *err, siz
             } else {
                 char name[64];
                 snprintf(name, sizeof name, "%.*s", (int)strcspn(kv, "="), kv);
-                set_err(err, errlen, "unknown query parameter '%s' (only socket= is supported)", name);
+                bs_set_err(err, errlen, "unknown query parameter '%s' (only socket= is supported)", name);
                 free(q);
                 goto out;
             }
@@ -324,7 +314,7 @@ int config_parse_dolt_url(const char *url, struct dolt_target *t, char *err, siz
         free(q);
     }
     if (!t->user || !t->host || !t->database) {
-        set_err(err, errlen, "out of memory");
+        bs_set_err(err, errlen, "out of memory");
         rc = BS_ENOMEM;
         goto out;
     }
@@ -604,7 +594,7 @@ int config_load(struct config *cfg, int *argc, char **argv, char **envp, char *e
     for (size_t i = 0; i < NENTRIES; i++) {
         sources[i] = SRC_DEFAULT;
         if (table[i].def && set_value(cfg, &table[i], table[i].def, why, sizeof why)) {
-            set_err(err, errlen, "internal: bad default for %s: %s", table[i].name, why);
+            bs_set_err(err, errlen, "internal: bad default for %s: %s", table[i].name, why);
             rc = BS_EINVAL;
             goto fail;
         }
@@ -616,7 +606,7 @@ int config_load(struct config *cfg, int *argc, char **argv, char **envp, char *e
         if (!v)
             continue;
         if ((rc = set_value(cfg, &table[i], v, why, sizeof why))) {
-            set_err(err, errlen, "%s: %s", var, why);
+            bs_set_err(err, errlen, "%s: %s", var, why);
             goto fail;
         }
         sources[i] = SRC_ENV;
@@ -641,7 +631,7 @@ int config_load(struct config *cfg, int *argc, char **argv, char **envp, char *e
                 } else if (i + 1 < *argc) {
                     val = argv[++i];
                 } else {
-                    set_err(err, errlen, "%s: needs a value", a);
+                    bs_set_err(err, errlen, "%s: needs a value", a);
                     rc = BS_EINVAL;
                     goto fail;
                 }
@@ -654,7 +644,7 @@ int config_load(struct config *cfg, int *argc, char **argv, char **envp, char *e
         if ((rc = set_value(cfg, e, val, why, sizeof why))) {
             char flag[64];
             flag_name(e->name, flag, sizeof flag);
-            set_err(err, errlen, "%s: %s", flag, why);
+            bs_set_err(err, errlen, "%s: %s", flag, why);
             goto fail;
         }
         sources[e - table] = SRC_FLAG;
@@ -673,7 +663,7 @@ int config_load(struct config *cfg, int *argc, char **argv, char **envp, char *e
         const char *sval = *(char **)(void *)((char *)cfg + e->offset);
         if (e->type == CT_MYSQL_URL && sval && *sval) {
             if ((rc = config_parse_dolt_url(sval, &cfg->dolt, why, sizeof why))) {
-                set_err(err, errlen, "%s: %s", name, why);
+                bs_set_err(err, errlen, "%s: %s", name, why);
                 goto fail;
             }
         }
@@ -683,7 +673,7 @@ int config_load(struct config *cfg, int *argc, char **argv, char **envp, char *e
         if ((rc = read_secret_file(cfg->dolt_password_file, &pw, why, sizeof why))) {
             char name[96];
             display_name(entry_index(OFF(dolt_password_file)), name, sizeof name);
-            set_err(err, errlen, "%s: %s", name, why);
+            bs_set_err(err, errlen, "%s: %s", name, why);
             goto fail;
         }
         if (cfg->dolt.password) {
@@ -693,7 +683,7 @@ int config_load(struct config *cfg, int *argc, char **argv, char **envp, char *e
         cfg->dolt.password = pw;
     }
     if (cfg->agent_token && cfg->agent_token_file) {
-        set_err(err, errlen, ENV_PREFIX "AGENT_TOKEN_FILE: set together with "
+        bs_set_err(err, errlen, ENV_PREFIX "AGENT_TOKEN_FILE: set together with "
                 ENV_PREFIX "AGENT_TOKEN; use one");
         rc = BS_EINVAL;
         goto fail;
@@ -702,7 +692,7 @@ int config_load(struct config *cfg, int *argc, char **argv, char **envp, char *e
         if ((rc = read_secret_file(cfg->agent_token_file, &cfg->agent_token, why, sizeof why))) {
             char name[96];
             display_name(entry_index(OFF(agent_token_file)), name, sizeof name);
-            set_err(err, errlen, "%s: %s", name, why);
+            bs_set_err(err, errlen, "%s: %s", name, why);
             goto fail;
         }
     }
@@ -722,14 +712,14 @@ int config_load(struct config *cfg, int *argc, char **argv, char **envp, char *e
         char name[96];
         display_name(entry_index(OFF(prompt_template_file)), name, sizeof name);
         if ((rc = read_template(cfg->prompt_template_file, &cfg->prompt_template, why, sizeof why))) {
-            set_err(err, errlen, "%s: %s", name, why);
+            bs_set_err(err, errlen, "%s: %s", name, why);
             goto fail;
         }
     }
     if ((rc = parse_listen(cfg->listen, &cfg->listen_host, &cfg->listen_port, why, sizeof why))) {
         char name[96];
         display_name(entry_index(OFF(listen)), name, sizeof name);
-        set_err(err, errlen, "%s: %s", name, why);
+        bs_set_err(err, errlen, "%s: %s", name, why);
         goto fail;
     }
     return 0;
@@ -748,17 +738,17 @@ int config_require(const struct config *cfg, unsigned need, char *err, size_t er
         const char *sval = string_type(e->type)
             ? *(char *const *)(const void *)((const char *)cfg + e->offset) : "";
         if (needed && (!sval || !*sval)) {
-            set_err(err, errlen, ENV_PREFIX "%s: required but not set (%s)", e->name, e->help);
+            bs_set_err(err, errlen, ENV_PREFIX "%s: required but not set (%s)", e->name, e->help);
             return BS_EINVAL;
         }
     }
     if ((need & CONFIG_NEED_AGENT) && cfg->mode == MODE_BEADBOARD && !cfg->beadboard_url) {
-        set_err(err, errlen, ENV_PREFIX "BEADBOARD_URL: required but not set (MODE=beadboard)");
+        bs_set_err(err, errlen, ENV_PREFIX "BEADBOARD_URL: required but not set (MODE=beadboard)");
         return BS_EINVAL;
     }
     if ((need & CONFIG_NEED_AGENT) && cfg->mode == MODE_AGENT &&
         (!cfg->agent_token || !*cfg->agent_token)) {
-        set_err(err, errlen, ENV_PREFIX "AGENT_TOKEN: required but not set (set it or "
+        bs_set_err(err, errlen, ENV_PREFIX "AGENT_TOKEN: required but not set (set it or "
                 ENV_PREFIX "AGENT_TOKEN_FILE)");
         return BS_EINVAL;
     }
@@ -853,4 +843,17 @@ void config_print_markdown(FILE *out)
                 table[i].def ? "`" : "", table[i].def ? (*table[i].def ? table[i].def : "\"\"") :
                 (table[i].flags ? "required" : "unset"), table[i].def ? "`" : "", table[i].help);
     }
+}
+
+void config_dolt_options(const struct config *cfg, struct dolt_options *o)
+{
+    memset(o, 0, sizeof *o);
+    o->host = cfg->dolt.host;
+    o->port = cfg->dolt.port;
+    o->socket = cfg->dolt.socket;
+    o->user = cfg->dolt.user;
+    o->password = cfg->dolt.password;
+    o->database = cfg->dolt.database;
+    o->tls = cfg->dolt_tls;
+    o->tls_ca = cfg->dolt_tls_ca;
 }

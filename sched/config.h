@@ -106,4 +106,9 @@ void config_format_duration(uint64_t ms, char *buf, size_t len);
  * echoing the password. */
 int config_parse_dolt_url(const char *url, struct dolt_target *t, char *err, size_t errlen);
 void dolt_target_free(struct dolt_target *t);
+
+struct dolt_options;
+/* The Dolt connection options the configuration describes (pointers into
+ * cfg, valid while it lives). */
+void config_dolt_options(const struct config *cfg, struct dolt_options *o);
 #endif

@@ -41,18 +41,6 @@ struct daemon {
     int exit_status;
 };
 
-static void dolt_options_from(const struct config *cfg, struct dolt_options *o)
-{
-    memset(o, 0, sizeof *o);
-    o->host = cfg->dolt.host;
-    o->port = cfg->dolt.port;
-    o->socket = cfg->dolt.socket;
-    o->user = cfg->dolt.user;
-    o->password = cfg->dolt.password;
-    o->database = cfg->dolt.database;
-    o->tls = cfg->dolt_tls;
-    o->tls_ca = cfg->dolt_tls_ca;
-}
 
 static void on_handle_closed(uv_handle_t *h) { (void)h; }
 
@@ -282,7 +270,7 @@ int daemon_run(const struct config *cfg, const struct daemon_opts *opts)
     uv_signal_start(&d->sigint, on_signal, SIGINT);
 
     struct dolt_options dopts;
-    dolt_options_from(cfg, &dopts);
+    config_dolt_options(cfg, &dopts);
     int failed = 0;
     if ((rc = http_client_init(&d->http, &d->loop)) || (rc = dolt_start(&d->dolt, &d->loop, &dopts))) {
         log_error("cannot start clients", "error", bs_strerror(rc));

@@ -1,5 +1,8 @@
 #include "errors.h"
 
+#include <stdarg.h>
+#include <stdio.h>
+
 const char *bs_strerror(int err)
 {
     switch (err) {
@@ -19,4 +22,14 @@ const char *bs_strerror(int err)
     case BS_ERDONLY: return "read-only";
     }
     return "unknown error";
+}
+
+void bs_set_err(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (!err || errlen == 0)
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
 }

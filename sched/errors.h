@@ -22,4 +22,9 @@ enum bs_err {
 
 /* Returns a short static name for an error code ("conflict", "io", ...). */
 const char *bs_strerror(int err);
+
+/* snprintf into a caller's error buffer; does nothing when err is NULL or
+ * errlen is 0 (callers may not want the text). */
+#include <stddef.h>
+void bs_set_err(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 #endif

@@ -68,17 +68,26 @@ static int cmd_once(const struct config *cfg, int argc, char **argv)
     return daemon_run(cfg, &o);
 }
 
-/* pause/resume: the store flag the daemon reads every cycle. */
-static int set_paused(const struct config *cfg, const char *value)
+/* Opens (creating or upgrading) the store for a short command; NULL after
+ * printing why. */
+static struct store *open_store_for_command(const struct config *cfg)
 {
     char err[512];
     struct store *s;
-    int rc = store_open(&s, cfg->store, STORE_OPEN_MIGRATE, err, sizeof err);
-    if (rc) {
+    if (store_open(&s, cfg->store, STORE_OPEN_MIGRATE, err, sizeof err)) {
         fprintf(stderr, "beads-sched: %s\n", err);
-        return 1;
+        return NULL;
     }
-    rc = store_setting_set(s, "paused", value, clock_now_ms());
+    return s;
+}
+
+/* pause/resume: the store flag the daemon reads every cycle. */
+static int set_paused(const struct config *cfg, const char *value)
+{
+    struct store *s = open_store_for_command(cfg);
+    if (!s)
+        return 1;
+    int rc = store_setting_set(s, "paused", value, clock_now_ms());
     if (rc == 0)
         rc = store_event_add(s, NULL, 0, value[0] == '1' ? "paused" : "resumed", NULL,
                              "by the pause/resume command", clock_now_ms());
@@ -114,13 +123,9 @@ static int cmd_resume(const struct config *cfg, int argc, char **argv)
 static int cmd_migrate(const struct config *cfg, int argc, char **argv)
 {
     (void)argc; (void)argv;
-    char err[512];
-    struct store *s;
-    int rc = store_open(&s, cfg->store, STORE_OPEN_MIGRATE, err, sizeof err);
-    if (rc) {
-        fprintf(stderr, "beads-sched: %s\n", err);
+    struct store *s = open_store_for_command(cfg);
+    if (!s)
         return 1;
-    }
     printf("store %s at schema version %d\n", cfg->store, store_schema_version(s));
     store_close(s);
     return 0;

@@ -320,18 +320,6 @@ int store_schema_version(struct store *s)
     return ret;
 }
 
-/* snprintf into err when the caller gave room for it. */
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (!err || errlen == 0)
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
 
 /* malloc'd a followed by b; NULL when out of memory. */
 static char *concat(const char *a, const char *b)
@@ -360,7 +348,7 @@ static int take_lock(struct store *s, char *err, size_t errlen)
     int fd = open(lock_path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0644);
     if (fd < 0) {
         int e = errno;
-        set_err(err, errlen, "store %s: cannot open lock file %s: %s", s->path, lock_path,
+        bs_set_err(err, errlen, "store %s: cannot open lock file %s: %s", s->path, lock_path,
                 strerror(e));
         ret = (e == EROFS || e == EACCES || e == EPERM) ? BS_ERDONLY : BS_EIO;
         goto out;
@@ -372,16 +360,16 @@ static int take_lock(struct store *s, char *err, size_t errlen)
             ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
             long holder = n > 0 ? strtol(pid, NULL, 10) : 0;
             if (holder > 0)
-                set_err(err, errlen,
+                bs_set_err(err, errlen,
                         "store %s is already in use by another beads-sched process "
                         "(lock %s, pid %ld)", s->path, lock_path, holder);
             else
-                set_err(err, errlen,
+                bs_set_err(err, errlen,
                         "store %s is already in use by another beads-sched process (lock %s)",
                         s->path, lock_path);
             ret = BS_EBUSY;
         } else {
-            set_err(err, errlen, "store %s: cannot lock %s: %s", s->path, lock_path, strerror(e));
+            bs_set_err(err, errlen, "store %s: cannot lock %s: %s", s->path, lock_path, strerror(e));
             ret = BS_EIO;
         }
         close(fd);
@@ -477,7 +465,7 @@ static int check_existing(struct store *s, int *version, char *err, size_t errle
             const char *r = (const char *)sqlite3_column_text(st, 0);
             if (!r || strcmp(r, "ok") != 0) {
                 log_error("store error", "op", "quick_check", "path", s->path, "sqlite", r);
-                set_err(err, errlen,
+                bs_set_err(err, errlen,
                         "store %s failed its integrity check (PRAGMA quick_check: %s); "
                         "refusing to use it, the file was left unchanged",
                         s->path, r ? r : "?");
@@ -503,16 +491,16 @@ static int check_existing(struct store *s, int *version, char *err, size_t errle
         log_error("store error", "op", "check", "path", s->path, "sqlite", msg);
         ret = store_map_rc(rc);
         if (ret == BS_ECORRUPT)
-            set_err(err, errlen,
+            bs_set_err(err, errlen,
                     "store %s is corrupt or not a beads-sched store (%s); "
                     "refusing to use it, the file was left unchanged", s->path, msg);
         else
-            set_err(err, errlen, "store %s: cannot check it: %s", s->path, msg);
+            bs_set_err(err, errlen, "store %s: cannot check it: %s", s->path, msg);
         goto out;
     }
     int latest = store_latest_version();
     if (*version > latest) {
-        set_err(err, errlen,
+        bs_set_err(err, errlen,
                 "store %s is at schema version %d, newer than this binary's %d; "
                 "upgrade beads-sched", s->path, *version, latest);
         ret = BS_ENEWER;
@@ -554,7 +542,7 @@ static int open_connection(struct store *s, char *err, size_t errlen)
     int rc = sqlite3_open_v2(s->path, &s->db, flags, NULL);
     if (rc != SQLITE_OK) {
         int ret = store_fail(s, "open", rc);
-        set_err(err, errlen, "store %s: cannot open: %s",
+        bs_set_err(err, errlen, "store %s: cannot open: %s",
                 s->path, s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc));
         return ret;
     }
@@ -563,14 +551,14 @@ static int open_connection(struct store *s, char *err, size_t errlen)
     if (s->mode == STORE_OPEN_READ)
         return 0;
     if (sqlite3_db_readonly(s->db, "main") == 1) {
-        set_err(err, errlen, "store %s is read-only (file or file system permissions)", s->path);
+        bs_set_err(err, errlen, "store %s is read-only (file or file system permissions)", s->path);
         return BS_ERDONLY;
     }
     char mode[16] = "";
     const char *op = "journal_mode";
     rc = pragma(s->db, "PRAGMA journal_mode = WAL", mode, sizeof mode);
     if (rc == SQLITE_OK && strcmp(mode, "wal") != 0) {
-        set_err(err, errlen, "store %s: cannot switch to WAL mode (journal_mode is %s)", s->path,
+        bs_set_err(err, errlen, "store %s: cannot switch to WAL mode (journal_mode is %s)", s->path,
                 mode);
         return BS_EIO;
     }
@@ -584,7 +572,7 @@ static int open_connection(struct store *s, char *err, size_t errlen)
     }
     if (rc != SQLITE_OK) {
         int ret = store_fail(s, op, rc);
-        set_err(err, errlen, "store %s: PRAGMA %s failed: %s", s->path, op, sqlite3_errmsg(s->db));
+        bs_set_err(err, errlen, "store %s: PRAGMA %s failed: %s", s->path, op, sqlite3_errmsg(s->db));
         return ret;
     }
     return 0;
@@ -601,14 +589,14 @@ static int migrate(struct store *s, char *err, size_t errlen)
     const struct migration *list = migration_list(&count);
     int version = store_schema_version(s);
     if (version < 0) {
-        set_err(err, errlen, "store %s: cannot read schema version: %s", s->path,
+        bs_set_err(err, errlen, "store %s: cannot read schema version: %s", s->path,
                 sqlite3_errmsg(s->db));
         return version;
     }
     while (version != count) {
         int rc = run_simple(s, SS_BEGIN, "migrate");
         if (rc != 0) {
-            set_err(err, errlen, "store %s: cannot start migration: %s", s->path,
+            bs_set_err(err, errlen, "store %s: cannot start migration: %s", s->path,
                     sqlite3_errmsg(s->db));
             return rc;
         }
@@ -616,11 +604,11 @@ static int migrate(struct store *s, char *err, size_t errlen)
         if (version < 0 || version >= count) {
             rollback_quietly(s, "migrate");
             if (version < 0) {
-                set_err(err, errlen, "store %s: cannot read schema version", s->path);
+                bs_set_err(err, errlen, "store %s: cannot read schema version", s->path);
                 return version;
             }
             if (version > count) {
-                set_err(err, errlen,
+                bs_set_err(err, errlen,
                         "store %s is at schema version %d, newer than this binary's %d; "
                         "upgrade beads-sched", s->path, version, count);
                 return BS_ENEWER;
@@ -630,7 +618,7 @@ static int migrate(struct store *s, char *err, size_t errlen)
         const struct migration *m = &list[version];
         if (m->version != version + 1) { /* defensive: the generator guarantees it */
             rollback_quietly(s, "migrate");
-            set_err(err, errlen, "migration %s has version %d, expected %d", m->name, m->version,
+            bs_set_err(err, errlen, "migration %s has version %d, expected %d", m->name, m->version,
                     version + 1);
             return BS_EINVAL;
         }
@@ -641,14 +629,14 @@ static int migrate(struct store *s, char *err, size_t errlen)
             rc = sqlite3_exec(s->db, bump, NULL, NULL, NULL);
         if (rc != SQLITE_OK) {
             int ret = store_fail(s, m->name, rc);
-            set_err(err, errlen, "store %s: migration %s failed: %s; store left at version %d",
+            bs_set_err(err, errlen, "store %s: migration %s failed: %s; store left at version %d",
                     s->path, m->name, sqlite3_errmsg(s->db), version);
             rollback_quietly(s, "migrate");
             return ret;
         }
         rc = run_simple(s, SS_COMMIT, "migrate");
         if (rc != 0) {
-            set_err(err, errlen, "store %s: cannot commit migration %s: %s", s->path, m->name,
+            bs_set_err(err, errlen, "store %s: cannot commit migration %s: %s", s->path, m->name,
                     sqlite3_errmsg(s->db));
             rollback_quietly(s, "migrate");
             return rc;
@@ -667,16 +655,16 @@ int store_open(struct store **out, const char *path, enum store_open_mode mode, 
                size_t errlen)
 {
     *out = NULL;
-    set_err(err, errlen, "%s", "");
+    bs_set_err(err, errlen, "%s", "");
     if (!path || !*path || (mode != STORE_OPEN_READ && mode != STORE_OPEN_MIGRATE &&
                             mode != STORE_OPEN_DAEMON)) {
-        set_err(err, errlen, "store: invalid path or open mode");
+        bs_set_err(err, errlen, "store: invalid path or open mode");
         return BS_EINVAL;
     }
     struct store *s = calloc(1, sizeof *s);
     if (!s || !(s->path = strdup(path))) {
         free(s);
-        set_err(err, errlen, "store %s: out of memory", path);
+        bs_set_err(err, errlen, "store %s: out of memory", path);
         return BS_ENOMEM;
     }
     s->mode = mode;
@@ -689,7 +677,7 @@ int store_open(struct store **out, const char *path, enum store_open_mode mode, 
     if (stat(path, &st) != 0) {
         int e = errno;
         if (e != ENOENT || mode == STORE_OPEN_READ) {
-            set_err(err, errlen, "store %s: %s", path,
+            bs_set_err(err, errlen, "store %s: %s", path,
                     e == ENOENT ? "no such file (run migrate first)" : strerror(e));
             rc = e == ENOENT ? BS_ENOTFOUND : BS_EIO;
             goto fail;
