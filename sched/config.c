@@ -628,9 +628,12 @@ int config_load(struct config *cfg, int *argc, char **argv, char **envp, char *e
             if (e) {
                 if (eq) {
                     val = eq + 1;
-                } else if (i + 1 < *argc) {
+                } else if (i + 1 < *argc && strncmp(argv[i + 1], "--", 2) != 0) {
                     val = argv[++i];
                 } else {
+                    /* Never take the next flag as this one's value: its
+                     * text could be a secret (--agent-token=...), and the
+                     * error below would echo it. */
                     bs_set_err(err, errlen, "%s: needs a value", a);
                     rc = BS_EINVAL;
                     goto fail;

@@ -194,6 +194,10 @@ static void test_errors_name_the_variable(void **state)
     expect_error(none, fl, 3, "--reap-interval", NULL);
     char *fl2[] = {"beads-sched", "run", "--reap-interval", NULL};
     expect_error(none, fl2, 3, "--reap-interval", NULL);
+    /* A bare flag never swallows the next flag (found by fuzzing: the next
+     * one's value, a token, was echoed in the error). */
+    char *fl3[] = {"beads-sched", "--dolt-commit", "--agent-token=tok-secret-9", "config", NULL};
+    expect_error(none, fl3, 4, "--dolt-commit", "tok-secret-9");
 }
 
 static void test_secrets_redacted(void **state)
