@@ -60,7 +60,7 @@ struct reap_pass {
     size_t n, cap;
     size_t next_job, jobs_pending;
     struct cycle *repost;        /* claimed attempts whose POST is still owed */
-    int64_t started_ms;
+    int64_t started_ms, loaded_ms, jobs_ms; /* phase ends, for the debug log */
 };
 
 static void reap_item_clear(struct reap_item *it)
@@ -297,6 +297,7 @@ static void start_jobs(struct reap_pass *rp)
 static void load_done(int rc, void *arg)
 {
     struct reap_pass *rp = arg;
+    rp->loaded_ms = clock_now_ms();
     note_dolt_state(rp->d, rc == BS_ECONN ? rc : 0);
     if (rc || rp->d->stopping) {
         pass_done(rp, rc ? rc : BS_EINVAL);
@@ -656,6 +657,7 @@ static void apply_done(int rc, void *arg)
 
 static void apply_submit(struct reap_pass *rp)
 {
+    rp->jobs_ms = clock_now_ms();
     if (dolt_submit(rp->d->env.dolt, reap_apply, apply_done, rp))
         pass_done(rp, BS_EINVAL);
 }
@@ -689,6 +691,11 @@ static void pass_done(struct reap_pass *rp, int rc)
     d->reap_running = 0;
     d->last_reap_ms = clock_now_ms();
     metrics_count(MC_CYCLES, "reap", 1);
+    log_debug("reap pass done", "attempts", LOG_INT(rp->n), "settled", LOG_INT(acted),
+              "ms", LOG_INT(d->last_reap_ms - rp->started_ms),
+              "load_ms", LOG_INT(rp->loaded_ms - rp->started_ms),
+              "jobs_ms", LOG_INT(rp->jobs_ms ? rp->jobs_ms - rp->loaded_ms : 0),
+              "recovery", rp->recovery ? "true" : NULL);
     if (rc) {
         if (rc != BS_EINVAL || !d->stopping)
             log_warn(rp->recovery ? "recovery pass failed; retrying" : "reap pass failed; retrying",

@@ -82,6 +82,10 @@ static struct {
     struct job **buckets;
     size_t nbuckets, njobs;
     int64_t posts, n_health, n_execute, n_jobs;
+    /* Earliest time a running job can end, so advance() need not scan every
+     * running job on every request; valid until a job or the config changes. */
+    int64_t next_end;
+    int next_end_valid;
     json_t *by_bead;
 } S = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
@@ -209,6 +213,7 @@ static void job_free(struct job *j)
 /* Unlinks j from every index and frees it. */
 static void job_drop(struct job *j)
 {
+    S.next_end_valid = 0;
     list_remove(list_of(j), j);
     hash_remove(j);
     if (j->all_prev)
@@ -227,6 +232,7 @@ static void job_drop(struct job *j)
 /* Moves j to status st at time t, keeping lists and timestamps consistent. */
 static void job_set_status(struct job *j, enum job_status st, int64_t t)
 {
+    S.next_end_valid = 0;
     list_remove(list_of(j), j);
     j->status = st;
     j->has_exit_code = 0;
@@ -283,20 +289,27 @@ static void start_queued(int64_t t)
 static void advance(int64_t now)
 {
     for (;;) {
+        if (S.next_end_valid && S.next_end > now)
+            break; /* nothing running can have ended yet */
         struct job *first = NULL;
-        int64_t first_end = INT64_MAX;
+        int64_t first_end = INT64_MAX, min_end = INT64_MAX;
         enum job_status first_st = JS_COMPLETED;
         for (struct job *j = S.running.head; j; j = j->st_next) {
             enum job_status st;
             int64_t end = job_end(j, &st);
+            if (end < min_end)
+                min_end = end;
             if (end <= now && end < first_end) {
                 first = j;
                 first_end = end;
                 first_st = st;
             }
         }
-        if (!first)
+        if (!first) {
+            S.next_end = min_end;
+            S.next_end_valid = 1;
             break;
+        }
         job_set_status(first, first_st, first_end);
         start_queued(first_end);
     }
@@ -802,6 +815,7 @@ static const char *config_apply(json_t *req)
         for (struct job *j = S.running.head; j; j = j->st_next)
             j->run_from_ms = now; /* the new job_ms counts from now */
     S.cfg = c;
+    S.next_end_valid = 0; /* job_ms or the like may have changed */
     advance(now);
     pthread_cond_broadcast(&S.wake); /* hang may be off now */
     return NULL;
