@@ -6,27 +6,34 @@
  * config_parse_duration and config_parse_dolt_url on its own. Then
  * config_load runs on the assembled environment and argv.
  *
- * Variables and flags naming files (*_FILE) are dropped: config_load would
- * open whatever path the fuzzer made up, which tests the file system, not
- * the parser.
+ * Variables and flags naming files (*_FILE, --*-file=): the harness writes
+ * the value (with "\n" turned into a newline) into a file of its own
+ * private directory and passes that path instead, so config_load reads
+ * fuzzed secret and template files but never a path the fuzzer made up. A
+ * bare --*-file flag is dropped.
  *
  * Properties checked beyond memory safety (aborts when broken):
  *   - a duration that parses formats to text that parses to the same value;
  *   - a parsed DOLT_URL has user, host and database, and a port in 1-65535;
- *   - config_load fails with a non-empty message, or succeeds and then
- *     config_print never shows the agent token: unless the input sets a
- *     token itself, the harness sets one (SECRET_MARKER) and looks for it in
- *     the error text and the printout. */
+ *   - config_load fails with a non-empty message, or succeeds;
+ *   - secrets stay secret: the harness appends SECRET_MARKER to every agent
+ *     token and to the Dolt password file's content (or sets a token of
+ *     just the marker when the input has none); the marker must not appear
+ *     in config_load's error text nor in config_print's output, unless the
+ *     input itself contains it. */
 #include "fuzz_targets.h"
 
+#include <dirent.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "errors.h"
 
-#define MAX_LINES 64
+#define MAX_LINES 64 /* more lines than this are ignored */
 #define SECRET_MARKER "Qz7-fuzz-token-marker-7zQ"
 
 static void check(int ok, const char *what)
@@ -72,15 +79,118 @@ static void fuzz_dolt_url(const char *s)
     }
 }
 
+/* Strings made for one input, freed together. */
+struct arena {
+    char *s[4 * MAX_LINES];
+    size_t n;
+};
+
+static char *arena_keep(struct arena *a, char *s)
+{
+    if (!s || a->n == sizeof a->s / sizeof a->s[0]) {
+        free(s);
+        return NULL;
+    }
+    return a->s[a->n++] = s;
+}
+
+static char *arena_printf(struct arena *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static char *arena_printf(struct arena *a, const char *fmt, ...)
+{
+    va_list ap;
+    char *s = NULL;
+    va_start(ap, fmt);
+    if (vasprintf(&s, fmt, ap) < 0)
+        s = NULL;
+    va_end(ap);
+    return arena_keep(a, s);
+}
+
+static void arena_free(struct arena *a)
+{
+    for (size_t i = 0; i < a->n; i++)
+        free(a->s[i]);
+    a->n = 0;
+}
+
+/* The harness's own directory for the files *_FILE variables name. */
+static char file_dir[64];
+
+static void remove_files(void)
+{
+    char path[sizeof file_dir + 256];
+    DIR *d = opendir(file_dir);
+    struct dirent *e;
+    while (d && (e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        snprintf(path, sizeof path, "%s/%s", file_dir, e->d_name);
+        unlink(path);
+    }
+    if (d)
+        closedir(d);
+    rmdir(file_dir);
+}
+
+/* Writes value (with the two characters \n as a newline) plus suffix into
+ * file `name` of the private directory; returns its path, or NULL. */
+static char *write_file(struct arena *a, const char *name, const char *value, const char *suffix)
+{
+    if (!file_dir[0]) {
+        snprintf(file_dir, sizeof file_dir, "%s/bs-fuzz-config.XXXXXX",
+                 access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp");
+        if (!mkdtemp(file_dir)) {
+            file_dir[0] = '\0';
+            return NULL;
+        }
+        atexit(remove_files);
+    }
+    char *path = arena_printf(a, "%s/%s", file_dir, name);
+    FILE *f = path ? fopen(path, "w") : NULL;
+    if (!f)
+        return NULL;
+    for (const char *p = value; *p; p++) {
+        if (p[0] == '\\' && p[1] == 'n') {
+            fputc('\n', f);
+            p++;
+        } else {
+            fputc(*p, f);
+        }
+    }
+    fputs(suffix, f);
+    fclose(f);
+    return path;
+}
+
+/* name is the part before '=' (n bytes): is it this variable or flag? */
+static int is(const char *name, size_t n, const char *what)
+{
+    return n == strlen(what) && strncmp(name, what, n) == 0;
+}
+
+/* A "NAME=value" line with a file variable or flag: the same line naming
+ * the harness's file holding the value (plus suffix). */
+static char *file_line(struct arena *a, const char *line, size_t n, const char *suffix)
+{
+    const char *eq = line[n] == '=' ? line + n + 1 : NULL;
+    if (!eq)
+        return NULL;
+    char name[32];
+    snprintf(name, sizeof name, "f%zu", a->n);
+    char *path = write_file(a, name, eq, suffix);
+    return path ? arena_printf(a, "%.*s=%s", (int)n, line, path) : NULL;
+}
+
 static void fuzz_load(char **lines, size_t nlines)
 {
     char *envp[MAX_LINES + 2];
     char *argv[MAX_LINES + 2];
     size_t ne = 0;
     int argc = 0;
-    int token_from_input = 0, marker_in_input = 0;
+    int token_set = 0, marker_in_input = 0, bare_token_flag = 0;
     static char marker_env[] = "BEADS_SCHED_AGENT_TOKEN=" SECRET_MARKER;
     static char prog[] = "beads-sched";
+    struct arena a = {.n = 0};
 
     argv[argc++] = prog;
     for (size_t i = 0; i < nlines; i++) {
@@ -89,22 +199,42 @@ static void fuzz_load(char **lines, size_t nlines)
         if (strstr(l, SECRET_MARKER))
             marker_in_input = 1;
         if (strncmp(l, "BEADS_SCHED_", 12) == 0) {
-            if (ends_with(l, n, "_FILE"))
-                continue;
-            if (n == strlen("BEADS_SCHED_AGENT_TOKEN") && strncmp(l, "BEADS_SCHED_AGENT_TOKEN", n) == 0)
-                token_from_input = 1;
-            envp[ne++] = l;
+            if (is(l, n, "BEADS_SCHED_AGENT_TOKEN") && l[n] == '=') {
+                l = arena_printf(&a, "%s%s", l, SECRET_MARKER);
+                token_set = 1;
+            } else if (ends_with(l, n, "_FILE")) {
+                int tok = is(l, n, "BEADS_SCHED_AGENT_TOKEN_FILE");
+                int secret = tok || is(l, n, "BEADS_SCHED_DOLT_PASSWORD_FILE");
+                l = file_line(&a, l, n, secret ? SECRET_MARKER : "");
+                token_set |= tok && l;
+            }
+            if (l)
+                envp[ne++] = l;
         } else if (strncmp(l, "--", 2) == 0) {
-            if (ends_with(l, n, "-file"))
-                continue;
-            if (n == strlen("--agent-token") && strncmp(l, "--agent-token", n) == 0)
-                token_from_input = 1;
-            argv[argc++] = l;
+            bare_token_flag = 0;
+            if (is(l, n, "--agent-token")) {
+                if (l[n] == '=')
+                    l = arena_printf(&a, "%s%s", l, SECRET_MARKER);
+                else
+                    bare_token_flag = 1;
+                token_set = 1;
+            } else if (ends_with(l, n, "-file")) {
+                int tok = is(l, n, "--agent-token-file");
+                int secret = tok || is(l, n, "--dolt-password-file");
+                l = file_line(&a, l, n, secret ? SECRET_MARKER : "");
+                token_set |= tok && l;
+            }
+            if (l)
+                argv[argc++] = l;
         } else if (argc > 1 && !strchr(argv[argc - 1], '=') && strncmp(argv[argc - 1], "--", 2) == 0) {
-            argv[argc++] = l; /* the value of a bare --flag before it */
+            /* the value of a bare --flag before it */
+            argv[argc++] = bare_token_flag ? arena_printf(&a, "%s%s", l, SECRET_MARKER) : l;
+            if (!argv[argc - 1])
+                argc--;
+            bare_token_flag = 0;
         }
     }
-    if (!token_from_input)
+    if (!token_set)
         envp[ne++] = marker_env;
     envp[ne] = NULL;
     argv[argc] = NULL;
@@ -113,10 +243,11 @@ static void fuzz_load(char **lines, size_t nlines)
     char err[512];
     err[0] = '\0';
     int rc = config_load(&cfg, &argc, argv, envp, err, sizeof err);
-    int check_secret = !token_from_input && !marker_in_input;
+    int check_secret = !marker_in_input;
     if (rc != 0) {
         check(err[0] != '\0', "config_load failure has a message");
-        check(!check_secret || !strstr(err, SECRET_MARKER), "config_load error hides the agent token");
+        check(!check_secret || !strstr(err, SECRET_MARKER), "config_load error hides secrets");
+        arena_free(&a);
         return;
     }
     check(argc >= 1 && argv[argc] == NULL, "config_load leaves argv NULL-terminated");
@@ -129,10 +260,11 @@ static void fuzz_load(char **lines, size_t nlines)
         config_print(&cfg, f);
         fclose(f);
         check(!check_secret || !memmem(out, outlen, SECRET_MARKER, strlen(SECRET_MARKER)),
-              "config_print hides the agent token");
+              "config_print hides secrets");
         free(out);
     }
     config_free(&cfg);
+    arena_free(&a);
 }
 
 int fuzz_config_input(const uint8_t *data, size_t size)
