@@ -18,7 +18,7 @@
 #
 # Dispatcher tick: GET /health, jq .busy (BASELINE_BEADBOARD_URL set:
 # BeadBoard's /api/agent-status instead); if not busy, the highest-priority
-# open bead assigned to BASELINE_ASSIGNEE with non-blank acceptance criteria
+# open bead assigned to BASELINE_ASSIGNEE with non-empty acceptance criteria
 # (ties: oldest updated_at); set it in_progress; note `auto-dispatcher
 # claimed at <UTC ISO-8601>`; POST /execute with the bearer token (or
 # BeadBoard's /api/agent-dispatch {"taskId"}); jq the job id; note
@@ -108,7 +108,7 @@ dispatcher_tick() {
   bead=$(db "SELECT JSON_OBJECT('id', id, 'title', title, 'description', description,
                'acceptance_criteria', acceptance_criteria, 'priority', priority)
              FROM issues WHERE assignee = $who AND status = 'open'
-               AND TRIM(acceptance_criteria) <> ''
+               AND acceptance_criteria <> ''
              ORDER BY priority ASC, updated_at ASC LIMIT 1")
   if [ -z "$bead" ]; then
     echo "no eligible bead"
