@@ -211,39 +211,52 @@ static int candidate_waits(struct dispatcher *d, struct cycle *cy, const char *b
  * that it is skipped and why; again only after the bead changes. */
 static void note_unready(struct dispatcher *d, struct dolt_conn *c, struct cycle *cy, int64_t now)
 {
-    struct candidate *v = NULL;
-    size_t n = 0;
-    if (beads_candidates(c, &d->schema, d->cfg->assignee, 0, 0, 100, &v, &n))
-        return;
-    if (d->env.dry_run) {
-        cy->unready = v;
-        cy->nunready = n;
-        return;
-    }
     char now_dt[32];
     beads_datetime(now, now_dt, sizeof now_dt);
-    for (size_t i = 0; i < n && !d->stopping; i++) {
-        struct store_bead sb;
-        if (store_bead_get(d->env.store, v[i].id, &sb) || strcmp(sb.skip_noted_at, v[i].updated_at) == 0)
-            continue;
-        char note[256];
-        snprintf(note, sizeof note,
-                 "auto-dispatcher: skipped, no acceptance criteria. Add them (bd update %.100s "
-                 "--acceptance \"...\") and the bead will be dispatched.", v[i].id);
-        struct bead_move m = {
-            .id = v[i].id, .assignee = d->cfg->assignee, .from = "open", .to = "open",
-            .expect_updated_at = v[i].updated_at, .note = note, .event_type = "updated",
-            .verb = "note", .now = now_dt,
-        };
-        if (beads_move(c, &d->schema, &d->writer, &m))
-            continue; /* changed meanwhile or Dolt trouble: next cycle */
-        if (store_bead_set_skip_noted(d->env.store, v[i].id, now_dt) == 0)
-            store_event_add(d->env.store, v[i].id, 0, "skipped_no_acceptance", NULL,
-                            "noted on the bead: no acceptance criteria", now);
-        log_info("bead skipped: no acceptance criteria (noted)", "bead", v[i].id);
-        cy->noted++;
+    /* Page through all of them: the ones already noted stay in the list (a
+     * person has not added criteria yet), so a fixed first page could hide
+     * newer ones for ever. */
+    for (size_t offset = 0; offset < CANDIDATE_SCAN_MAX && !d->stopping;) {
+        struct candidate *v = NULL;
+        size_t n = 0;
+        if (beads_candidates(c, &d->schema, d->cfg->assignee, 0, offset, CANDIDATE_PAGE, &v, &n))
+            return;
+        if (d->env.dry_run) {
+            /* Keep them for the dry-run printout (one page is plenty). */
+            if (offset == 0) {
+                cy->unready = v;
+                cy->nunready = n;
+            } else {
+                candidates_free(v, n);
+            }
+            return;
+        }
+        for (size_t i = 0; i < n && !d->stopping; i++) {
+            struct store_bead sb;
+            if (store_bead_get(d->env.store, v[i].id, &sb) || strcmp(sb.skip_noted_at, v[i].updated_at) == 0)
+                continue;
+            char note[256];
+            snprintf(note, sizeof note,
+                     "auto-dispatcher: skipped, no acceptance criteria. Add them (bd update %.100s "
+                     "--acceptance \"...\") and the bead will be dispatched.", v[i].id);
+            struct bead_move m = {
+                .id = v[i].id, .assignee = d->cfg->assignee, .from = "open", .to = "open",
+                .expect_updated_at = v[i].updated_at, .note = note, .event_type = "updated",
+                .verb = "note", .now = now_dt,
+            };
+            if (beads_move(c, &d->schema, &d->writer, &m))
+                continue; /* changed meanwhile or Dolt trouble: next cycle */
+            if (store_bead_set_skip_noted(d->env.store, v[i].id, now_dt) == 0)
+                store_event_add(d->env.store, v[i].id, 0, "skipped_no_acceptance", NULL,
+                                "noted on the bead: no acceptance criteria", now);
+            log_info("bead skipped: no acceptance criteria (noted)", "bead", v[i].id);
+            cy->noted++;
+        }
+        candidates_free(v, n);
+        if (n < CANDIDATE_PAGE)
+            break;
+        offset += n;
     }
-    candidates_free(v, n);
 }
 
 /* Chooses up to cy->want beads to dispatch, in eligibility order. */

@@ -415,6 +415,12 @@ int http_client_init(struct http_client **out, uv_loop_t *loop)
     curl_multi_setopt(c->multi, CURLMOPT_SOCKETDATA, c);
     curl_multi_setopt(c->multi, CURLMOPT_TIMERFUNCTION, on_curl_timer);
     curl_multi_setopt(c->multi, CURLMOPT_TIMERDATA, c);
+    /* A burst (a cycle's POSTs, a reap pass's job checks) must not open
+     * thousands of sockets at once: a server may drop what it cannot
+     * accept, which turns a POST into an ambiguous outcome. Beyond the cap
+     * requests wait inside libcurl; one that times out before it was sent
+     * reports HTTP_REFUSED (nothing left), which is safe to retry. */
+    curl_multi_setopt(c->multi, CURLMOPT_MAX_TOTAL_CONNECTIONS, (long)HTTP_MAX_CONNECTIONS);
     *out = c;
     return 0;
 }

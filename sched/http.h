@@ -15,6 +15,9 @@
 
 struct http_client;
 
+/* Connections open at once, over all requests; more requests wait. */
+#define HTTP_MAX_CONNECTIONS 64
+
 /* What happened to a request, as far as the caller's retry logic cares. */
 enum http_outcome {
     HTTP_RESPONSE = 0,   /* a complete response arrived (any status code) */

@@ -26,8 +26,8 @@ static const char *const prune_sql[] = {
     "DELETE FROM event_log WHERE attempt_id IN (" DUE_ATTEMPTS ")",
     "DELETE FROM journal WHERE id IN (" DUE_ATTEMPTS ")",
     /* Free-standing events (skips, pause/resume) live as long as failures. */
-    "DELETE FROM event_log WHERE id IN (SELECT id FROM event_log WHERE attempt_id IS NULL "
-    "AND at < ?2 ORDER BY id LIMIT ?3)",
+    ("DELETE FROM event_log WHERE id IN (SELECT id FROM event_log WHERE attempt_id IS NULL "
+     "AND at < ?2 ORDER BY id LIMIT ?3)"),
 };
 
 /* Runs one prune statement with the cutoffs bound; adds the rows it
