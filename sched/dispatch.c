@@ -493,7 +493,11 @@ static void print_dry_run(struct cycle *cy)
         printf("dry-run: dispatching is paused; nothing would be dispatched\n");
         return;
     }
-    printf("dry-run: agent has %ld free slot(s)\n", cy->want);
+    if (cy->capped)
+        printf("dry-run: agent has more free slots than one cycle takes; showing the first %d\n",
+               MAX_PICKS_PER_CYCLE);
+    else
+        printf("dry-run: agent has %ld free slot(s)\n", cy->want);
     for (struct pick *p = cy->picks; p; p = p->next)
         printf("dry-run: would dispatch %s (priority %ld, updated %s)\n", p->bead_id, p->priority,
                p->cand_updated_at);
@@ -527,7 +531,7 @@ static void claimed_done(int rc, void *arg)
     d->stats.skipped_noted += cy->noted;
     /* Every slot taken (or none free): more beads may be waiting. */
     d->backlog = rc == 0 && !cy->paused && cy->chosen >= cy->want;
-    if (d->backlog && cy->capped)
+    if (d->backlog && cy->capped && !d->env.dry_run)
         d->cycle_again = 1; /* more slots than one cycle takes: go on at once */
     if (rc == 0 && !cy->paused)
         d->retry_due_ms = cy->next_retry_at;
@@ -972,7 +976,7 @@ void finish_cycle(struct dispatcher *d, int ok)
     int cy_repost = cy && cy->repost;
     /* A capped cycle that left slots to fill goes on at once: the round of
      * filling free slots, which on_cycle reports, is not over yet. */
-    int cy_continues = ok && cy && cy->capped && d->backlog && !d->stopping;
+    int cy_continues = ok && cy && cy->capped && d->backlog && !d->stopping && !d->env.dry_run;
     d->cur = NULL;
     d->cycle_running = 0;
     /* DISPATCH_INTERVAL counts from the last cycle that looked at Dolt. */

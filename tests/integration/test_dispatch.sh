@@ -273,6 +273,15 @@ dry_run() { # variant...
   before=$(md5sum <"$BEADS_SCHED_STORE")
   t_once --dry-run >/dev/null
   t_eq "[$*] dry-run: existing store unchanged" "$before" "$(md5sum <"$BEADS_SCHED_STORE")"
+  # More free slots than one cycle takes: a dry run shows one cycle and ends
+  # (it claims nothing, so continuing would show the same beads for ever).
+  t_fake config '{"capacity": 1000, "queue_limit": 1000}'
+  t_sql "INSERT INTO issues (id, title, description, design, acceptance_criteria, notes, status, priority,
+         issue_type, assignee, created_at, updated_at)
+         SELECT CONCAT('dr', seq), 'dry', 'd', '', 'ac', '', 'open', 2, 'task', 'agent', UTC_TIMESTAMP(),
+                UTC_TIMESTAMP() FROM seq_1_to_200"
+  out=$(timeout 30 "$BS_BIN" once --dry-run 2>/dev/null) && t_ok "[$*] dry-run with 1000 free slots ends" || t_fail "[$*] dry-run did not end"
+  t_eq "[$*] dry-run shows one cycle's worth" 128 "$(grep -c 'would dispatch' <<<"$out")"
   t_agent_stop
 }
 
