@@ -52,12 +52,6 @@ int dispatcher_init(struct dispatcher **out, const struct dispatch_env *env)
 
 void dispatcher_stop(struct dispatcher *d) { d->stopping = 1; }
 
-int dispatcher_busy(const struct dispatcher *d)
-{
-    return d->probe_in_flight || d->cycle_running || d->flush_in_flight || d->results ||
-           d->reap_running;
-}
-
 void dispatcher_free(struct dispatcher *d)
 {
     if (!d)
@@ -65,8 +59,6 @@ void dispatcher_free(struct dispatcher *d)
     picks_free(d->results);
     free(d);
 }
-
-void dispatcher_stats(const struct dispatcher *d, struct dispatch_stats *out) { *out = d->stats; }
 
 int64_t dispatcher_dolt_ok_at(const struct dispatcher *d) { return d->dolt_ok_ms; }
 
@@ -250,7 +242,6 @@ static void note_unready(struct dispatcher *d, struct dolt_conn *c, struct cycle
                 store_event_add(d->env.store, v[i].id, 0, "skipped_no_acceptance", NULL,
                                 "noted on the bead: no acceptance criteria", now);
             log_info("bead skipped: no acceptance criteria (noted)", "bead", v[i].id);
-            cy->noted++;
         }
         candidates_free(v, n);
         if (n < CANDIDATE_PAGE)
@@ -517,7 +508,6 @@ static void claimed_done(int rc, void *arg)
     }
     for (struct pick *p = cy->picks; p; p = p->next) {
         if (p->state == PICK_LOST) {
-            d->stats.lost_race++;
             metrics_count(MC_DISPATCHES, "lost_race", 1);
             log_info("lost race", "bead", p->bead_id, "attempt", LOG_INT(p->attempt), "dispatch",
                      p->dispatch_id, "detail", p->detail);
@@ -528,10 +518,10 @@ static void claimed_done(int rc, void *arg)
                      "dispatch", p->dispatch_id, "detail", p->detail);
         }
     }
-    d->stats.skipped_noted += cy->noted;
     /* Every slot taken (or none free): more beads may be waiting. */
-    d->backlog = rc == 0 && !cy->paused && cy->chosen >= cy->want;
-    if (d->backlog && cy->capped && !d->env.dry_run)
+    /* A dry run claims nothing, so what it saw is still there: no backlog. */
+    d->backlog = rc == 0 && !cy->paused && !d->env.dry_run && cy->chosen >= cy->want;
+    if (d->backlog && cy->capped)
         d->cycle_again = 1; /* more slots than one cycle takes: go on at once */
     if (rc == 0 && !cy->paused)
         d->retry_due_ms = cy->next_retry_at;
@@ -697,6 +687,13 @@ static const char *refusal_note(struct pick *p, char *buf, size_t len)
     return buf;
 }
 
+void refresh_in_flight_gauge(struct dispatcher *d)
+{
+    int64_t active = 0;
+    if (store_attempts_active_count(d->env.store, &active) == 0)
+        metrics_gauge_set(MG_IN_FLIGHT, (double)active);
+}
+
 /* Records, for `beads-sched status`, when dispatching last did something
  * and what; only cycles with results get here, so an idle daemon writes
  * nothing. Also refreshes the in-flight gauge. Worker thread. */
@@ -711,9 +708,7 @@ static void note_cycle_result(struct dispatcher *d, const struct pick *list, int
              n[POST_REFUSED], n[POST_UNKNOWN]);
     if (store_setting_set(d->env.store, "last_cycle_at", at, now) == 0)
         store_setting_set(d->env.store, "last_cycle_result", result, now);
-    int64_t active = 0;
-    if (store_attempts_active_count(d->env.store, &active) == 0)
-        metrics_gauge_set(MG_IN_FLIGHT, (double)active);
+    refresh_in_flight_gauge(d);
 }
 
 /* Journals a batch of POST results: dispatched and unknown in one store
@@ -816,7 +811,6 @@ static void results_done(int rc, void *arg)
         snprintf(ms, sizeof ms, "%.0f", latency);
         switch (p->result) {
         case POST_DISPATCHED:
-            d->stats.dispatched++;
             metrics_count(MC_DISPATCHES, "dispatched", 1);
             if (p->cand_updated_at) {
                 int64_t since = beads_datetime_ms(p->cand_updated_at);
@@ -830,7 +824,6 @@ static void results_done(int rc, void *arg)
             int64_t due = p->posted_ms + (int64_t)d->cfg->retry_backoff_ms;
             if (d->retry_due_ms == 0 || due < d->retry_due_ms)
                 d->retry_due_ms = due;
-            d->stats.refused++;
             metrics_count(MC_DISPATCHES, "refused", 1);
             log_warn("dispatch refused; claim released", "bead", p->bead_id, "attempt",
                      LOG_INT(p->attempt), "dispatch", p->dispatch_id, "status", LOG_INT(p->status),
@@ -838,7 +831,6 @@ static void results_done(int rc, void *arg)
             break;
         }
         case POST_UNKNOWN:
-            d->stats.unknown++;
             metrics_count(MC_DISPATCHES, "unknown", 1);
             log_warn("dispatch outcome unknown; left for the reaper", "bead", p->bead_id,
                      "attempt", LOG_INT(p->attempt), "dispatch", p->dispatch_id, "detail", p->detail);
@@ -976,15 +968,12 @@ void finish_cycle(struct dispatcher *d, int ok)
     int cy_repost = cy && cy->repost;
     /* A capped cycle that left slots to fill goes on at once: the round of
      * filling free slots, which on_cycle reports, is not over yet. */
-    int cy_continues = ok && cy && cy->capped && d->backlog && !d->stopping && !d->env.dry_run;
+    int cy_continues = ok && cy && cy->capped && d->backlog && !d->stopping;
     d->cur = NULL;
     d->cycle_running = 0;
     /* DISPATCH_INTERVAL counts from the last cycle that looked at Dolt. */
     if (cy && cy->selected)
         d->last_cycle_ms = clock_now_ms();
-    d->stats.cycles++;
-    if (ok)
-        d->stats.last_cycle_at = d->last_cycle_ms;
     if (cy && cy->selected) {
         metrics_count(MC_CYCLES, "dispatch", 1);
         metrics_observe(MH_CYCLE_DURATION, (double)(clock_now_ms() - cy->started_ms) / 1000.0);

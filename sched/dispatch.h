@@ -52,15 +52,8 @@ void dispatcher_reap(struct dispatcher *d);
 void dispatcher_once(struct dispatcher *d);
 /* Stop starting work; what is in flight finishes at a journal boundary. */
 void dispatcher_stop(struct dispatcher *d);
-/* Non-zero while a probe, cycle, POST or journal write is in flight. */
-int dispatcher_busy(const struct dispatcher *d);
 void dispatcher_free(struct dispatcher *d);
 
-struct dispatch_stats {
-    uint64_t cycles, dispatched, refused, unknown, lost_race, skipped_noted;
-    int64_t last_cycle_at; /* ms */
-};
-void dispatcher_stats(const struct dispatcher *d, struct dispatch_stats *out);
 /* When Dolt last answered (ms; 0 = never). Safe from any thread. */
 int64_t dispatcher_dolt_ok_at(const struct dispatcher *d);
 #endif

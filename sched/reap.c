@@ -31,6 +31,16 @@
 /* Retry backoff doubles per attempt up to this. */
 #define BACKOFF_CAP_MS (60LL * 60 * 1000)
 
+int64_t retry_backoff_ms(const struct dispatcher *d, int used)
+{
+    int64_t backoff = (int64_t)d->cfg->retry_backoff_ms;
+    for (int i = 1; i < used && backoff < BACKOFF_CAP_MS; i++)
+        backoff *= 2;
+    if (backoff > BACKOFF_CAP_MS)
+        backoff = BACKOFF_CAP_MS;
+    return backoff > 0 ? backoff : 1;
+}
+
 enum job_view { JV_NONE, JV_ALIVE, JV_ENDED, JV_MISSING, JV_UNREACHABLE, JV_MALFORMED };
 
 struct reap_item {
@@ -419,15 +429,10 @@ static int retry_or_give_up(struct dispatcher *d, struct dolt_conn *c, struct re
     long max = (long)d->cfg->max_attempts;
     char note[512];
     if (used < max) {
-        int64_t backoff = (int64_t)d->cfg->retry_backoff_ms;
-        for (int i = 1; i < used && backoff < BACKOFF_CAP_MS; i++)
-            backoff *= 2;
-        if (backoff > BACKOFF_CAP_MS)
-            backoff = BACKOFF_CAP_MS;
         snprintf(note, sizeof note, "reaper: %s, bead still in_progress; released for retry "
                  "(attempt %d/%ld)", what, used, max);
         rc = move_and_record(d, c, it, "open", note, "release", AS_RETRYING, "retrying",
-                             clock_now_ms() + (backoff > 0 ? backoff : 1));
+                             clock_now_ms() + retry_backoff_ms(d, used));
         if (rc == 0)
             it->reason = "retrying";
     } else {
@@ -535,12 +540,9 @@ static int reap_attempt(struct dispatcher *d, struct dolt_conn *c, struct reap_p
         if (strcmp(it->status, "open") == 0 && it->job_id[0] && released_by_us(c, it)) {
             /* Our own release, from a pass that died before recording it. */
             int used = 0;
-            int64_t backoff = (int64_t)d->cfg->retry_backoff_ms;
-            if (store_bead_attempts_used(d->env.store, it->bead_id, &used) == 0)
-                for (int i = 1; i < used && backoff < BACKOFF_CAP_MS; i++)
-                    backoff *= 2;
-            int rc = store_bead_set_retry(d->env.store, it->bead_id,
-                                          now + (backoff < BACKOFF_CAP_MS ? backoff : BACKOFF_CAP_MS));
+            if (store_bead_attempts_used(d->env.store, it->bead_id, &used))
+                used = 1; /* can't tell: the first delay */
+            int rc = store_bead_set_retry(d->env.store, it->bead_id, now + retry_backoff_ms(d, used));
             return rc ? rc : record_only(d, it, AS_RETRYING, "retrying",
                                          "released for retry (found after a restart)");
         }
@@ -632,9 +634,7 @@ static int reap_apply(struct dolt_conn *c, void *arg)
         if (store_setting_set(d->env.store, "last_reap_at", at, now) == 0)
             store_setting_set(d->env.store, "last_reap_result", result, now);
     }
-    int64_t active = 0;
-    if (store_attempts_active_count(d->env.store, &active) == 0)
-        metrics_gauge_set(MG_IN_FLIGHT, (double)active);
+    refresh_in_flight_gauge(d);
 
     /* Owed POSTs: record that they are about to go out, as the dispatcher does. */
     if (rp->repost && rp->repost->picks) {
@@ -689,10 +689,10 @@ static void pass_done(struct reap_pass *rp, int rc)
                  "detail", it->detail);
     }
     d->reap_running = 0;
-    d->last_reap_ms = clock_now_ms();
+    int64_t ended_ms = clock_now_ms();
     metrics_count(MC_CYCLES, "reap", 1);
     log_debug("reap pass done", "attempts", LOG_INT(rp->n), "settled", LOG_INT(acted),
-              "ms", LOG_INT(d->last_reap_ms - rp->started_ms),
+              "ms", LOG_INT(ended_ms - rp->started_ms),
               "load_ms", LOG_INT(rp->loaded_ms - rp->started_ms),
               "jobs_ms", LOG_INT(rp->jobs_ms ? rp->jobs_ms - rp->loaded_ms : 0),
               "recovery", rp->recovery ? "true" : NULL);

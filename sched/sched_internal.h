@@ -70,7 +70,6 @@ struct cycle {
     int rc;
     struct pick *picks;
     size_t posts_pending;
-    size_t noted;               /* skip notes written */
     struct candidate *unready;  /* dry-run: beads that would be noted */
     size_t nunready;
 };
@@ -99,7 +98,6 @@ struct dispatcher {
     int reap_again;             /* a reap was due while a cycle ran */
     int recovered;              /* start-up recovery done (dry-run: not needed) */
     int once;                   /* recovery, one cycle, then on_cycle */
-    int64_t last_reap_ms;
     _Atomic int64_t dolt_ok_ms; /* last time Dolt answered (read by the admin thread) */
     int backlog;                /* last cycle may have left eligible beads waiting for slots */
     int64_t retry_due_ms;       /* a bead's backoff ends then: cycle at the first probe after */
@@ -110,7 +108,6 @@ struct dispatcher {
     struct cycle *cur;
     struct pick *results;       /* POST results waiting to be journaled */
     int flush_in_flight;
-    struct dispatch_stats stats;
 };
 
 
@@ -118,6 +115,11 @@ struct reap_pass;
 
 /* dispatch.c */
 void count_dolt_error(int rc);
+/* Sets the in-flight gauge from the store. Worker thread. */
+void refresh_in_flight_gauge(struct dispatcher *d);
+/* Retry delay before attempt `used`+1: RETRY_BACKOFF doubled per attempt
+ * used beyond the first, capped at 1 h, at least 1 ms. */
+int64_t retry_backoff_ms(const struct dispatcher *d, int used);
 void pick_free(struct pick *p);
 void picks_free(struct pick *p);
 void refresh_writer(struct dispatcher *d);
