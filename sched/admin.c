@@ -21,12 +21,17 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/* Scrapers and probes need a handful of connections; these bounds keep a
- * misbehaving client from holding the thread or the fd table. */
-#define ADMIN_CONNECTION_LIMIT 32u
+/* Scrapers and probes need a handful of connections. A slow or hostile
+ * client (slowloris: many connections, each sending a request a byte at a
+ * time) must not starve the probes: each address gets at most a few
+ * connections, an idle connection is dropped after a few seconds, and there
+ * are enough slots for many addresses at once (MHD polls with epoll, so the
+ * count is not bound by FD_SETSIZE). A probe from an address that is not
+ * flooding always finds a slot. */
+#define ADMIN_CONNECTION_LIMIT 512u
 #define ADMIN_PER_IP_CONNECTION_LIMIT 8u
-#define ADMIN_CONNECTION_TIMEOUT_S 10u
-#define ADMIN_LISTEN_BACKLOG 32
+#define ADMIN_CONNECTION_TIMEOUT_S 3u
+#define ADMIN_LISTEN_BACKLOG 128
 
 #define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
 #define TEXT_CONTENT_TYPE "text/plain; charset=utf-8"

@@ -584,6 +584,46 @@ static int read_secret_file(const char *path, char **out, char *why, size_t len)
     return *out ? 0 : BS_ENOMEM;
 }
 
+/* ACTOR and ACTOR_EMAIL become the Dolt commit author "ACTOR <ACTOR_EMAIL>".
+ * Dolt reads that with a pattern of the form "([^)]+) <([^)]+)" and drops
+ * every '>' from the email, so a ')', '<' or '>' in either part, a control
+ * byte (a newline splits the pattern's lines), an empty part or one with
+ * spaces at its ends makes every commit fail or names someone else. Checked
+ * at start-up so the daemon never claims a bead it cannot commit. Returns 0
+ * or BS_EINVAL with err naming the variable. */
+static int check_author_part(size_t offset, const char *value, int allow_space, char *err,
+                             size_t errlen)
+{
+    char name[96];
+    display_name(entry_index(offset), name, sizeof name);
+    const char *why = NULL;
+    size_t n = value ? strlen(value) : 0;
+    if (n == 0)
+        why = "must not be empty";
+    else if (n > 200)
+        why = "longer than 200 bytes";
+    else if (value[0] == ' ' || value[n - 1] == ' ')
+        why = "must not start or end with a space";
+    for (const unsigned char *p = (const unsigned char *)value; !why && p && *p; p++) {
+        if (*p < 0x20 || *p == 0x7f)
+            why = "contains a control character";
+        else if (*p == '<' || *p == '>' || *p == ')' || *p == '(')
+            why = "contains one of < > ( ) (the Dolt commit author is \"ACTOR <ACTOR_EMAIL>\")";
+        else if (*p == ' ' && !allow_space)
+            why = "contains a space";
+    }
+    if (!why)
+        return 0;
+    bs_set_err(err, errlen, "%s: %s", name, why);
+    return BS_EINVAL;
+}
+
+static int check_author(const struct config *cfg, char *err, size_t errlen)
+{
+    int rc = check_author_part(OFF(actor), cfg->actor, 1, err, errlen);
+    return rc ? rc : check_author_part(OFF(actor_email), cfg->actor_email, 0, err, errlen);
+}
+
 int config_load(struct config *cfg, int *argc, char **argv, char **envp, char *err,
                 size_t errlen)
 {
@@ -725,6 +765,8 @@ int config_load(struct config *cfg, int *argc, char **argv, char **envp, char *e
         bs_set_err(err, errlen, "%s: %s", name, why);
         goto fail;
     }
+    if ((rc = check_author(cfg, err, errlen)))
+        goto fail;
     return 0;
 fail:
     config_free(cfg);

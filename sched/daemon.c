@@ -28,6 +28,7 @@ struct daemon {
     struct dolt *dolt;
     struct dispatcher *dispatcher;
     uv_signal_t sigterm, sigint;
+    uv_signal_t sighup, sigusr1, sigusr2, sigalrm; /* logged, never fatal */
     uv_timer_t probe_timer;
     uv_timer_t reap_timer;
     uv_timer_t heartbeat;     /* proves to /healthz that the loop turns */
@@ -37,7 +38,9 @@ struct daemon {
     int prune_deleted;
     _Atomic int64_t beat_ms;
     struct admin *admin;
-    int stopping;
+    _Atomic int stopping;     /* read by the admin thread */
+    _Atomic int store_lost;   /* the store file is not the one opened: no work */
+    char store_lost_why[384]; /* written before store_lost is set, on the loop */
     int exit_status;
 };
 
@@ -76,6 +79,10 @@ static void daemon_stop(struct daemon *d)
     uv_close((uv_handle_t *)&d->prune_timer, on_handle_closed);
     uv_close((uv_handle_t *)&d->sigterm, on_handle_closed);
     uv_close((uv_handle_t *)&d->sigint, on_handle_closed);
+    uv_close((uv_handle_t *)&d->sighup, on_handle_closed);
+    uv_close((uv_handle_t *)&d->sigusr1, on_handle_closed);
+    uv_close((uv_handle_t *)&d->sigusr2, on_handle_closed);
+    uv_close((uv_handle_t *)&d->sigalrm, on_handle_closed);
     if (d->http)
         http_client_close(d->http, on_http_closed, d);
     if (d->dolt)
@@ -111,10 +118,52 @@ static void on_signal(uv_signal_t *s, int signum)
     uv_unref((uv_handle_t *)&d->watchdog); /* never what keeps the loop alive */
 }
 
+/* Signals an operator may send by habit or by mistake. Their default
+ * action would end the process without a word (SIGHUP, SIGUSR1/2, SIGALRM
+ * all terminate); here each leaves a log line and changes nothing. */
+static void on_other_signal(uv_signal_t *s, int signum)
+{
+    struct daemon *d = s->data;
+    switch (signum) {
+    case SIGHUP:
+        log_info("SIGHUP: nothing to reload, configuration is read at start; restart to change it",
+                 "signal", "SIGHUP");
+        break;
+    case SIGUSR1:
+        log_info("status", "signal", "SIGUSR1", "store", d->store_lost ? "lost" : "ok", "dolt",
+                 d->dispatcher && dispatcher_dolt_ready(d->dispatcher) ? "ok" : "unreachable",
+                 "paused", d->cfg->paused ? "true" : "false");
+        break;
+    default:
+        log_info("signal ignored", "signal", signum == SIGUSR2 ? "SIGUSR2" : "SIGALRM");
+        break;
+    }
+}
+
+/* Whether the store may take more work: the file at its path must still be
+ * the one open. Logs the change either way, once. */
+static int store_usable(struct daemon *d)
+{
+    if (!d->store)
+        return 1; /* a dry run without a store journals nothing */
+    char why[sizeof d->store_lost_why];
+    int bad = store_file_check(d->store, why, sizeof why) != 0;
+    if (bad && !d->store_lost) {
+        memcpy(d->store_lost_why, why, sizeof why);
+        d->store_lost = 1;
+        log_error("store file gone or replaced; dispatching and reaping stopped until it is "
+                  "back (or restart to open the new file)", "error", why);
+    } else if (!bad && d->store_lost) {
+        d->store_lost = 0;
+        log_info("store file back; work resumes", "store", d->cfg->store);
+    }
+    return !bad;
+}
+
 static void probe_tick(uv_timer_t *t)
 {
     struct daemon *d = t->data;
-    if (!d->stopping)
+    if (!d->stopping && store_usable(d))
         dispatcher_tick(d->dispatcher);
 }
 
@@ -155,8 +204,16 @@ static int admin_ready(void *arg, char *why, size_t len)
         snprintf(why, len, "store not open");
         return 0;
     }
+    if (d->store_lost) {
+        snprintf(why, len, "%s", d->store_lost_why);
+        return 0;
+    }
     if (ok_at == 0) {
         snprintf(why, len, "dolt not reached yet");
+        return 0;
+    }
+    if (!dispatcher_dolt_ready(d->dispatcher)) {
+        snprintf(why, len, "dolt did not answer the last request");
         return 0;
     }
     if (clock_now_ms() - ok_at > window) {
@@ -210,7 +267,7 @@ static void prune_tick(uv_timer_t *t)
 static void reap_tick(uv_timer_t *t)
 {
     struct daemon *d = t->data;
-    if (!d->stopping)
+    if (!d->stopping && store_usable(d))
         dispatcher_reap(d->dispatcher);
 }
 
@@ -258,6 +315,7 @@ int daemon_run(const struct config *cfg, const struct daemon_opts *opts)
     }
     d->probe_timer.data = d->reap_timer.data = d->heartbeat.data = d->prune_timer.data = d;
     d->sigterm.data = d->sigint.data = d;
+    d->sighup.data = d->sigusr1.data = d->sigusr2.data = d->sigalrm.data = d;
     uv_timer_init(&d->loop, &d->probe_timer);
     uv_timer_init(&d->loop, &d->reap_timer);
     uv_timer_init(&d->loop, &d->heartbeat);
@@ -268,6 +326,13 @@ int daemon_run(const struct config *cfg, const struct daemon_opts *opts)
     uv_signal_init(&d->loop, &d->sigint);
     uv_signal_start(&d->sigterm, on_signal, SIGTERM);
     uv_signal_start(&d->sigint, on_signal, SIGINT);
+    uv_signal_t *others[] = {&d->sighup, &d->sigusr1, &d->sigusr2, &d->sigalrm};
+    const int other_signums[] = {SIGHUP, SIGUSR1, SIGUSR2, SIGALRM};
+    for (size_t i = 0; i < sizeof others / sizeof others[0]; i++) {
+        uv_signal_init(&d->loop, others[i]);
+        uv_signal_start(others[i], on_other_signal, other_signums[i]);
+        uv_unref((uv_handle_t *)others[i]); /* never what keeps the loop alive */
+    }
 
     struct dolt_options dopts;
     config_dolt_options(cfg, &dopts);

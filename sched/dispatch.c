@@ -62,6 +62,8 @@ void dispatcher_free(struct dispatcher *d)
 
 int64_t dispatcher_dolt_ok_at(const struct dispatcher *d) { return d->dolt_ok_ms; }
 
+int dispatcher_dolt_ready(const struct dispatcher *d) { return d->dolt_ok; }
+
 void count_dolt_error(int rc)
 {
     if (rc == BS_ECONN)
@@ -501,7 +503,12 @@ static void claimed_done(int rc, void *arg)
 {
     struct cycle *cy = arg;
     struct dispatcher *d = cy->d;
-    note_dolt_state(d, rc == BS_ECONN ? rc : 0);
+    /* A claim that lost its connection is a Dolt failure even when the
+     * cycle as a whole went on: readiness must not count it as an answer. */
+    int conn_lost = rc == BS_ECONN;
+    for (struct pick *p = cy->picks; p && !conn_lost; p = p->next)
+        conn_lost = p->state == PICK_UNCERTAIN;
+    note_dolt_state(d, conn_lost ? BS_ECONN : 0);
     if (rc) {
         log_error("dispatch cycle failed", "error", bs_strerror(rc));
         cy->rc = rc;

@@ -56,4 +56,8 @@ void dispatcher_free(struct dispatcher *d);
 
 /* When Dolt last answered (ms; 0 = never). Safe from any thread. */
 int64_t dispatcher_dolt_ok_at(const struct dispatcher *d);
+/* 1 when Dolt answered the last request made of it (a probe, a cycle's
+ * reads and writes, a reap), 0 before the first answer and after any
+ * connection error. Safe from any thread. */
+int dispatcher_dolt_ready(const struct dispatcher *d);
 #endif

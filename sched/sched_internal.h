@@ -101,7 +101,7 @@ struct dispatcher {
     _Atomic int64_t dolt_ok_ms; /* last time Dolt answered (read by the admin thread) */
     int backlog;                /* last cycle may have left eligible beads waiting for slots */
     int64_t retry_due_ms;       /* a bead's backoff ends then: cycle at the first probe after */
-    int dolt_ok;
+    _Atomic int dolt_ok;        /* Dolt answered the last request (read by the admin thread) */
     int health_ok;
     int64_t health_logged_ms;
     int64_t last_cycle_ms;

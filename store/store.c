@@ -691,6 +691,13 @@ int store_open(struct store **out, const char *path, enum store_open_mode mode, 
         goto fail;
     if (mode != STORE_OPEN_READ && (rc = migrate(s, err, errlen)) != 0)
         goto fail;
+    /* The file now exists (SQLite created it if needed) and, in DAEMON mode,
+     * nobody else writes it: what sits at path is the file SQLite opened. */
+    struct stat file;
+    if (stat(path, &file) == 0) {
+        s->file_dev = file.st_dev;
+        s->file_ino = file.st_ino;
+    }
     log_debug("store open", "path", path, "mode",
               mode == STORE_OPEN_READ ? "read" : mode == STORE_OPEN_MIGRATE ? "migrate" : "daemon",
               "version", LOG_INT(store_schema_version(s)));
@@ -754,4 +761,20 @@ void store_copy_text(char *dst, size_t cap, const char *src, size_t n)
     if (k)
         memcpy(dst, src, k);
     dst[k] = '\0';
+}
+
+int store_file_check(const struct store *s, char *why, size_t len)
+{
+    struct stat st;
+    if (stat(s->path, &st) != 0) {
+        int e = errno;
+        bs_set_err(why, len, "store %s: %s (deleted or moved while open)", s->path, strerror(e));
+        return BS_ENOTFOUND;
+    }
+    if (st.st_dev != s->file_dev || st.st_ino != s->file_ino) {
+        bs_set_err(why, len, "store %s: the file at this path is no longer the one opened "
+                   "(replaced while open)", s->path);
+        return BS_ESTATE;
+    }
+    return 0;
 }

@@ -31,6 +31,14 @@ int store_open(struct store **out, const char *path, enum store_open_mode mode,
                char *err, size_t errlen);
 void store_close(struct store *s);
 
+/* Whether the file at the store's path is still the file this handle
+ * opened. A store deleted, moved or replaced under a running daemon would
+ * otherwise take journal writes that nobody will ever read: callers stop
+ * writing when this fails. Returns 0, or BS_ENOTFOUND (nothing at the path)
+ * / BS_ESTATE (another file there) with why naming the path. Any thread; it
+ * only stats the path. */
+int store_file_check(const struct store *s, char *why, size_t len);
+
 /* Schema version of the open store (PRAGMA user_version). */
 int store_schema_version(struct store *s);
 /* Newest schema version this binary carries. */

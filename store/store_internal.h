@@ -6,6 +6,7 @@
 #include "store.h"
 
 #include <sqlite3.h>
+#include <sys/types.h>
 #include <stdbool.h>
 
 /* Every prepared statement the store uses, prepared on first use with
@@ -49,6 +50,8 @@ struct store {
     char *path;
     enum store_open_mode mode;
     int lock_fd;       /* DAEMON: holds flock(LOCK_EX) on "<path>.lock"; else -1 */
+    dev_t file_dev;    /* identity of the file opened at path, for store_file_check */
+    ino_t file_ino;
     bool txn;          /* an explicit store_begin transaction is open */
     int txn_lost;      /* SQLite rolled the explicit transaction back: its error */
     sqlite3_stmt *stmt[SS_COUNT];
