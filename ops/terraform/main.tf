@@ -252,3 +252,37 @@ resource "kubernetes_stateful_set_v1" "beads_sched" {
     }
   }
 }
+
+# Only Prometheus reaches the admin port (see ops/k8s/networkpolicy.yaml);
+# kubelet probes come from the node and are admitted by the usual CNIs.
+resource "kubernetes_network_policy_v1" "admin" {
+  count = var.admin_network_policy ? 1 : 0
+
+  metadata {
+    name      = "${local.name}-admin"
+    namespace = var.namespace
+    labels    = local.labels
+  }
+
+  spec {
+    pod_selector {
+      match_labels = local.labels
+    }
+    policy_types = ["Ingress"]
+
+    ingress {
+      from {
+        namespace_selector {
+          match_labels = { "kubernetes.io/metadata.name" = var.prometheus_namespace }
+        }
+        pod_selector {
+          match_labels = var.prometheus_pod_labels
+        }
+      }
+      ports {
+        protocol = "TCP"
+        port     = tostring(local.admin_port)
+      }
+    }
+  }
+}

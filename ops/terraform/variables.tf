@@ -122,3 +122,21 @@ variable "storage_class_name" {
   type        = string
   default     = null
 }
+
+variable "admin_network_policy" {
+  description = "Admit traffic to the admin port only from Prometheus (a NetworkPolicy)"
+  type        = bool
+  default     = true
+}
+
+variable "prometheus_namespace" {
+  description = "Namespace of the Prometheus that scrapes the admin port"
+  type        = string
+  default     = "monitoring"
+}
+
+variable "prometheus_pod_labels" {
+  description = "Labels of the Prometheus pods that scrape the admin port"
+  type        = map(string)
+  default     = { "app.kubernetes.io/name" = "prometheus" }
+}

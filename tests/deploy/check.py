@@ -293,6 +293,12 @@ def main():
         check(hg.get("path") == paths[key], "ops/k8s %s path is ADMIN_PATH_%s (%s)" % (probe, key, paths[key]),
               repr(hg.get("path")))
         check(port_of(hg.get("port")) == lport, "ops/k8s %s port is the LISTEN port" % probe, repr(hg.get("port")))
+    netpol = (objs.get("NetworkPolicy") or [{}])[0]
+    np_ports = [p.get("port") for r in netpol.get("spec", {}).get("ingress", []) for p in r.get("ports", [])]
+    check(np_ports == [lport], "ops/k8s NetworkPolicy admits the LISTEN port only", repr(np_ports))
+    check(netpol.get("spec", {}).get("podSelector", {}).get("matchLabels") ==
+          spec.get("selector", {}).get("matchLabels"),
+          "ops/k8s NetworkPolicy selects the StatefulSet's pods")
     ann = spec.get("template", {}).get("metadata", {}).get("annotations", {})
     check(ann.get("prometheus.io/scrape") == "true", "ops/k8s scrape annotation")
     check(ann.get("prometheus.io/path") == paths["METRICS"], "ops/k8s scrape path is ADMIN_PATH_METRICS",
