@@ -98,6 +98,7 @@ struct status {
     int paused_store, paused_config;
     struct in_flight active;
     struct last_run cycle, reap;
+    struct last_run role;       /* at = role_since, result = active | standby */
     struct outcomes done;
 };
 
@@ -116,7 +117,8 @@ static int gather(struct store *s, const struct config *cfg, struct status *st)
         return rc;
     if ((rc = store_attempts_active(s, collect_active, &st->active)) ||
         (rc = read_last(s, "last_cycle_at", "last_cycle_result", &st->cycle)) ||
-        (rc = read_last(s, "last_reap_at", "last_reap_result", &st->reap)))
+        (rc = read_last(s, "last_reap_at", "last_reap_result", &st->reap)) ||
+        (rc = read_last(s, "role_since", "role", &st->role)))
         return rc;
     return store_outcome_counts(s, st->now - DAY_MS, collect_outcome, &st->done);
 }
@@ -158,6 +160,18 @@ static int print_text(const struct status *st)
                st->paused_store ? "store flag: `beads-sched resume` clears it" : "",
                st->paused_store && st->paused_config ? "; " : "",
                st->paused_config ? "BEADS_SCHED_PAUSED=true in this configuration" : "");
+    if (st->role.present && st->role.at_ms) {
+        char iso[40], ago[32];
+        cli_iso_ms(st->role.at_ms, iso, sizeof iso);
+        cli_duration(st->now - st->role.at_ms, ago, sizeof ago);
+        char *role = cli_printable(st->role.result);
+        printf("%-13s %s since %s (%s ago)%s\n", "role", role ? role : "", iso, ago,
+               strcmp(st->role.result, "standby") == 0
+                   ? ": another instance holds the lock; this one dispatches nothing" : "");
+        free(role);
+    } else {
+        printf("%-13s not recorded (SINGLE_ACTIVE off, or the daemon never ran)\n", "role");
+    }
     print_last("last cycle", &st->cycle, st->now);
     print_last("last reap", &st->reap, st->now);
 
@@ -233,6 +247,13 @@ static int print_json(const struct status *st)
     json_object_set_new(j, "paused", json_boolean(st->paused_store || st->paused_config));
     json_object_set_new(j, "paused_store", json_boolean(st->paused_store));
     json_object_set_new(j, "paused_config", json_boolean(st->paused_config));
+    json_object_set_new(j, "role", st->role.present ? cli_json_text(st->role.result) : json_null());
+    if (st->role.present && st->role.at_ms) {
+        cli_iso_ms(st->role.at_ms, iso, sizeof iso);
+        json_object_set_new(j, "role_since", json_string(iso));
+    } else {
+        json_object_set_new(j, "role_since", json_null());
+    }
     json_object_set_new(j, "last_cycle", last_json(&st->cycle, st->now));
     json_object_set_new(j, "last_reap", last_json(&st->reap, st->now));
     json_object_set_new(j, "in_flight_count", json_integer(st->active.total));

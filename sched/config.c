@@ -118,6 +118,8 @@ static const struct cfg_entry table[] = {
      "Admin endpoint (metrics, health) host:port; empty turns it off"},
     {"PAUSED", CT_BOOL, "false", 0, OFF(paused), 0, 0, NULL,
      "Start with dispatching paused (reaping continues)"},
+    {"SINGLE_ACTIVE", CT_BOOL, "true", 0, OFF(single_active), 0, 0, NULL,
+     "Only the instance holding the Dolt lock beads-sched/<db>/<assignee> dispatches and reaps"},
     {"LOG_LEVEL", CT_ENUM, "info", 0, OFF(log_level), 0, 0, log_level_choices,
      "debug, info, warn or error"},
     {"LOG_FORMAT", CT_ENUM, "logfmt", 0, OFF(log_format), 0, 0, log_format_choices,

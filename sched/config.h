@@ -59,6 +59,7 @@ struct config {
     uint64_t retain_failed_ms;
     char *listen;
     int paused;
+    int single_active;    /* take the Dolt lock; only its holder dispatches and reaps */
     int dolt_commit;    /* enum dolt_commit_mode */
     int log_level;      /* enum log_level */
     int log_format;     /* enum log_format */

@@ -6,6 +6,7 @@
 #include "dolt.h"
 #include "errors.h"
 #include "http.h"
+#include "lease.h"
 #include "log.h"
 #include "metrics.h"
 #include "retention.h"
@@ -27,6 +28,9 @@ struct daemon {
     struct http_client *http;
     struct dolt *dolt;
     struct dispatcher *dispatcher;
+    struct lease *lease;      /* NULL: SINGLE_ACTIVE off, or a dry run */
+    int role_decided;         /* `once`: the lock's first answer came */
+    int role_write_in_flight; /* the store is being told the role */
     uv_signal_t sigterm, sigint;
     uv_signal_t sighup, sigusr1, sigusr2, sigalrm; /* logged, never fatal */
     uv_timer_t probe_timer;
@@ -51,6 +55,12 @@ static void on_dolt_stopped(void *arg)
 {
     struct daemon *d = arg;
     d->dolt = NULL;
+}
+
+static void on_lease_stopped(void *arg)
+{
+    struct daemon *d = arg;
+    d->lease = NULL;
 }
 
 static void on_http_closed(void *arg)
@@ -87,6 +97,8 @@ static void daemon_stop(struct daemon *d)
         http_client_close(d->http, on_http_closed, d);
     if (d->dolt)
         dolt_stop(d->dolt, on_dolt_stopped, d);
+    if (d->lease)
+        lease_stop(d->lease, on_lease_stopped, d);
 }
 
 /* An orderly stop waits for the step in flight; a Dolt call stuck on a dead
@@ -148,6 +160,7 @@ static int store_usable(struct daemon *d)
         return 1; /* a dry run without a store journals nothing */
     char why[sizeof d->store_lost_why];
     int bad = store_file_check(d->store, why, sizeof why) != 0;
+    metrics_gauge_set(MG_STORE_OK, !bad);
     if (bad && !d->store_lost) {
         memcpy(d->store_lost_why, why, sizeof why);
         d->store_lost = 1;
@@ -163,7 +176,7 @@ static int store_usable(struct daemon *d)
 static void probe_tick(uv_timer_t *t)
 {
     struct daemon *d = t->data;
-    if (!d->stopping && store_usable(d))
+    if (!d->stopping && store_usable(d) && lease_active(d->lease))
         dispatcher_tick(d->dispatcher);
 }
 
@@ -191,15 +204,18 @@ static int admin_healthy(void *arg, char *why, size_t len)
     return 1;
 }
 
-/* /readyz, on the admin thread: store open, Dolt answered within the last
- * three probe intervals (at least 3 s). */
+/* /readyz, on the admin thread: the store open and still the file at its
+ * path, and Dolt answered the last request made of it, within the last
+ * three probe intervals (at least 3 s). An active instance asks through its
+ * dispatcher; a standby sends Dolt nothing but the lock's upkeep, so that
+ * is what counts for it. Ready in either role: a standby that is not ready
+ * would stall a StatefulSet rollout. */
 static int admin_ready(void *arg, char *why, size_t len)
 {
     struct daemon *d = arg;
     int64_t window = 3 * (int64_t)d->cfg->probe_interval_ms;
     if (window < 3000)
         window = 3000;
-    int64_t ok_at = d->dispatcher ? dispatcher_dolt_ok_at(d->dispatcher) : 0;
     if (!d->store) {
         snprintf(why, len, "store not open");
         return 0;
@@ -208,11 +224,22 @@ static int admin_ready(void *arg, char *why, size_t len)
         snprintf(why, len, "%s", d->store_lost_why);
         return 0;
     }
+    int standby = d->lease && !lease_active(d->lease);
+    int64_t ok_at = standby ? lease_dolt_ok_ms(d->lease)
+                            : d->dispatcher ? dispatcher_dolt_ok_at(d->dispatcher) : 0;
+    int answered = standby ? lease_dolt_ok(d->lease)
+                           : d->dispatcher && dispatcher_dolt_ready(d->dispatcher);
+    if (!standby && ok_at == 0 && d->lease && lease_dolt_ok(d->lease)) {
+        /* Just became active: the lock's connection speaks for Dolt until
+         * the dispatcher's first probe. */
+        ok_at = lease_dolt_ok_ms(d->lease);
+        answered = 1;
+    }
     if (ok_at == 0) {
         snprintf(why, len, "dolt not reached yet");
         return 0;
     }
-    if (!dispatcher_dolt_ready(d->dispatcher)) {
+    if (!answered) {
         snprintf(why, len, "dolt did not answer the last request");
         return 0;
     }
@@ -267,7 +294,7 @@ static void prune_tick(uv_timer_t *t)
 static void reap_tick(uv_timer_t *t)
 {
     struct daemon *d = t->data;
-    if (!d->stopping && store_usable(d))
+    if (!d->stopping && store_usable(d) && lease_active(d->lease))
         dispatcher_reap(d->dispatcher);
 }
 
@@ -278,6 +305,75 @@ static void on_cycle(void *arg, int ok)
         d->exit_status = ok ? 0 : 1;
         daemon_stop(d);
     }
+}
+
+/* The role is kept in the store's settings for `beads-sched status`,
+ * written on the Dolt worker (the store's only writer thread) and only when
+ * it changes, so an idle instance stays write-free. */
+struct role_note {
+    struct daemon *d;
+    int active;
+    int64_t since_ms;
+};
+
+static int role_note_work(struct dolt_conn *c, void *arg)
+{
+    (void)c;
+    struct role_note *n = arg;
+    char since[24];
+    snprintf(since, sizeof since, "%lld", (long long)n->since_ms);
+    int rc = store_setting_set(n->d->store, "role", n->active ? "active" : "standby", n->since_ms);
+    return rc ? rc : store_setting_set(n->d->store, "role_since", since, n->since_ms);
+}
+
+static void role_note_done(int rc, void *arg)
+{
+    struct role_note *n = arg;
+    n->d->role_write_in_flight = 0;
+    if (rc)
+        log_warn("could not record the role in the store", "error", bs_strerror(rc));
+    free(n);
+}
+
+/* The lock's answer changed. Active: recovery runs before the first cycle
+ * (another instance may have moved beads while this one stood by).
+ * Standby: the lock check stops writes already; ticks stop here. */
+static void on_role(void *arg, int active)
+{
+    struct daemon *d = arg;
+    metrics_gauge_set(MG_ACTIVE, active);
+    metrics_gauge_set(MG_ROLE_SINCE, (double)lease_since_ms(d->lease) / 1000.0);
+    if (d->opts.once) {
+        if (d->role_decided++)
+            return;
+        if (active) {
+            dispatcher_once(d->dispatcher);
+        } else {
+            log_error(lease_dolt_ok(d->lease) ? "another beads-sched instance holds the lock; "
+                                                "once does nothing"
+                                              : "dolt unreachable; once does nothing");
+            d->exit_status = 1;
+            daemon_stop(d);
+        }
+        return;
+    }
+    if (active)
+        dispatcher_recover_again(d->dispatcher);
+    struct role_note *n = d->store && d->dolt && !d->stopping ? malloc(sizeof *n) : NULL;
+    if (!n)
+        return;
+    *n = (struct role_note){d, active, lease_since_ms(d->lease)};
+    if (dolt_submit(d->dolt, role_note_work, role_note_done, n) == 0)
+        d->role_write_in_flight = 1;
+    else
+        free(n);
+}
+
+/* Before each batch of writes, on the Dolt worker: still the lock holder? */
+static int may_write(struct dolt_conn *c, void *arg)
+{
+    struct daemon *d = arg;
+    return lease_check(d->lease, c);
 }
 
 /* Opens the store as the mode needs: the writer's lock for real work; for a
@@ -343,10 +439,18 @@ int daemon_run(const struct config *cfg, const struct daemon_opts *opts)
     } else {
         struct dispatch_env env = {
             .loop = &d->loop, .cfg = cfg, .store = d->store, .dolt = d->dolt, .http = d->http,
-            .dry_run = opts->dry_run, .on_cycle = on_cycle, .arg = d,
+            .dry_run = opts->dry_run, .on_cycle = on_cycle, .may_write = may_write, .arg = d,
         };
         if ((rc = dispatcher_init(&d->dispatcher, &env))) {
             log_error("cannot start dispatcher", "error", bs_strerror(rc));
+            failed = 1;
+        }
+    }
+    if (!failed && cfg->single_active && !opts->dry_run) {
+        char name[LEASE_NAME_MAX + 1];
+        lease_name(cfg->dolt.database, cfg->assignee, name, sizeof name);
+        if ((rc = lease_start(&d->lease, &d->loop, &dopts, name, cfg->probe_interval_ms, on_role, d))) {
+            log_error("cannot start the single-active lock", "error", bs_strerror(rc));
             failed = 1;
         }
     }
@@ -361,7 +465,8 @@ int daemon_run(const struct config *cfg, const struct daemon_opts *opts)
     if (failed) {
         daemon_stop(d);
     } else if (opts->once) {
-        dispatcher_once(d->dispatcher);
+        if (!d->lease)
+            dispatcher_once(d->dispatcher); /* else on the lock's first answer */
     } else {
         /* The first probe tick runs start-up recovery; dispatching starts
          * once it has settled every attempt the last run left. */
@@ -370,6 +475,8 @@ int daemon_run(const struct config *cfg, const struct daemon_opts *opts)
         uv_timer_start(&d->heartbeat, heartbeat_tick, HEARTBEAT_MS, HEARTBEAT_MS);
         uv_timer_start(&d->prune_timer, prune_tick, 60 * 1000, PRUNE_EVERY_MS);
         metrics_gauge_set(MG_PAUSED, cfg->paused);
+        metrics_gauge_set(MG_STORE_OK, 1);
+        metrics_gauge_set(MG_ACTIVE, d->lease ? 0 : 1);
         log_info("started", "version", BEADS_SCHED_VERSION, "store", cfg->store, "schema",
                  d->store ? LOG_INT(store_schema_version(d->store)) : NULL, "dolt_host",
                  cfg->dolt.host, "dolt_db", cfg->dolt.database, "agent", cfg->agent_url,

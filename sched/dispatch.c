@@ -437,6 +437,12 @@ static int select_and_claim(struct dolt_conn *c, void *arg)
     if ((rc = choose(d, c, cy, now)) || !cy->picks || d->env.dry_run)
         return rc;
 
+    TEST_PAUSE("CLAIM"); /* a window between choosing and claiming, for tests */
+    if (d->env.may_write && (rc = d->env.may_write(c, d->env.arg))) {
+        picks_free(cy->picks); /* nothing recorded yet: they never happened */
+        cy->picks = NULL;
+        return rc == BS_ESTATE ? 0 : rc;
+    }
     /* 1. Intent: one journal row per bead, state claiming. */
     struct store *s = d->env.store;
     if ((rc = store_begin(s)))
@@ -1016,6 +1022,14 @@ void dispatcher_reap(struct dispatcher *d)
         return;
     }
     reaper_start(d, 0);
+}
+
+void dispatcher_recover_again(struct dispatcher *d)
+{
+    if (d->env.dry_run)
+        return;
+    d->recovered = 0;
+    d->last_cycle_ms = 0; /* and a full cycle right after: nothing was looked at meanwhile */
 }
 
 void dispatcher_once(struct dispatcher *d)

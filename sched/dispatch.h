@@ -35,6 +35,10 @@ struct dispatch_env {
     /* Called on the loop thread after each full cycle; ok = the cycle ran
      * (Dolt and the agent answered). */
     void (*on_cycle)(void *arg, int ok);
+    /* Called on the Dolt worker before each batch of claims and each reap
+     * pass's writes (NULL: always allowed): non-zero stops the batch, which
+     * writes nothing. The single-active lock's check (lease_check). */
+    int (*may_write)(struct dolt_conn *c, void *arg);
     /* Called on the loop thread after each reap pass (recovery = the first). */
     void (*on_reap)(void *arg, int recovery, int ok);
     void *arg;
@@ -50,6 +54,10 @@ void dispatcher_cycle(struct dispatcher *d);
 void dispatcher_reap(struct dispatcher *d);
 /* For `once`: start-up recovery, then one cycle, then on_cycle. */
 void dispatcher_once(struct dispatcher *d);
+/* Start-up recovery runs again before the next cycle: for an instance that
+ * becomes active after standing by (its journal may be behind what another
+ * instance did meanwhile). */
+void dispatcher_recover_again(struct dispatcher *d);
 /* Stop starting work; what is in flight finishes at a journal boundary. */
 void dispatcher_stop(struct dispatcher *d);
 void dispatcher_free(struct dispatcher *d);

@@ -63,6 +63,12 @@ static const struct gauge_def gauge_defs[MG_COUNT] = {
                              "Free slots the agent service reported at its last health check."},
     [MG_LAST_CYCLE_SUCCESS] = {"beads_sched_last_successful_cycle_timestamp_seconds",
                                "Unix time the last dispatch cycle completed without error."},
+    [MG_ACTIVE] = {"beads_sched_active",
+                   "1 while this instance holds the single-active lock and dispatches, 0 on standby."},
+    [MG_ROLE_SINCE] = {"beads_sched_role_since_timestamp_seconds",
+                       "Unix time the current role (active or standby) began."},
+    [MG_STORE_OK] = {"beads_sched_store_ok",
+                     "1 while the file at STORE is the store this process opened, else 0."},
 };
 
 struct histogram_def {

@@ -26,6 +26,9 @@ enum metric_gauge {
     MG_PAUSED,             /* beads_sched_paused (0/1) */
     MG_AGENT_FREE_SLOTS,   /* beads_sched_agent_free_slots */
     MG_LAST_CYCLE_SUCCESS, /* beads_sched_last_successful_cycle_timestamp_seconds */
+    MG_ACTIVE,             /* beads_sched_active: 1 active (holds the lock), 0 standby */
+    MG_ROLE_SINCE,         /* beads_sched_role_since_timestamp_seconds */
+    MG_STORE_OK,           /* beads_sched_store_ok: 0 while the store file is gone or replaced */
     MG_COUNT
 };
 

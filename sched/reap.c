@@ -613,6 +613,11 @@ static int reap_apply(struct dolt_conn *c, void *arg)
     struct dispatcher *d = rp->d;
     TEST_PAUSE("REAP_APPLY");
     int64_t now = clock_now_ms();
+    if (d->env.may_write) {
+        int rc = d->env.may_write(c, d->env.arg);
+        if (rc)
+            return rc; /* BS_ESTATE: the lock is gone, not ours to write; the pass ends here */
+    }
     for (size_t i = 0; i < rp->n && !d->stopping; i++) {
         struct reap_item *it = &rp->items[i];
         int rc = it->attempt_id ? reap_attempt(d, c, rp, it, now) : stale_rule(d, c, it, now);

@@ -1,0 +1,118 @@
+#!/usr/bin/env bash
+# Two instances, one active: each with its own store against one database
+# and one agent. Only the holder of the Dolt lock beads-sched/<db>/<assignee>
+# dispatches; when it is killed, or loses the lock, the other takes over
+# without dispatching anything twice.
+source "$(dirname "$0")/lib.sh"
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+metric() { curl -s -m 2 "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1 == m {print $2}'; }
+active_of() { metric "$1" beads_sched_active; }
+# start_daemon NAME: runs an instance with store NAME.db and an admin port;
+# sets PID_<NAME> and PORT_<NAME>.
+start_daemon() {
+  local port
+  port=$(free_port)
+  BEADS_SCHED_STORE="$T_TMP/$1.db" BEADS_SCHED_LISTEN="127.0.0.1:$port" "$BS_BIN" run 2>>"$T_TMP/$1.log" &
+  printf -v "PID_$1" %s $!
+  printf -v "PORT_$1" %s "$port"
+  t_wait 10 bash -c "curl -sf http://127.0.0.1:$port/healthz >/dev/null" || t_fail "$1 never healthy"
+}
+journal_count() { sqlite3 "$T_TMP/$1.db" "SELECT count(*) FROM journal" 2>/dev/null || echo 0; }
+all_once() { t_stats | jq -r '.by_bead | to_entries[] | select(.value != 1) | .key' | xargs; }
+
+t_new_db current
+t_agent --capacity 100 --queue-limit 100
+t_env "$T_TMP/unused.db"
+export BEADS_SCHED_PROBE_INTERVAL=300ms BEADS_SCHED_REAP_INTERVAL=1s
+LOCK="beads-sched/$T_DB/agent"
+
+# --- exactly one dispatches ---
+start_daemon A
+t_wait 10 bash -c "[ \"\$(curl -s http://127.0.0.1:$PORT_A/metrics | awk '\$1==\"beads_sched_active\"{print \$2}')\" = 1 ]" \
+  && t_ok "the first instance becomes active" || t_fail "A never active: $(tail -3 "$T_TMP/A.log")"
+start_daemon B
+sleep 1
+t_eq "the second stands by" 0 "$(active_of "$PORT_B")"
+t_eq "both ready (readiness means healthy, in either role)" "200 200" \
+  "$(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT_A/readyz") $(curl -s -o /dev/null -w '%{http_code}' "http://127.0.0.1:$PORT_B/readyz")"
+t_match "B logs its role" 'msg="role: standby' "$(cat "$T_TMP/B.log")"
+for i in $(seq 1 20); do t_bead "h$i"; done
+t_wait 20 bash -c "[ \"\$(curl -sf $T_AGENT_URL/_fake/stats | jq .posts)\" = 20 ]" \
+  && t_ok "20 beads dispatched" || t_fail "only $(t_posts) of 20 dispatched"
+t_eq "every bead POSTed once" "" "$(all_once)"
+t_eq "all by the active instance" "20 0" "$(journal_count A) $(journal_count B)"
+t_match "status says active, since when" "role +active since 20" \
+  "$(BEADS_SCHED_STORE="$T_TMP/A.db" "$BS_BIN" status)"
+t_match "status --json has the role" '"role":"standby"' \
+  "$(BEADS_SCHED_STORE="$T_TMP/B.db" "$BS_BIN" status --json)"
+set +e
+out=$(BEADS_SCHED_STORE="$T_TMP/C.db" "$BS_BIN" once 2>&1); rc=$?
+set -e
+t_eq "once while another instance is active: exit 1" 1 "$rc"
+t_match "once says why" "another beads-sched instance holds the lock" "$out"
+
+# --- the active one killed with jobs in flight ---
+kill -KILL "$PID_A"; wait "$PID_A" 2>/dev/null || true
+killed=$(date +%s%N)
+t_wait 10 bash -c "[ \"\$(curl -s http://127.0.0.1:$PORT_B/metrics | awk '\$1==\"beads_sched_active\"{print \$2}')\" = 1 ]" \
+  && t_ok "B takes over after A is killed ($(( ($(date +%s%N) - killed) / 1000000 )) ms)" || t_fail "B never took over"
+for i in $(seq 21 25); do t_bead "h$i"; done
+t_wait 15 bash -c "[ \"\$(curl -sf $T_AGENT_URL/_fake/stats | jq .posts)\" = 25 ]" \
+  && t_ok "B dispatches newly assigned beads" || t_fail "B dispatched $(($(t_posts) - 20)) of 5"
+sleep 2 # a few reap passes over A's in-flight beads
+t_eq "A's in-flight beads stay in progress (none blocked or released)" 20 \
+  "$(t_sql "SELECT count(*) FROM issues WHERE id IN ($(printf "'h%d'," $(seq 1 20) | sed 's/,$//')) AND status = 'in_progress'")"
+t_eq "every bead POSTed once after the take-over" "" "$(all_once)"
+t_eq "B's journal holds only what it dispatched" 5 "$(journal_count B)"
+
+# --- the lock lost while the process lives: it stops writing at once ---
+# A comes back as standby. Then B's lock session is killed and, in the same
+# breath, a neighbour takes the lock: B still has its main connection but
+# must not claim anything from then on, and neither may A.
+start_daemon A
+sleep 1
+t_eq "A back as standby" 0 "$(active_of "$PORT_A")"
+holder=$(t_sql "SELECT IS_USED_LOCK('$LOCK')")
+t_sql_root -N "$T_DB" -e "KILL CONNECTION $holder; SELECT GET_LOCK('$LOCK', 0); SELECT SLEEP(4)" >"$T_TMP/neighbour.out" 2>&1 &
+neighbour=$!
+sleep 0.5
+for i in $(seq 26 30); do t_bead "h$i"; done
+sleep 2
+t_eq "nobody claims while a neighbour holds the lock" 25 "$(t_posts)"
+t_eq "h26..h30 still open" 5 "$(t_sql "SELECT count(*) FROM issues WHERE id IN ('h26','h27','h28','h29','h30') AND status = 'open'")"
+t_eq "neither instance active" "0 0" "$(active_of "$PORT_A") $(active_of "$PORT_B")"
+wait "$neighbour" || true
+t_wait 15 bash -c "[ \"\$(curl -sf $T_AGENT_URL/_fake/stats | jq .posts)\" = 30 ]" \
+  && t_ok "once the neighbour lets go, one instance takes over and dispatches" || t_fail "dispatched $(($(t_posts) - 25)) of 5"
+t_eq "exactly one active" 1 "$(( $(active_of "$PORT_A") + $(active_of "$PORT_B") ))"
+t_eq "every bead POSTed once, all along" "" "$(all_once)"
+t_eq "no bead claimed by both instances" "" "$(comm -12 <(sqlite3 "$T_TMP/A.db" "SELECT DISTINCT bead_id FROM journal" | sort) <(sqlite3 "$T_TMP/B.db" "SELECT DISTINCT bead_id FROM journal" | sort) | xargs)"
+
+kill -TERM "$PID_A" "$PID_B"
+set +e; wait "$PID_A"; ra=$?; wait "$PID_B"; rb=$?; set -e
+t_eq "both stop cleanly" "0 0" "$ra $rb"
+
+# --- the lock lost in the middle of a cycle: the claim batch asks first ---
+# C chooses a bead, then waits 2 s before claiming (a test seam). Meanwhile
+# its lock session is killed and a neighbour takes the lock. C's main
+# connection is fine; its claim must still not happen.
+BEADS_SCHED_DISPATCH_INTERVAL=10m BEADS_SCHED_TEST_CLAIM_MS=2000 start_daemon C
+t_wait 10 bash -c "[ \"\$(curl -s http://127.0.0.1:$PORT_C/metrics | awk '\$1==\"beads_sched_active\"{print \$2}')\" = 1 ]" \
+  || t_fail "C never active"
+sleep 3 # C's start-up cycle (with its pause) is over; the next one starts on a change
+t_bead h31
+sleep 0.8 # the probe saw h31 (300 ms), C chose it and is inside the 2 s pause
+holder=$(t_sql "SELECT IS_USED_LOCK('$LOCK')")
+t_sql_root "$T_DB" -e "KILL CONNECTION $holder; SELECT GET_LOCK('$LOCK', 0); SELECT SLEEP(4)" >"$T_TMP/neighbour2.out" 2>&1 &
+neighbour=$!
+sleep 2.5
+t_eq "the chosen bead was not claimed" "open" "$(t_sql "SELECT status FROM issues WHERE id = 'h31'")"
+t_eq "nothing POSTed" 30 "$(t_posts)"
+t_eq "no journal row for it" "" "$(sqlite3 "$T_TMP/C.db" "SELECT bead_id FROM journal WHERE bead_id = 'h31'")"
+wait "$neighbour" || true
+t_wait 15 bash -c "[ \"\$(curl -sf $T_AGENT_URL/_fake/stats | jq .posts)\" = 31 ]" \
+  && t_ok "with the lock back, C dispatches it once" || t_fail "h31 never dispatched"
+t_eq "every bead POSTed once, all along" "" "$(all_once)"
+kill -TERM "$PID_C"; wait "$PID_C" || true
+t_done
