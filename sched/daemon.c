@@ -357,8 +357,12 @@ static void on_role(void *arg, int active)
         }
         return;
     }
-    if (active)
+    if (active) {
+        /* Recovery and a first cycle now, not at the next probe tick. */
         dispatcher_recover_again(d->dispatcher);
+        if (!d->stopping && store_usable(d))
+            dispatcher_tick(d->dispatcher);
+    }
     struct role_note *n = d->store && d->dolt && !d->stopping ? malloc(sizeof *n) : NULL;
     if (!n)
         return;

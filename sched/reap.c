@@ -731,8 +731,9 @@ static void pass_done(struct reap_pass *rp, int rc)
     }
     if (d->env.on_reap)
         d->env.on_reap(d->env.arg, recovery, rc == 0);
-    if (recovery && rc == 0 && d->once)
-        dispatcher_cycle(d); /* runs now, or right after the owed POSTs */
+    if (recovery && rc == 0 && (d->once || d->last_cycle_ms == 0))
+        dispatcher_cycle(d); /* runs now, or right after the owed POSTs: the first cycle of a
+                              * start or a take-over does not wait for the next probe tick */
     else if (recovery && rc && d->once && d->env.on_cycle)
         d->env.on_cycle(d->env.arg, 0);
     else if (d->cycle_again && !d->stopping && !d->cycle_running) {

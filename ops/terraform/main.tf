@@ -1,6 +1,7 @@
-# beads-sched on Kubernetes: a StatefulSet of one pod with its store on a
-# volume of its own, a ConfigMap with the non-secret settings, and a
-# headless Service for the admin port. Same objects as ops/k8s; the
+# beads-sched on Kubernetes: a StatefulSet of two pods (one active, one
+# standby; each with its store on a volume of its own), a disruption
+# budget, a ConfigMap with the non-secret settings, a headless Service for
+# the admin port and a NetworkPolicy in front of it. Same objects as ops/k8s; the
 # deployment test (tests/integration/test_deploy.sh) checks both against
 # the binary.
 
@@ -69,10 +70,12 @@ resource "kubernetes_stateful_set_v1" "beads_sched" {
   wait_for_rollout = false
 
   spec {
-    # The kill switch: 0 replicas stops dispatching and reaping; the store
-    # stays on its volume.
-    replicas     = var.enabled ? 1 : 0
-    service_name = kubernetes_service_v1.admin.metadata[0].name
+    # The kill switch: 0 replicas stops dispatching and reaping; the stores
+    # stay on their volumes. Of the replicas, only the holder of the Dolt
+    # lock is active; the others stand by.
+    replicas              = var.enabled ? var.replicas : 0
+    service_name          = kubernetes_service_v1.admin.metadata[0].name
+    pod_management_policy = "Parallel"
 
     selector {
       match_labels = local.labels
@@ -91,6 +94,21 @@ resource "kubernetes_stateful_set_v1" "beads_sched" {
       }
 
       spec {
+        # Never two replicas on one node: a node's death must leave a standby.
+        affinity {
+          pod_anti_affinity {
+            preferred_during_scheduling_ignored_during_execution {
+              weight = 100
+              pod_affinity_term {
+                topology_key = "kubernetes.io/hostname"
+                label_selector {
+                  match_labels = local.labels
+                }
+              }
+            }
+          }
+        }
+
         automount_service_account_token = false
         # The Service is named beads-sched: service links would inject
         # BEADS_SCHED_PORT, BEADS_SCHED_SERVICE_HOST, ... into the
@@ -249,6 +267,22 @@ resource "kubernetes_stateful_set_v1" "beads_sched" {
           }
         }
       }
+    }
+  }
+}
+
+# A drain or upgrade takes at most one replica at a time.
+resource "kubernetes_pod_disruption_budget_v1" "beads_sched" {
+  metadata {
+    name      = local.name
+    namespace = var.namespace
+    labels    = local.labels
+  }
+
+  spec {
+    max_unavailable = "1"
+    selector {
+      match_labels = local.labels
     }
   }
 }

@@ -4,6 +4,12 @@ variable "enabled" {
   default     = true
 }
 
+variable "replicas" {
+  description = "Pods when enabled: one is active (holds the Dolt lock), the others stand by and take over within about a probe interval"
+  type        = number
+  default     = 2
+}
+
 variable "namespace" {
   description = "Namespace to deploy into (the one Dolt runs in)."
   type        = string

@@ -311,7 +311,14 @@ def main():
     check(svc.get("spec", {}).get("selector") == spec.get("selector", {}).get("matchLabels") and
           spec.get("serviceName") == svc.get("metadata", {}).get("name"),
           "ops/k8s Service selects the pod and governs the StatefulSet")
-    check(spec.get("replicas") == 1, "ops/k8s StatefulSet: 1 replica")
+    check(spec.get("replicas") == 2, "ops/k8s StatefulSet: 2 replicas (one active, one standby)")
+    check(spec.get("podManagementPolicy") == "Parallel", "ops/k8s StatefulSet: podManagementPolicy Parallel")
+    pdb = (objs.get("PodDisruptionBudget") or [{}])[0]
+    check(pdb.get("spec", {}).get("maxUnavailable") == 1 and
+          pdb.get("spec", {}).get("selector", {}).get("matchLabels") == spec.get("selector", {}).get("matchLabels"),
+          "ops/k8s PodDisruptionBudget: one of the StatefulSet's pods down at most")
+    anti = pod.get("affinity", {}).get("podAntiAffinity", {})
+    check(bool(anti), "ops/k8s StatefulSet: pod anti-affinity spreads the replicas over nodes")
     check(pod.get("enableServiceLinks") is False,
           "ops/k8s service links off (they would add BEADS_SCHED_-prefixed variables)")
     check(pod.get("automountServiceAccountToken") is False, "ops/k8s no service account token")
@@ -362,8 +369,13 @@ def main():
     check(defaults.get("enabled") == "true" and re.search(r'variable\s+"enabled"\s*\{[^}]*type\s*=\s*bool', tfall),
           "ops/terraform: bool variable enabled, default true")
     sts_tf = (hcl_blocks(tfall, 'resource "kubernetes_stateful_set_v1" "beads_sched"') or [""])[0]
-    check(re.search(r"(?m)^\s*replicas\s*=\s*var\.enabled\s*\?\s*1\s*:\s*0\s*$", sts_tf),
+    check(re.search(r"(?m)^\s*replicas\s*=\s*var\.enabled\s*\?\s*var\.replicas\s*:\s*0\s*$", sts_tf),
           "ops/terraform kill switch: enabled = false scales to 0 replicas")
+    check(re.search(r'variable\s+"replicas"\s*\{[^}]*default\s*=\s*2', tfall),
+          "ops/terraform: replicas default 2")
+    check("kubernetes_pod_disruption_budget_v1" in tfall and "pod_anti_affinity" in tfall
+          and re.search(r'pod_management_policy\s*=\s*"Parallel"', tfall),
+          "ops/terraform: PodDisruptionBudget, anti-affinity, Parallel pod management")
     settings_body = re.search(r"settings\s*=\s*merge\(\{(.*?)\}", tfall, re.S)
     tfenv = {}
     for k, v in re.findall(r"(?m)^\s*(BEADS_SCHED_\w+)\s*=\s*(.+?)\s*$", settings_body.group(1) if settings_body else ""):

@@ -62,7 +62,7 @@ t_eq "ops/build.sh: unknown argument is a usage error" 2 "$status"
 if command -v kubectl >/dev/null 2>&1; then
   if kubectl kustomize "$SRC/ops/k8s" >"$T_TMP/rendered.yaml" 2>"$T_TMP/kustomize.err"; then
     t_ok "kubectl kustomize ops/k8s renders"
-    t_eq "every rendered object is in namespace beads-server" "4 4" \
+    t_eq "every rendered object is in namespace beads-server" "5 5" \
       "$(grep -c '^kind:' "$T_TMP/rendered.yaml") $(grep -c '^  namespace: beads-server$' "$T_TMP/rendered.yaml")"
     t_match "the image is pinned by the kustomization" 'image: beads-sched:[0-9]' "$(cat "$T_TMP/rendered.yaml")"
   else
