@@ -161,6 +161,7 @@ static int store_usable(struct daemon *d)
     char why[sizeof d->store_lost_why];
     int bad = store_file_check(d->store, why, sizeof why) != 0;
     metrics_gauge_set(MG_STORE_OK, !bad);
+    metrics_gauge_set(MG_STORE_BYTES, (double)store_file_bytes(d->cfg->store));
     if (bad && !d->store_lost) {
         memcpy(d->store_lost_why, why, sizeof why);
         d->store_lost = 1;

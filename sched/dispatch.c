@@ -84,6 +84,7 @@ void refresh_writer(struct dispatcher *d)
 void note_dolt_state(struct dispatcher *d, int rc)
 {
     int ok = rc == 0;
+    metrics_gauge_set(MG_DOLT_UP, ok);
     if (ok)
         d->dolt_ok_ms = clock_now_ms();
     else

@@ -8,6 +8,7 @@
 #include "clock.h"
 #include "errors.h"
 #include "log.h"
+#include "metrics.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -124,6 +125,8 @@ static void upkeep_done(int rc, void *arg)
     }
     if (l->stopping)
         return;
+    if (!l->active) /* a standby asks Dolt nothing else */
+        metrics_gauge_set(MG_DOLT_UP, rc == 0);
     if (rc && l->active)
         log_warn("lock connection failed; standing by", "lock", l->name, "error", bs_strerror(rc));
     set_role(l, rc == 0 && l->worker_holds);

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #ifndef BEADS_SCHED_VERSION
 #define BEADS_SCHED_VERSION "unknown"
@@ -69,6 +70,12 @@ static const struct gauge_def gauge_defs[MG_COUNT] = {
                        "Unix time the current role (active or standby) began."},
     [MG_STORE_OK] = {"beads_sched_store_ok",
                      "1 while the file at STORE is the store this process opened, else 0."},
+    [MG_STORE_BYTES] = {"beads_sched_store_bytes", "Size of the store file and its WAL, in bytes."},
+    [MG_DOLT_UP] = {"beads_sched_dolt_up",
+                    "1 when Dolt answered the last request made of it, else 0."},
+    [MG_READY_BEADS] = {"beads_sched_ready_beads",
+                        "Ready beads (by bd ready's rules and the scheduler's own) the last "
+                        "dispatch cycle saw, up to the number it looked for."},
 };
 
 struct histogram_def {
@@ -359,6 +366,17 @@ char *metrics_render(void)
     text_puts(&t, "\"} 1\n");
     render_gauge(&t, "beads_sched_start_time_seconds", "Unix time the process started.",
                  start_time);
+    /* The process collector's usual name, so dashboards and alerts written
+     * for any exporter's memory work here too. */
+    long size = 0, pages = 0;
+    FILE *statm = fopen("/proc/self/statm", "r");
+    if (statm) {
+        if (fscanf(statm, "%ld %ld", &size, &pages) != 2)
+            pages = 0;
+        fclose(statm);
+    }
+    render_gauge(&t, "process_resident_memory_bytes", "Resident memory size in bytes.",
+                 (double)pages * (double)sysconf(_SC_PAGESIZE));
 
     if (t.failed) {
         free(t.p);

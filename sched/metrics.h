@@ -29,6 +29,9 @@ enum metric_gauge {
     MG_ACTIVE,             /* beads_sched_active: 1 active (holds the lock), 0 standby */
     MG_ROLE_SINCE,         /* beads_sched_role_since_timestamp_seconds */
     MG_STORE_OK,           /* beads_sched_store_ok: 0 while the store file is gone or replaced */
+    MG_STORE_BYTES,        /* beads_sched_store_bytes: the store file and its WAL */
+    MG_DOLT_UP,            /* beads_sched_dolt_up: 1 when Dolt answered the last request */
+    MG_READY_BEADS,        /* beads_sched_ready_beads: dispatchable beads the last cycle saw */
     MG_COUNT
 };
 

@@ -778,3 +778,14 @@ int store_file_check(const struct store *s, char *why, size_t len)
     }
     return 0;
 }
+
+int64_t store_file_bytes(const char *path)
+{
+    struct stat st;
+    int64_t total = stat(path, &st) == 0 ? (int64_t)st.st_size : 0;
+    char *wal = concat(path, "-wal");
+    if (wal && stat(wal, &st) == 0)
+        total += (int64_t)st.st_size;
+    free(wal);
+    return total;
+}

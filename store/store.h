@@ -39,6 +39,10 @@ void store_close(struct store *s);
  * only stats the path. */
 int store_file_check(const struct store *s, char *why, size_t len);
 
+/* Bytes the store at path takes on disk: the file and its -wal (0 for
+ * what is missing). Any thread; it only stats. */
+int64_t store_file_bytes(const char *path);
+
 /* Schema version of the open store (PRAGMA user_version). */
 int store_schema_version(struct store *s);
 /* Newest schema version this binary carries. */
