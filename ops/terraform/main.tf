@@ -320,3 +320,33 @@ resource "kubernetes_network_policy_v1" "admin" {
     }
   }
 }
+
+# Optional: the alert rules and the dashboard of ops/monitoring, in the form
+# the community Prometheus and Grafana charts take (ops/monitoring/README.md).
+resource "kubernetes_config_map_v1" "prometheus_rules" {
+  count = var.monitoring ? 1 : 0
+
+  metadata {
+    name      = "${local.name}-prometheus-rules"
+    namespace = coalesce(var.monitoring_namespace, var.namespace)
+    labels    = local.labels
+  }
+
+  data = {
+    "beads-sched.rules.yml" = file("${path.module}/../monitoring/alerts.yml")
+  }
+}
+
+resource "kubernetes_config_map_v1" "dashboard" {
+  count = var.monitoring ? 1 : 0
+
+  metadata {
+    name      = "${local.name}-dashboard"
+    namespace = coalesce(var.monitoring_namespace, var.namespace)
+    labels    = merge(local.labels, { "grafana_dashboard" = "1" })
+  }
+
+  data = {
+    "beads-sched.json" = file("${path.module}/../monitoring/dashboard.json")
+  }
+}

@@ -146,3 +146,15 @@ variable "prometheus_pod_labels" {
   type        = map(string)
   default     = { "app.kubernetes.io/name" = "prometheus" }
 }
+
+variable "monitoring" {
+  description = "Install the alert rules and the Grafana dashboard of ops/monitoring as ConfigMaps (rules for the Prometheus server, the dashboard for Grafana's sidecar)"
+  type        = bool
+  default     = false
+}
+
+variable "monitoring_namespace" {
+  description = "Namespace for the monitoring ConfigMaps (default: the module's namespace)"
+  type        = string
+  default     = null
+}

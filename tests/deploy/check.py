@@ -371,6 +371,10 @@ def main():
     sts_tf = (hcl_blocks(tfall, 'resource "kubernetes_stateful_set_v1" "beads_sched"') or [""])[0]
     check(re.search(r"(?m)^\s*replicas\s*=\s*var\.enabled\s*\?\s*var\.replicas\s*:\s*0\s*$", sts_tf),
           "ops/terraform kill switch: enabled = false scales to 0 replicas")
+    check(re.search(r'variable\s+"monitoring"\s*\{[^}]*default\s*=\s*false', tfall),
+          "ops/terraform: monitoring is optional, off by default")
+    for ref in re.findall(r'file\("\$\{path\.module\}/([^"]+)"\)', tfall):
+        check(os.path.isfile(os.path.join(tdir, ref)), "ops/terraform: file %s exists" % ref)
     check(re.search(r'variable\s+"replicas"\s*\{[^}]*default\s*=\s*2', tfall),
           "ops/terraform: replicas default 2")
     check("kubernetes_pod_disruption_budget_v1" in tfall and "pod_anti_affinity" in tfall
