@@ -626,13 +626,13 @@ int beads_ready_load(struct dolt_conn *c, const struct beads_schema *s, const ch
     }
     if (rc == 0)
         rc = ready_map_each(spawners, collect_key, &ids);
-    ready_map_free(spawners);
     char sql[128 + IN_BATCH * 2];
     if (rc == 0 && ids.n) {
         in_sql(sql, sizeof sql, "SELECT issue_id, depends_on_id FROM dependencies WHERE type = 'parent-child' "
                                 "AND depends_on_id", "");
         rc = run_batches(c, &l, sql, ids.v, ids.n, edge_row);
     }
+    ready_map_free(spawners); /* ids pointed into it */
     for (size_t i = 0; rc == 0 && i < l.nedges; i++)
         rc = want(&l, l.edges[i].child);
     /* 3. The status of every issue, blocker and child involved. */
