@@ -857,7 +857,7 @@ int beads_probe(struct dolt_conn *c, const struct beads_schema *s, const char *a
  * untrusted and one note should not fill a bead). */
 #define NOTE_MAX 16384
 /* A note is shortened only when at least this much of it fits. */
-#define NOTE_MIN_PART 120
+#define NOTE_MIN_PART 40
 
 struct pre {
     long long notes_len;
@@ -887,7 +887,7 @@ static char *fit_note(const char *note, long long notes_len, int *fit)
         *fit = 1;
         return strdup(note);
     }
-    static const char marker[] = " [cut: notes are full; the whole note is in the bead's events]";
+    static const char marker[] = " [cut; whole note in events]";
     if (room < (long long)(NOTE_MIN_PART + sizeof marker)) {
         *fit = -1;
         return NULL;

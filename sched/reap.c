@@ -647,7 +647,7 @@ static int reap_apply(struct dolt_conn *c, void *arg)
         /* Anything else is this bead's problem: logged, and the pass goes
          * on with the others (a bead the server refuses must not stop
          * every other bead's reaping). */
-        if (rc && rc != BS_ESTATE) {
+        if (rc < 0 && rc != BS_ESTATE) {
             log_warn("reaper could not settle an attempt", "bead", it->bead_id, "attempt",
                      LOG_INT(it->attempt), "error", bs_strerror(rc));
         }
