@@ -297,6 +297,14 @@ int beads_in_progress(struct dolt_conn *c, const char *assignee, bead_cb cb, voi
 
 /* ---- the readiness snapshot ---- */
 
+/* Microseconds of a monotonic clock, for the debug log's timings. */
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 /* Ids per IN / NOT IN list, as bd uses (queryBatchSize). */
 #define IN_BATCH 200
 /* Past this many excluded ids, keep only those that could be candidates. */
@@ -599,6 +607,7 @@ int beads_ready_load(struct dolt_conn *c, const struct beads_schema *s, const ch
                      struct beads_ready **out)
 {
     *out = NULL;
+    int64_t t0 = mono_us();
     struct beads_ready *r = calloc(1, sizeof *r);
     struct load l = {0};
     struct batch ids = {0};
@@ -678,6 +687,9 @@ out:
         beads_ready_free(r);
         return rc;
     }
+    log_debug("readiness snapshot", "statements", LOG_INT((long long)r->statements), "deps",
+              LOG_INT((long long)l.ndeps), "blocked", LOG_INT((long long)ready_map_count(r->st.blocked)),
+              "excluded", LOG_INT((long long)r->nexcl), "us", LOG_INT((long long)(mono_us() - t0)));
     *out = r;
     return 0;
 }
@@ -816,7 +828,10 @@ int beads_candidates(struct dolt_conn *c, const struct beads_schema *s, const st
     p[np++] = DOLT_INT(limit);
     p[np++] = DOLT_INT(offset);
     struct cand_acc a = {.r = r, .assignee = assignee};
+    int64_t t0 = mono_us();
     int rc = dolt_query(c, sql, p, np, cand_row, &a, NULL);
+    log_debug("candidate page", "rows", LOG_INT((long long)a.n), "not_in_lists", LOG_INT((long long)lists),
+              "offset", LOG_INT((long long)offset), "us", LOG_INT((long long)(mono_us() - t0)));
     free(sql);
     free(p);
     if (rc) {
