@@ -441,6 +441,11 @@ static int explain_bead(const struct config *cfg, const char *id, int json, stru
     struct beads_schema schema = {0};
     if (rc == 0)
         rc = beads_schema_detect(x->conn, &schema);
+    if (rc == BS_EINVAL && schema.error[0]) {
+        fprintf(stderr, "beads-sched: the database at %s is not a supported beads schema: %s\n", where,
+                schema.error);
+        return 1;
+    }
     if (rc) {
         fprintf(stderr, "beads-sched: cannot reach Dolt at %s: %s\n", where,
                 err[0] ? err : x->conn ? dolt_conn_error(x->conn) : bs_strerror(rc));

@@ -365,6 +365,12 @@ static int released_by_us(struct dolt_conn *c, const struct reap_item *it)
     const char *rel = p ? strstr(p, "released for retry") : NULL;
     int ours = rel && (!eol || rel < eol);
     bead_free(&b);
+    if (!ours && !p) {
+        /* Full notes: the release note lives only in the move's events row
+         * (the bead is open again, so this job's reaper note released it). */
+        snprintf(needle, sizeof needle, "reaper: job %s ", it->job_id);
+        ours = beads_has_mark(c, it->bead_id, NULL, needle) == 1;
+    }
     return ours;
 }
 

@@ -4,8 +4,9 @@
 #
 #   A. 100,000 issues, 10,000 of them open, assigned to the agent and
 #      eligible; 10,000 dependencies among the other issues (7,000 blocks,
-#      1,000 conditional-blocks, 1,000 waits-for, 1,000 parent-child), so
-#      bd's blocked set has real work to do;
+#      1,000 conditional-blocks, 1,000 waits-for, 1,000 parent-child; the
+#      dependents are closed or blocked, their targets open or in progress),
+#      so bd's blocked set has real work to do (about 4,000 blocked);
 #   B. the same plus a backlog of 1,000 open agent beads that are blocked
 #      (each by an open bead of another user).
 #
@@ -39,7 +40,7 @@ bench_sql ready -e "INSERT INTO issues (id, title, description, design, acceptan
          UTC_TIMESTAMP(), UTC_TIMESTAMP() - INTERVAL seq SECOND
   FROM seq_1_to_100000;
   INSERT INTO dependencies (issue_id, depends_on_id, type, created_by, metadata)
-  SELECT CONCAT('r-', seq * 10 - 5), CONCAT('r-', seq * 10 - 3),
+  SELECT CONCAT('r-', seq * 10 - 5), CONCAT('r-', seq * 10 - 2),
          CASE WHEN seq % 10 < 7 THEN 'blocks' WHEN seq % 10 = 7 THEN 'conditional-blocks'
               WHEN seq % 10 = 8 THEN 'waits-for' ELSE 'parent-child' END, 'bench',
          CASE WHEN seq % 20 = 8 THEN '{\"gate\":\"any-children\"}' ELSE '{}' END

@@ -195,6 +195,24 @@ skew() { # skew_minutes
   t_agent_stop
 }
 
+# --- a schema that is not bd's: one clear error naming the column ---
+bad_schema() {
+  t_new_db current; t_agent --capacity 10
+  t_env "$T_TMP/bad.$T_DB.db"
+  t_bead a
+  t_sql "ALTER TABLE issues DROP COLUMN defer_until"
+  local rc=0 out
+  t_once || rc=$?
+  t_eq "bad schema: once exits 1" 1 "$rc"
+  t_match "bad schema: the error names the column" 'msg="beads schema not supported" error="column issues.defer_until is missing' "$(cat "$T_TMP/once.log")"
+  t_eq "bad schema: nothing dispatched" open "$(status_of a)"
+  rc=0; out=$("$BS_BIN" explain a 2>&1) || rc=$?
+  t_eq "bad schema: explain exits 1" 1 "$rc"
+  t_match "bad schema: explain names the column" "not a supported beads schema: column issues.defer_until is missing" "$out"
+  t_agent_stop
+}
+
+bad_schema
 full_dispatch current
 full_dispatch older dolt
 full_orphan current
