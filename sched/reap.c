@@ -147,7 +147,7 @@ static int by_bead(const void *a, const void *b)
 static struct reap_item *find_item(struct reap_pass *rp, size_t n, const char *bead_id)
 {
     struct reap_item key = {.bead_id = (char *)bead_id};
-    return bsearch(&key, rp->items, n, sizeof key, by_bead);
+    return n ? bsearch(&key, rp->items, n, sizeof key, by_bead) : NULL;
 }
 
 struct fill_ctx {
@@ -197,7 +197,8 @@ static int reap_load(struct dolt_conn *c, void *arg)
     refresh_writer(d);
     if ((rc = store_attempts_active(d->env.store, collect_attempt, rp)))
         return rc;
-    qsort(rp->items, rp->n, sizeof *rp->items, by_bead);
+    if (rp->n)
+        qsort(rp->items, rp->n, sizeof *rp->items, by_bead);
     struct fill_ctx f = {rp, rp->n};
 
     /* Notes are read only where they are evidence (who claimed, which job). */
