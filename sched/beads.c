@@ -591,7 +591,8 @@ static int build_exclusions(struct dolt_conn *c, struct beads_ready *r, const ch
         return rc;
     /* Duplicates (blocked and a child of a blocked parent) cost nothing in
      * NOT IN, but sorted lists make statements repeatable. */
-    qsort(r->excl, r->nexcl, sizeof *r->excl, cmp_str);
+    if (r->nexcl)
+        qsort(r->excl, r->nexcl, sizeof *r->excl, cmp_str);
     size_t k = 0;
     for (size_t i = 0; i < r->nexcl; i++) {
         if (k && strcmp(r->excl[k - 1], r->excl[i]) == 0)

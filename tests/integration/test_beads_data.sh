@@ -100,17 +100,19 @@ SQL
 }
 
 # --- recovery at every crash point when the claim note does not fit ---
-full_crash() { # point
-  local point=$1
+full_crash() { # point [force_status]
+  local point=$1 force=${2:-0}
   t_new_db current; t_agent --capacity 10
   t_env "$T_TMP/fcrash.$point.db"
   export BEADS_SCHED_REAP_INTERVAL=1s BEADS_SCHED_RETRY_BACKOFF=1s BEADS_SCHED_DISPATCH_INTERVAL=1s
   t_bead f1 "priority=0" "notes=REPEAT('f', $FILL)"; t_bead f2 "priority=1" "notes=REPEAT('g', $FILL)"
+  [ "$force" != 0 ] && t_fake config "{\"force_status\": $force}"
   set +e
   BEADS_SCHED_CRASH_AT=$point "$BS_BIN" once 2>>"$T_TMP/fcrash.log"
   local rc=$?
   set -e
   t_eq "[full $point] the process died there" 137 "$rc"
+  t_fake config '{"force_status": 0}'
   # The agent cannot note its claim on a full bead (bd note fails too).
   export BEADS_SCHED_STALE_AFTER=2s
   "$BS_BIN" run 2>>"$T_TMP/fcrash.log" & local pid=$!
@@ -222,6 +224,35 @@ for p in after_claiming_commit after_dolt_claim after_claimed_commit after_posti
          after_post_response after_dispatched_commit; do
   full_crash "$p"
 done
+full_crash after_dolt_revert 500
+
+# The reaper's own crash points on a full bead: its release note does not
+# fit, the events row tells the restarted reaper that it released the bead.
+full_reap_crash() { # point
+  local point=$1
+  t_new_db current; t_agent --capacity 10 --job-ms 200 --final-status failed
+  t_env "$T_TMP/frcrash.$point.db"
+  export BEADS_SCHED_REAP_INTERVAL=1s BEADS_SCHED_RETRY_BACKOFF=1s BEADS_SCHED_DISPATCH_INTERVAL=1s
+  t_bead r1 "notes=REPEAT('r', $FILL)"
+  t_once
+  sleep 0.5 # the job fails
+  set +e
+  BEADS_SCHED_CRASH_AT=$point timeout 20 "$BS_BIN" run 2>>"$T_TMP/frcrash.log"
+  t_eq "[full $point] the reaper died there" 137 $?
+  set -e
+  "$BS_BIN" run 2>>"$T_TMP/frcrash.log" & local pid=$!
+  t_wait 15 bash -c "[ \"\$(sqlite3 '$BEADS_SCHED_STORE' \"SELECT count(*) FROM journal WHERE bead_id='r1' AND attempt=2 AND state='dispatched'\")\" = 1 ]" \
+    && t_ok "[full $point] attempt 2 dispatched after the restart" || t_fail "[full $point] no attempt 2"
+  kill -TERM "$pid"; wait "$pid" || true
+  t_eq "[full $point] attempt 1 ended retrying" retrying "$(t_store "SELECT state FROM journal WHERE bead_id='r1' AND attempt=1")"
+  t_eq "[full $point] two accepted POSTs, one per attempt" 2 "$(t_posts '.by_bead.r1')"
+  t_eq "[full $point] the user's notes intact" 1 "$(t_sql "SELECT LEFT(notes, $FILL) = REPEAT('r', $FILL) AND OCTET_LENGTH(notes) <= 65535 FROM issues WHERE id = 'r1'")"
+  unset BEADS_SCHED_REAP_INTERVAL BEADS_SCHED_RETRY_BACKOFF BEADS_SCHED_DISPATCH_INTERVAL
+  t_agent_stop
+}
+full_reap_crash after_reap_dolt_write
+full_reap_crash after_reap_commit
+
 nul_ids
 skew 40
 skew -40
