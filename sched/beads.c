@@ -634,7 +634,6 @@ int beads_ready_load(struct dolt_conn *c, const struct beads_schema *s, const ch
     if (rc)
         goto out;
     l.st = &r->st;
-    (void)s;
 
     /* 1. The blocking dependencies (one table, as bd reads them). */
     l.statements++;
