@@ -214,7 +214,31 @@ bad_schema() {
   t_agent_stop
 }
 
+# --- the running daemon: full beads never hold the others back ---
+full_live() {
+  t_new_db current; t_agent --capacity 10
+  t_env "$T_TMP/live.$T_DB.db"
+  export BEADS_SCHED_STALE_AFTER=30m BEADS_SCHED_REAP_INTERVAL=1s BEADS_SCHED_DISPATCH_INTERVAL=10m
+  t_bead stale "status='in_progress'" "notes=REPEAT('o', 65530)" "updated_at=UTC_TIMESTAMP() - INTERVAL 40 MINUTE"
+  "$BS_BIN" run 2>>"$T_TMP/live.log" & local pid=$!
+  t_wait 10 bash -c "[ \"\$(mariadb --no-defaults -uroot --socket=$BS_TEST_MYSQL_DIR/mysqld.sock -N $T_DB -e \"SELECT status FROM issues WHERE id='stale'\")\" = blocked ]" \
+    && t_ok "live: the stale orphan with full notes is blocked by the running reaper" || t_fail "live: stale orphan not blocked"
+  # Assigned at the same time: one full, one not. The probe (200 ms) sees
+  # them; one cycle takes both.
+  t_sql "INSERT INTO issues (id, title, description, design, acceptance_criteria, notes, status, priority, assignee, updated_at)
+         VALUES ('full', 'f', '', '', 'ac', REPEAT('n', $FILL), 'open', 0, 'agent', UTC_TIMESTAMP()),
+                ('other', 'o', '', '', 'ac', '', 'open', 1, 'agent', UTC_TIMESTAMP())"
+  t_wait 10 bash -c "[ \"\$(sqlite3 '$BEADS_SCHED_STORE' \"SELECT count(*) FROM journal WHERE state='dispatched'\")\" = 2 ]" \
+    && t_ok "live: both dispatched" || t_fail "live: not both dispatched"
+  kill -TERM "$pid"; wait "$pid" || true
+  t_eq "live: claimed in the same cycle (one claiming time)" 1 \
+    "$(t_store "SELECT COUNT(DISTINCT at) FROM history WHERE event = 'claiming' AND bead_id IN ('full', 'other')")"
+  unset BEADS_SCHED_STALE_AFTER BEADS_SCHED_REAP_INTERVAL BEADS_SCHED_DISPATCH_INTERVAL
+  t_agent_stop
+}
+
 bad_schema
+full_live
 full_dispatch current
 full_dispatch older dolt
 full_orphan current
