@@ -4,13 +4,13 @@
 #include "log.h"
 #include "text.h"
 
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
-/* Issue types beads never treats as ready work (CONTRACTS.md section 4). */
-#define EXCLUDED_TYPES "'merge-request','gate','molecule','message','agent','role','rig'"
 
 void beads_datetime(int64_t ms, char *buf, size_t len)
 {
@@ -45,24 +45,73 @@ static char *dup_val(const struct dolt_row *r, unsigned i)
 
 /* ---- schema detection ---- */
 
-static int column_row(const struct dolt_row *r, void *arg)
+/* Columns the daemon reads or writes, per table. */
+static const char *const issues_cols[] = {"id", "title", "description", "acceptance_criteria", "notes",
+                                          "status", "priority", "issue_type", "assignee", "updated_at",
+                                          "defer_until", "pinned", "ephemeral", NULL};
+static const char *const deps_cols[] = {"issue_id", "depends_on_id", "type", "metadata", NULL};
+static const char *const events_cols[] = {"id", "issue_id", "event_type", "actor", "old_value",
+                                          "new_value", "comment", "created_at", NULL};
+
+struct names {
+    char **v;
+    size_t n, cap;
+};
+
+static int name_row(const struct dolt_row *r, void *arg)
 {
-    struct beads_schema *s = arg;
-    const char *name = r->vals[0] ? r->vals[0] : "";
-    if (strcasecmp(name, "is_blocked") == 0) s->has_is_blocked = 1;
-    else if (strcasecmp(name, "started_at") == 0) s->has_started_at = 1;
-    else if (strcasecmp(name, "defer_until") == 0) s->has_defer_until = 1;
-    else if (strcasecmp(name, "ephemeral") == 0) s->has_ephemeral = 1;
-    else if (strcasecmp(name, "pinned") == 0) s->has_pinned = 1;
+    struct names *x = arg;
+    if (!r->vals[0])
+        return 0;
+    if (x->n == x->cap) {
+        size_t cap = x->cap ? x->cap * 2 : 32;
+        char **nv = realloc(x->v, cap * sizeof *nv);
+        if (!nv)
+            return BS_ENOMEM;
+        x->v = nv;
+        x->cap = cap;
+    }
+    if (!(x->v[x->n] = strdup(r->vals[0])))
+        return BS_ENOMEM;
+    x->n++;
     return 0;
 }
 
-static int table_row(const struct dolt_row *r, void *arg)
+static void names_free(struct names *x)
 {
-    struct beads_schema *s = arg;
-    const char *name = r->vals[0] ? r->vals[0] : "";
-    if (strcasecmp(name, "dependencies") == 0) s->has_dependencies = 1;
-    else if (strcasecmp(name, "events") == 0) s->has_events = 1;
+    for (size_t i = 0; i < x->n; i++)
+        free(x->v[i]);
+    free(x->v);
+    memset(x, 0, sizeof *x);
+}
+
+static int has_name(const struct names *x, const char *name)
+{
+    for (size_t i = 0; i < x->n; i++) {
+        if (strcasecmp(x->v[i], name) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+/* Checks that table has every column in want; sets n->error naming the
+ * first one missing. Reads the columns into cols. */
+static int check_columns(struct dolt_conn *c, const char *table, const char *const *want,
+                         struct names *cols, struct beads_schema *n)
+{
+    char sql[64];
+    snprintf(sql, sizeof sql, "SHOW COLUMNS FROM `%s`", table);
+    int rc = dolt_query(c, sql, NULL, 0, name_row, cols, NULL);
+    if (rc)
+        return rc;
+    for (size_t i = 0; want[i]; i++) {
+        if (!has_name(cols, want[i])) {
+            snprintf(n->error, sizeof n->error,
+                     "column %s.%s is missing: not a bd 1.0.x beads schema (nor the one before its "
+                     "migration 0027)", table, want[i]);
+            return BS_EINVAL;
+        }
+    }
     return 0;
 }
 
@@ -72,29 +121,57 @@ int beads_schema_detect(struct dolt_conn *c, struct beads_schema *s)
     if (rc)
         return rc;
     uint64_t gen = dolt_conn_generation(c);
-    if (s->generation == gen)
-        return 0;
+    if (s->generation == gen && !s->error[0])
+        return 0; /* a broken schema is looked at again every time */
     struct beads_schema n = {0};
-    rc = dolt_query(c, "SELECT COLUMN_NAME FROM INFORMATION_SCHEMA.COLUMNS "
-                       "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ?",
-                    (struct dolt_value[]){DOLT_TEXT("issues")}, 1, column_row, &n, NULL);
+    struct names tables = {0}, cols = {0};
+    rc = dolt_query(c, "SHOW TABLES", NULL, 0, name_row, &tables, NULL);
+    static const char *const need[] = {"issues", "dependencies", "events"};
+    for (size_t i = 0; rc == 0 && i < sizeof need / sizeof need[0]; i++) {
+        if (!has_name(&tables, need[i])) {
+            snprintf(n.error, sizeof n.error, "table %s is missing: not a beads database", need[i]);
+            rc = BS_EINVAL;
+        }
+    }
+    if (rc == 0 && (rc = check_columns(c, "issues", issues_cols, &cols, &n)) == 0) {
+        n.has_started_at = has_name(&cols, "started_at");
+        names_free(&cols);
+        rc = check_columns(c, "dependencies", deps_cols, &cols, &n);
+    }
+    names_free(&cols);
     if (rc == 0)
-        rc = dolt_query(c, "SELECT TABLE_NAME FROM INFORMATION_SCHEMA.TABLES "
-                           "WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME IN (?, ?)",
-                        (struct dolt_value[]){DOLT_TEXT("dependencies"), DOLT_TEXT("events")}, 2,
-                        table_row, &n, NULL);
+        rc = check_columns(c, "events", events_cols, &cols, &n);
+    names_free(&cols);
+    n.has_wisp_dependencies = has_name(&tables, "wisp_dependencies");
+    names_free(&tables);
+    if (rc == BS_EINVAL) {
+        if (strcmp(s->error, n.error) != 0)
+            log_error("beads schema not supported", "error", n.error);
+        n.generation = gen;
+        *s = n;
+        return BS_EINVAL;
+    }
     if (rc)
         return rc;
     n.is_dolt = dolt_is_dolt(c) > 0;
     n.generation = gen;
-    if (!n.has_is_blocked && !n.has_dependencies)
-        log_warn("beads schema has neither issues.is_blocked nor a dependencies table; "
-                 "blockers cannot be checked");
-    log_info("beads schema detected", "is_blocked", LOG_INT(n.has_is_blocked), "started_at",
-             LOG_INT(n.has_started_at), "dependencies", LOG_INT(n.has_dependencies), "dolt",
-             LOG_INT(n.is_dolt));
+    log_info("beads schema detected", "started_at", LOG_INT(n.has_started_at), "wisp_dependencies",
+             LOG_INT(n.has_wisp_dependencies), "dolt", LOG_INT(n.is_dolt));
     *s = n;
     return 0;
+}
+
+/* Whether column i of r holds an id that cannot round-trip through a C
+ * string (a NUL byte); logs it once per call site and row. */
+static int bad_id(const struct dolt_row *r, unsigned i, const char *where)
+{
+    if (i >= r->ncols || !r->vals[i] || !memchr(r->vals[i], '\0', r->lens[i]))
+        return 0;
+    char *p = text_utf8_clean(r->vals[i], r->lens[i]);
+    log_warn("bead skipped: its id holds a NUL byte and cannot be used safely", "bead", p ? p : "?",
+             "where", where);
+    free(p);
+    return 1;
 }
 
 /* ---- reads ---- */
@@ -113,9 +190,18 @@ void bead_free(struct bead *b)
     memset(b, 0, sizeof *b);
 }
 
+static long long age_val(const struct dolt_row *r, unsigned i)
+{
+    return i < r->ncols && r->vals[i] ? strtoll(r->vals[i], NULL, 10) : -1;
+}
+
+/* Columns: id, title, description, acceptance, type, status, assignee,
+ * updated_at, priority, age[, notes]. */
 static int bead_row(const struct dolt_row *r, void *arg)
 {
     struct bead *b = arg;
+    if (bad_id(r, 0, "read"))
+        return 0;
     b->id = dup_val(r, 0);
     b->title = dup_val(r, 1);
     b->description = dup_val(r, 2);
@@ -127,20 +213,23 @@ static int bead_row(const struct dolt_row *r, void *arg)
     char *prio = dup_val(r, 8);
     b->priority = prio ? strtol(prio, NULL, 10) : 2;
     free(prio);
-    b->notes = dup_val(r, 9);
+    b->age_s = age_val(r, 9);
+    b->notes = dup_val(r, 10);
     if (!b->id || !b->status || !b->updated_at)
         return BS_ENOMEM;
     return 1; /* one row is all we want */
 }
+
+#define AGE_COLUMN "TIMESTAMPDIFF(SECOND, updated_at, UTC_TIMESTAMP())"
 
 int beads_read(struct dolt_conn *c, const char *id, int want_notes, struct bead *out)
 {
     memset(out, 0, sizeof *out);
     const char *sql = want_notes
         ? "SELECT id, title, description, acceptance_criteria, issue_type, status, assignee, "
-          "DATE_FORMAT(updated_at, '%Y-%m-%d %H:%i:%s'), priority, notes FROM issues WHERE id = ?"
+          "DATE_FORMAT(updated_at, '%Y-%m-%d %H:%i:%s'), priority, " AGE_COLUMN ", notes FROM issues WHERE id = ?"
         : "SELECT id, title, description, acceptance_criteria, issue_type, status, assignee, "
-          "DATE_FORMAT(updated_at, '%Y-%m-%d %H:%i:%s'), priority FROM issues WHERE id = ?";
+          "DATE_FORMAT(updated_at, '%Y-%m-%d %H:%i:%s'), priority, " AGE_COLUMN " FROM issues WHERE id = ?";
     int rc = dolt_query(c, sql, (struct dolt_value[]){DOLT_TEXT(id)}, 1, bead_row, out, NULL);
     if (rc == 1)
         return 0;
@@ -153,23 +242,26 @@ struct many_acc {
     void *arg;
 };
 
-/* Columns: id, status, assignee, updated_at, priority[, notes]. */
+/* Columns: id, status, assignee, updated_at, priority, age[, notes]. */
 static int state_row(const struct dolt_row *r, void *arg)
 {
     struct many_acc *m = arg;
+    if (bad_id(r, 0, "state"))
+        return 0;
     struct bead b = {0};
     b.id = dup_val(r, 0);
     b.status = dup_val(r, 1);
     b.assignee = dup_val(r, 2);
     b.updated_at = dup_val(r, 3);
     b.priority = r->vals[4] ? strtol(r->vals[4], NULL, 10) : 2;
-    b.notes = r->ncols > 5 ? dup_val(r, 5) : NULL;
+    b.age_s = age_val(r, 5);
+    b.notes = r->ncols > 6 ? dup_val(r, 6) : NULL;
     int rc = (!b.id || !b.status || !b.updated_at) ? BS_ENOMEM : m->cb(&b, m->arg);
     bead_free(&b);
     return rc;
 }
 
-#define STATE_COLUMNS "id, status, assignee, DATE_FORMAT(updated_at, '%Y-%m-%d %H:%i:%s'), priority"
+#define STATE_COLUMNS "id, status, assignee, DATE_FORMAT(updated_at, '%Y-%m-%d %H:%i:%s'), priority, " AGE_COLUMN
 
 int beads_read_many(struct dolt_conn *c, const char *const *ids, size_t n, int want_notes,
                     bead_cb cb, void *arg)
@@ -177,7 +269,7 @@ int beads_read_many(struct dolt_conn *c, const char *const *ids, size_t n, int w
     /* One statement text per chunk size keeps the prepared-statement cache
      * small: every chunk has BEADS_READ_CHUNK placeholders, the last one
      * padded by repeating its final id (IN ignores duplicates). */
-    char sql[128 + BEADS_READ_CHUNK * 3];
+    char sql[256 + BEADS_READ_CHUNK * 3];
     size_t k = (size_t)snprintf(sql, sizeof sql, "SELECT %s%s FROM issues WHERE id IN (",
                                 STATE_COLUMNS, want_notes ? ", notes" : "");
     for (size_t i = 0; i < BEADS_READ_CHUNK; i++)
@@ -203,15 +295,487 @@ int beads_in_progress(struct dolt_conn *c, const char *assignee, bead_cb cb, voi
                       (struct dolt_value[]){DOLT_TEXT(assignee)}, 1, state_row, &m, NULL);
 }
 
+/* ---- the readiness snapshot ---- */
+
+/* Microseconds of a monotonic clock, for the debug log's timings. */
+static int64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Ids per IN / NOT IN list, as bd uses (queryBatchSize). */
+#define IN_BATCH 200
+/* Past this many excluded ids, keep only those that could be candidates. */
+#define EXCL_NARROW 1000
+/* Past this many ids whose status is needed, read every active issue once
+ * instead of IN lists (measured: tests/bench/bench_ready.sh). */
+#define STATUS_SCAN_OVER (10 * IN_BATCH)
+/* MariaDB and Dolt take at most 65,535 placeholders in one statement. */
+#define EXCL_MAX 60000
+
+/* Every row read, kept until the snapshot is computed: ids point into
+ * malloc'd copies owned by the arena. */
+struct arena {
+    char **v;
+    size_t n, cap;
+};
+
+static const char *arena_dup(struct arena *a, const char *p, size_t len)
+{
+    if (a->n == a->cap) {
+        size_t cap = a->cap ? a->cap * 2 : 256;
+        char **nv = realloc(a->v, cap * sizeof *nv);
+        if (!nv)
+            return NULL;
+        a->v = nv;
+        a->cap = cap;
+    }
+    char *s = malloc(len + 1);
+    if (!s)
+        return NULL;
+    memcpy(s, p, len);
+    s[len] = '\0';
+    a->v[a->n++] = s;
+    return s;
+}
+
+static void arena_free(struct arena *a)
+{
+    for (size_t i = 0; i < a->n; i++)
+        free(a->v[i]);
+    free(a->v);
+}
+
+struct load {
+    struct arena arena;
+    struct ready_dep *deps;
+    size_t ndeps, capdeps;
+    struct ready_edge *edges;
+    size_t nedges, capedges;
+    struct ready_map *want_status;  /* ids whose status is needed */
+    struct ready_map *deferred;     /* issues deferred into the future */
+    struct ready_state *st;
+    size_t statements;
+};
+
+static int id_of(struct load *l, const struct dolt_row *r, unsigned i, struct ready_id *out)
+{
+    if (i >= r->ncols || !r->vals[i])
+        return 1; /* NULL: skip the row */
+    const char *p = arena_dup(&l->arena, r->vals[i], r->lens[i]);
+    if (!p)
+        return BS_ENOMEM;
+    *out = (struct ready_id){p, r->lens[i]};
+    return 0;
+}
+
+static int want(struct load *l, struct ready_id id)
+{
+    return ready_map_put(l->want_status, id, NULL) ? 0 : BS_ENOMEM;
+}
+
+static int dep_row(const struct dolt_row *r, void *arg)
+{
+    struct load *l = arg;
+    int type = r->vals[2] ? ready_dep_type(r->vals[2], r->lens[2]) : -1;
+    if (type < 0)
+        return 0;
+    if (l->ndeps == l->capdeps) {
+        size_t cap = l->capdeps ? l->capdeps * 2 : 256;
+        struct ready_dep *nv = realloc(l->deps, cap * sizeof *nv);
+        if (!nv)
+            return BS_ENOMEM;
+        l->deps = nv;
+        l->capdeps = cap;
+    }
+    struct ready_dep *d = &l->deps[l->ndeps];
+    int rc = id_of(l, r, 0, &d->issue);
+    if (rc == 0)
+        rc = id_of(l, r, 1, &d->target);
+    if (rc)
+        return rc < 0 ? rc : 0;
+    d->type = (enum ready_dep_type)type;
+    d->gate_any = type == RD_WAITS_FOR && ready_gate_any(r->vals[3], r->vals[3] ? r->lens[3] : 0);
+    l->ndeps++;
+    if ((rc = want(l, d->issue)))
+        return rc;
+    return type == RD_WAITS_FOR ? 0 : want(l, d->target);
+}
+
+static int edge_row(const struct dolt_row *r, void *arg)
+{
+    struct load *l = arg;
+    if (l->nedges == l->capedges) {
+        size_t cap = l->capedges ? l->capedges * 2 : 256;
+        struct ready_edge *nv = realloc(l->edges, cap * sizeof *nv);
+        if (!nv)
+            return BS_ENOMEM;
+        l->edges = nv;
+        l->capedges = cap;
+    }
+    struct ready_edge *e = &l->edges[l->nedges];
+    int rc = id_of(l, r, 0, &e->child);
+    if (rc == 0)
+        rc = id_of(l, r, 1, &e->parent);
+    if (rc)
+        return rc < 0 ? rc : 0;
+    l->nedges++;
+    return 0;
+}
+
+static int status_row(const struct dolt_row *r, void *arg)
+{
+    struct load *l = arg;
+    if (!r->vals[0] || !r->vals[1])
+        return 0;
+    return ready_state_status(l->st, (struct ready_id){r->vals[0], r->lens[0]}, r->vals[1], r->lens[1]);
+}
+
+static int deferred_row(const struct dolt_row *r, void *arg)
+{
+    struct load *l = arg;
+    if (!r->vals[0])
+        return 0;
+    return ready_map_put(l->deferred, (struct ready_id){r->vals[0], r->lens[0]}, NULL) ? 0 : BS_ENOMEM;
+}
+
+/* Builds "<head> IN (?,...)<tail>" with IN_BATCH placeholders. */
+static void in_sql(char *buf, size_t len, const char *head, const char *tail)
+{
+    size_t k = (size_t)snprintf(buf, len, "%s IN (", head);
+    for (size_t i = 0; i < IN_BATCH && k < len; i++)
+        k += (size_t)snprintf(buf + k, len - k, i ? ",?" : "?");
+    snprintf(buf + k, len - k, ")%s", tail);
+}
+
+struct batch {
+    struct ready_id *v;
+    size_t n, cap;
+};
+
+static int collect_key(struct ready_id id, void *value, void *arg)
+{
+    (void)value;
+    struct batch *b = arg;
+    if (b->n == b->cap) {
+        size_t cap = b->cap ? b->cap * 2 : 256;
+        struct ready_id *nv = realloc(b->v, cap * sizeof *nv);
+        if (!nv)
+            return BS_ENOMEM;
+        b->v = nv;
+        b->cap = cap;
+    }
+    b->v[b->n++] = id;
+    return 0;
+}
+
+/* Runs sql (IN_BATCH placeholders) over ids in batches, the last padded by
+ * repeating its final id. Ids travel with their exact length. */
+static int run_batches(struct dolt_conn *c, struct load *l, const char *sql, const struct ready_id *ids,
+                       size_t n, dolt_row_cb cb)
+{
+    struct dolt_value p[IN_BATCH];
+    for (size_t off = 0; off < n; off += IN_BATCH) {
+        size_t cnt = n - off < IN_BATCH ? n - off : IN_BATCH;
+        for (size_t i = 0; i < IN_BATCH; i++) {
+            const struct ready_id *id = &ids[off + (i < cnt ? i : cnt - 1)];
+            p[i] = (struct dolt_value){.type = DT_TEXT, .text = id->p, .len = id->n};
+        }
+        l->statements++;
+        int rc = dolt_query(c, sql, p, IN_BATCH, cb, l, NULL);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* Parent-child rows whose parent is in parents, from dependencies and (if
+ * it exists) wisp_dependencies, as bd reads them. */
+static int children_of(struct dolt_conn *c, const struct beads_schema *s, struct load *l,
+                       const struct ready_id *parents, size_t n, int with_wisps)
+{
+    if (n > STATUS_SCAN_OVER) {
+        /* Many parents: every parent-child row once is cheaper than the
+         * lists; ready_mark_children ignores the unrelated ones. */
+        l->statements++;
+        int rc = dolt_query(c, "SELECT issue_id, depends_on_id FROM dependencies WHERE type = 'parent-child'",
+                            NULL, 0, edge_row, l, NULL);
+        if (rc == 0 && with_wisps && s->has_wisp_dependencies) {
+            l->statements++;
+            rc = dolt_query(c, "SELECT issue_id, depends_on_id FROM wisp_dependencies WHERE type = 'parent-child'",
+                            NULL, 0, edge_row, l, NULL);
+        }
+        return rc;
+    }
+    char sql[128 + IN_BATCH * 2];
+    in_sql(sql, sizeof sql, "SELECT issue_id, depends_on_id FROM dependencies WHERE type = 'parent-child' "
+                            "AND depends_on_id", "");
+    int rc = run_batches(c, l, sql, parents, n, edge_row);
+    if (rc == 0 && with_wisps && s->has_wisp_dependencies) {
+        in_sql(sql, sizeof sql, "SELECT issue_id, depends_on_id FROM wisp_dependencies WHERE "
+                                "type = 'parent-child' AND depends_on_id", "");
+        rc = run_batches(c, l, sql, parents, n, edge_row);
+    }
+    return rc;
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+struct excl_acc {
+    struct beads_ready *r;
+    size_t cap;
+    const struct ready_map *only;   /* keep only these (NULL: all) */
+};
+
+static int add_excl(struct ready_id id, void *value, void *arg)
+{
+    (void)value;
+    struct excl_acc *x = arg;
+    struct beads_ready *r = x->r;
+    /* A NUL in the id: the row is skipped when read anyway, and a C string
+     * would turn it into another bead's id. */
+    if (memchr(id.p, '\0', id.n) || (x->only && !ready_map_get(x->only, id)))
+        return 0;
+    if (r->nexcl == x->cap) {
+        size_t cap = x->cap ? x->cap * 2 : 64;
+        char **nv = realloc(r->excl, cap * sizeof *nv);
+        if (!nv)
+            return BS_ENOMEM;
+        r->excl = nv;
+        x->cap = cap;
+    }
+    if (!(r->excl[r->nexcl] = strndup(id.p, id.n)))
+        return BS_ENOMEM;
+    r->nexcl++;
+    return 0;
+}
+
+static int open_row(const struct dolt_row *r, void *arg)
+{
+    struct ready_map *m = arg;
+    if (!r->vals[0])
+        return 0;
+    return ready_map_put(m, (struct ready_id){r->vals[0], r->lens[0]}, NULL) ? 0 : BS_ENOMEM;
+}
+
+/* Excluded ids: blocked, children of blocked, children of deferred
+ * parents; narrowed to the assignee's open beads when there are many. */
+static int build_exclusions(struct dolt_conn *c, struct beads_ready *r, const char *assignee)
+{
+    const struct ready_state *st = &r->st;
+    size_t total = ready_map_count(st->blocked) + ready_map_count(st->parent_blocked) +
+                   ready_map_count(st->parent_deferred);
+    struct ready_map *only = NULL;
+    int rc = 0;
+    if (total > EXCL_NARROW && assignee) {
+        if (!(only = ready_map_new()))
+            return BS_ENOMEM;
+        r->statements++;
+        rc = dolt_query(c, "SELECT id FROM issues WHERE assignee = ? AND status = 'open'",
+                        (struct dolt_value[]){DOLT_TEXT(assignee)}, 1, open_row, only, NULL);
+    }
+    struct excl_acc x = {r, 0, only};
+    if (rc == 0)
+        rc = ready_map_each(st->blocked, add_excl, &x);
+    if (rc == 0)
+        rc = ready_map_each(st->parent_blocked, add_excl, &x);
+    if (rc == 0)
+        rc = ready_map_each(st->parent_deferred, add_excl, &x);
+    ready_map_free(only);
+    if (rc)
+        return rc;
+    /* Duplicates (blocked and a child of a blocked parent) cost nothing in
+     * NOT IN, but sorted lists make statements repeatable. */
+    if (r->nexcl)
+        qsort(r->excl, r->nexcl, sizeof *r->excl, cmp_str);
+    size_t k = 0;
+    for (size_t i = 0; i < r->nexcl; i++) {
+        if (k && strcmp(r->excl[k - 1], r->excl[i]) == 0)
+            free(r->excl[i]);
+        else
+            r->excl[k++] = r->excl[i];
+    }
+    r->nexcl = k;
+    if (r->nexcl > EXCL_MAX) {
+        log_error("too many blocked beads to exclude in one query", "count", LOG_INT((long long)r->nexcl),
+                  "max", LOG_INT(EXCL_MAX));
+        return BS_EINVAL;
+    }
+    return 0;
+}
+
+void beads_ready_free(struct beads_ready *r)
+{
+    if (!r)
+        return;
+    ready_state_free(&r->st);
+    for (size_t i = 0; i < r->nexcl; i++)
+        free(r->excl[i]);
+    free(r->excl);
+    free(r);
+}
+
+int beads_ready_load(struct dolt_conn *c, const struct beads_schema *s, const char *assignee,
+                     struct beads_ready **out)
+{
+    *out = NULL;
+    int64_t t0 = mono_us();
+    struct beads_ready *r = calloc(1, sizeof *r);
+    struct load l = {0};
+    struct batch ids = {0};
+    int rc = !r ? BS_ENOMEM : ready_state_init(&r->st);
+    if (rc == 0 && (!(l.want_status = ready_map_new()) || !(l.deferred = ready_map_new())))
+        rc = BS_ENOMEM;
+    if (rc)
+        goto out;
+    l.st = &r->st;
+
+    /* 1. The blocking dependencies (one table, as bd reads them). */
+    l.statements++;
+    rc = dolt_query(c, "SELECT issue_id, depends_on_id, type, metadata FROM dependencies "
+                       "WHERE type IN ('blocks', 'conditional-blocks', 'waits-for')",
+                    NULL, 0, dep_row, &l, NULL);
+    /* 2. The direct children of every waits-for spawner (dependencies only:
+     * bd ready computes the blocked set without the wisp tables). */
+    struct ready_map *spawners = rc == 0 ? ready_map_new() : NULL;
+    if (rc == 0 && !spawners)
+        rc = BS_ENOMEM;
+    for (size_t i = 0; rc == 0 && i < l.ndeps; i++) {
+        if (l.deps[i].type == RD_WAITS_FOR && !ready_map_put(spawners, l.deps[i].target, NULL))
+            rc = BS_ENOMEM;
+    }
+    if (rc == 0)
+        rc = ready_map_each(spawners, collect_key, &ids);
+    char sql[128 + IN_BATCH * 2];
+    if (rc == 0 && ids.n) {
+        in_sql(sql, sizeof sql, "SELECT issue_id, depends_on_id FROM dependencies WHERE type = 'parent-child' "
+                                "AND depends_on_id", "");
+        rc = run_batches(c, &l, sql, ids.v, ids.n, edge_row);
+    }
+    ready_map_free(spawners); /* ids pointed into it */
+    for (size_t i = 0; rc == 0 && i < l.nedges; i++)
+        rc = want(&l, l.edges[i].child);
+    /* 3. The status of every issue, blocker and child involved: in id
+     * lists when they are few; when they are many, one read of every
+     * active issue is cheaper (bd reads it that way), plus the real status
+     * of the spawners' children (the any-children gate needs "closed"). */
+    ids.n = 0;
+    if (rc == 0)
+        rc = ready_map_each(l.want_status, collect_key, &ids);
+    if (rc == 0 && ids.n > STATUS_SCAN_OVER) {
+        l.statements++;
+        rc = dolt_query(c, "SELECT id, status FROM issues WHERE status NOT IN ('closed', 'pinned')", NULL, 0,
+                        status_row, &l, NULL);
+        ids.n = 0;
+        for (size_t i = 0; rc == 0 && i < l.nedges; i++)
+            rc = collect_key(l.edges[i].child, NULL, &ids);
+    }
+    if (rc == 0 && ids.n) {
+        in_sql(sql, sizeof sql, "SELECT id, status FROM issues WHERE id", "");
+        rc = run_batches(c, &l, sql, ids.v, ids.n, status_row);
+    }
+    /* 4. bd's blocked set. */
+    if (rc == 0)
+        rc = ready_compute_blocked(&r->st, l.deps, l.ndeps, l.edges, l.nedges);
+    /* 5. Issues deferred into the future, then the children of those and
+     * of the blocked ones. */
+    if (rc == 0) {
+        l.statements++;
+        rc = dolt_query(c, "SELECT id FROM issues WHERE defer_until IS NOT NULL AND defer_until > UTC_TIMESTAMP()",
+                        NULL, 0, deferred_row, &l, NULL);
+    }
+    l.nedges = 0;
+    ids.n = 0;
+    if (rc == 0)
+        rc = ready_map_each(r->st.blocked, collect_key, &ids);
+    if (rc == 0)
+        rc = ready_map_each(l.deferred, collect_key, &ids);
+    if (rc == 0 && ids.n)
+        rc = children_of(c, s, &l, ids.v, ids.n, 1);
+    if (rc == 0)
+        rc = ready_mark_children(&r->st, l.edges, l.nedges, l.deferred);
+    /* 6. What the candidate query leaves out. */
+    r->statements = l.statements;
+    if (rc == 0)
+        rc = build_exclusions(c, r, assignee);
+out:
+    free(ids.v);
+    free(l.deps);
+    free(l.edges);
+    ready_map_free(l.want_status);
+    ready_map_free(l.deferred);
+    arena_free(&l.arena);
+    if (rc) {
+        beads_ready_free(r);
+        return rc;
+    }
+    log_debug("readiness snapshot", "statements", LOG_INT((long long)r->statements), "deps",
+              LOG_INT((long long)l.ndeps), "blocked", LOG_INT((long long)ready_map_count(r->st.blocked)),
+              "excluded", LOG_INT((long long)r->nexcl), "us", LOG_INT((long long)(mono_us() - t0)));
+    *out = r;
+    return 0;
+}
+
+/* ---- candidates ---- */
+
 struct cand_acc {
     struct candidate *v;
     size_t n, cap;
-    int err;
+    const struct beads_ready *r;
+    const char *assignee;
 };
 
+/* The row facts columns, shared by the candidate query and explain. */
+#define FACT_COLUMNS                                                                              \
+    "id, status, assignee, issue_type, pinned, ephemeral, "                                       \
+    "(defer_until IS NOT NULL AND defer_until > UTC_TIMESTAMP()), "                               \
+    "(acceptance_criteria IS NOT NULL AND acceptance_criteria REGEXP '[^[:space:]]'), "           \
+    "DATE_FORMAT(defer_until, '%Y-%m-%d %H:%i:%s'), OCTET_LENGTH(notes)"
+
+static int flag_col(const struct dolt_row *r, unsigned i)
+{
+    if (i >= r->ncols || !r->vals[i])
+        return -1;
+    return (int)strtol(r->vals[i], NULL, 10);
+}
+
+static void facts_of(const struct dolt_row *r, unsigned base, struct ready_row *row)
+{
+    row->id = (struct ready_id){r->vals[base] ? r->vals[base] : "", r->vals[base] ? r->lens[base] : 0};
+    row->status = r->vals[base + 1];
+    row->assignee = r->vals[base + 2];
+    row->issue_type = r->vals[base + 3];
+    row->pinned = flag_col(r, base + 4);
+    row->ephemeral = flag_col(r, base + 5);
+    row->deferred = flag_col(r, base + 6) == 1;
+    row->has_acceptance = flag_col(r, base + 7) == 1;
+}
+
+/* Columns: updated_at, priority, then FACT_COLUMNS. */
 static int cand_row(const struct dolt_row *r, void *arg)
 {
     struct cand_acc *a = arg;
+    if (bad_id(r, 2, "candidates"))
+        return 0;
+    struct ready_row row;
+    facts_of(r, 2, &row);
+    /* The SQL applied the same rules; ready_rules has the last word, so the
+     * dispatcher and explain cannot disagree. The acceptance rule is the
+     * caller's choice of list, not a filter here. */
+    struct ready_result res[RR_COUNT];
+    ready_rules(&row, a->assignee, a->r ? &a->r->st : NULL, res);
+    for (int i = 0; i < RR_COUNT; i++) {
+        if (!res[i].ok && i != RR_ACCEPTANCE) {
+            log_warn("candidate failed a readiness rule the query let through; skipped", "bead",
+                     r->vals[2], "rule", ready_rule_name[i]);
+            return 0;
+        }
+    }
     if (a->n == a->cap) {
         size_t cap = a->cap ? a->cap * 2 : 64;
         struct candidate *nv = realloc(a->v, cap * sizeof *nv);
@@ -221,10 +785,10 @@ static int cand_row(const struct dolt_row *r, void *arg)
         a->cap = cap;
     }
     struct candidate *cd = &a->v[a->n];
-    cd->id = dup_val(r, 0);
-    cd->updated_at = dup_val(r, 1);
-    cd->priority = r->vals[2] ? strtol(r->vals[2], NULL, 10) : 2;
-    cd->has_acceptance = r->vals[3] && strcmp(r->vals[3], "1") == 0;
+    cd->id = dup_val(r, 2);
+    cd->updated_at = dup_val(r, 0);
+    cd->priority = r->vals[1] ? strtol(r->vals[1], NULL, 10) : 2;
+    cd->has_acceptance = row.has_acceptance;
     if (!cd->id || !cd->updated_at) {
         free(cd->id);
         free(cd->updated_at);
@@ -243,35 +807,60 @@ void candidates_free(struct candidate *v, size_t n)
     free(v);
 }
 
-int beads_candidates(struct dolt_conn *c, const struct beads_schema *s, const char *assignee,
-                     int with_acceptance, size_t offset, size_t limit, struct candidate **out,
-                     size_t *n)
+int beads_candidates(struct dolt_conn *c, const struct beads_schema *s, const struct beads_ready *r,
+                     const char *assignee, int with_acceptance, size_t offset, size_t limit,
+                     struct candidate **out, size_t *n)
 {
-    char sql[2048];
-    /* Readiness as beads defines it; the blocker rule falls back to the
-     * dependencies table on schemas without the materialised column.
-     * Acceptance criteria "non-empty after trimming" means any non-space
+    (void)s;
+    /* NOT IN lists of IN_BATCH ids each; their number is rounded up to a
+     * power of two (the last list padded with a repeated id) so that few
+     * statement texts exist and the prepared-statement cache holds them. */
+    size_t nexcl = r ? r->nexcl : 0;
+    size_t lists = 0;
+    if (nexcl) {
+        lists = 1;
+        while (lists * IN_BATCH < nexcl)
+            lists *= 2;
+    }
+    size_t cap = 1024 + lists * (IN_BATCH * 2 + 32);
+    char *sql = malloc(cap);
+    struct dolt_value *p = malloc((lists * IN_BATCH + 3) * sizeof *p);
+    if (!sql || !p) {
+        free(sql);
+        free(p);
+        return BS_ENOMEM;
+    }
+    /* Acceptance criteria "non-empty after trimming" means any non-space
      * character, newlines and tabs included. */
-    snprintf(sql, sizeof sql,
-             "SELECT i.id, DATE_FORMAT(i.updated_at, '%%Y-%%m-%%d %%H:%%i:%%s'), i.priority, "
-             "%d FROM issues i WHERE i.assignee = ? AND i.status = 'open' "
-             "AND %s(i.acceptance_criteria IS NOT NULL AND i.acceptance_criteria REGEXP '[^[:space:]]') "
-             "AND i.issue_type NOT IN (" EXCLUDED_TYPES ") %s%s%s%s "
-             "ORDER BY i.priority ASC, i.updated_at ASC, i.id ASC LIMIT ? OFFSET ?",
-             with_acceptance ? 1 : 0, with_acceptance ? "" : "NOT ",
-             s->has_pinned ? "AND i.pinned = 0 " : "",
-             s->has_ephemeral ? "AND i.ephemeral = 0 " : "",
-             s->has_defer_until ? "AND (i.defer_until IS NULL OR i.defer_until <= UTC_TIMESTAMP()) " : "",
-             s->has_is_blocked ? "AND i.is_blocked = 0"
-             : s->has_dependencies
-                 ? "AND NOT EXISTS (SELECT 1 FROM dependencies d JOIN issues b ON b.id = d.depends_on_id "
-                   "WHERE d.issue_id = i.id AND d.type IN ('blocks', 'conditional-blocks', 'waits-for') "
-                   "AND b.status NOT IN ('closed', 'pinned'))"
-                 : "");
-    struct cand_acc a = {0};
-    int rc = dolt_query(c, sql,
-                        (struct dolt_value[]){DOLT_TEXT(assignee), DOLT_INT(limit), DOLT_INT(offset)},
-                        3, cand_row, &a, NULL);
+    size_t k = (size_t)snprintf(sql, cap,
+             "SELECT DATE_FORMAT(updated_at, '%%Y-%%m-%%d %%H:%%i:%%s'), priority, %s"
+             " FROM issues WHERE assignee = ? AND status = 'open' "
+             "AND %s(acceptance_criteria IS NOT NULL AND acceptance_criteria REGEXP '[^[:space:]]') "
+             "AND (pinned = 0 OR pinned IS NULL) AND (ephemeral = 0 OR ephemeral IS NULL) "
+             "AND issue_type NOT IN (" READY_EXCLUDED_TYPES_SQL ") "
+             "AND (defer_until IS NULL OR defer_until <= UTC_TIMESTAMP())",
+             FACT_COLUMNS, with_acceptance ? "" : "NOT ");
+    size_t np = 0;
+    p[np++] = DOLT_TEXT(assignee);
+    for (size_t li = 0; li < lists; li++) {
+        k += (size_t)snprintf(sql + k, cap - k, " AND id NOT IN (");
+        for (size_t i = 0; i < IN_BATCH; i++) {
+            size_t at = li * IN_BATCH + i;
+            p[np++] = DOLT_TEXT(r->excl[at < nexcl ? at : nexcl - 1]);
+            k += (size_t)snprintf(sql + k, cap - k, i ? ",?" : "?");
+        }
+        k += (size_t)snprintf(sql + k, cap - k, ")");
+    }
+    snprintf(sql + k, cap - k, " ORDER BY priority ASC, updated_at ASC, id ASC LIMIT ? OFFSET ?");
+    p[np++] = DOLT_INT(limit);
+    p[np++] = DOLT_INT(offset);
+    struct cand_acc a = {.r = r, .assignee = assignee};
+    int64_t t0 = mono_us();
+    int rc = dolt_query(c, sql, p, np, cand_row, &a, NULL);
+    log_debug("candidate page", "rows", LOG_INT((long long)a.n), "not_in_lists", LOG_INT((long long)lists),
+              "offset", LOG_INT((long long)offset), "us", LOG_INT((long long)(mono_us() - t0)));
+    free(sql);
+    free(p);
     if (rc) {
         candidates_free(a.v, a.n);
         return rc;
@@ -306,33 +895,146 @@ int beads_probe(struct dolt_conn *c, const struct beads_schema *s, const char *a
 
 /* ---- guarded writes ---- */
 
+/* A note longer than this is cut before anything else (bead text is
+ * untrusted and one note should not fill a bead). */
+#define NOTE_MAX 16384
+/* A note is shortened only when at least this much of it fits. */
+#define NOTE_MIN_PART 40
+
+struct pre {
+    long long notes_len;
+    char updated_at[32];
+    char now[32];
+    int found;
+};
+
+static int pre_row(const struct dolt_row *r, void *arg)
+{
+    struct pre *p = arg;
+    p->found = 1;
+    p->notes_len = r->vals[0] ? strtoll(r->vals[0], NULL, 10) : 0;
+    snprintf(p->updated_at, sizeof p->updated_at, "%s", r->vals[1] ? r->vals[1] : "");
+    snprintf(p->now, sizeof p->now, "%s", r->vals[2] ? r->vals[2] : "");
+    return 1;
+}
+
+/* What of note goes into notes that are notes_len bytes long: the whole
+ * note, a shortened copy, or nothing. Returns a malloc'd string or NULL
+ * (left out; *fit -1); *fit 1 whole, 0 shortened. */
+static char *fit_note(const char *note, long long notes_len, int *fit)
+{
+    size_t len = strlen(note);
+    long long room = BEADS_TEXT_MAX - notes_len - (notes_len > 0 ? 1 : 0);
+    if ((long long)len <= room) {
+        *fit = 1;
+        return strdup(note);
+    }
+    static const char marker[] = " [cut; whole note in events]";
+    if (room < (long long)(NOTE_MIN_PART + sizeof marker)) {
+        *fit = -1;
+        return NULL;
+    }
+    size_t keep = text_utf8_prefix(note, len, (size_t)room - sizeof marker);
+    char *s = malloc(keep + sizeof marker);
+    if (s) {
+        memcpy(s, note, keep);
+        memcpy(s + keep, marker, sizeof marker);
+    }
+    *fit = 0;
+    return s;
+}
+
+/* {"k1": v1, ...} from pairs of strings (a NULL value is JSON null). */
+static char *json_pairs(const char *const *kv, size_t n)
+{
+    json_t *o = json_object();
+    for (size_t i = 0; o && i + 1 < n; i += 2)
+        json_object_set_new(o, kv[i], kv[i + 1] ? json_string(kv[i + 1]) : json_null());
+    char *s = o ? json_dumps(o, JSON_COMPACT | JSON_ENSURE_ASCII) : NULL;
+    json_decref(o);
+    return s;
+}
+
 int beads_move(struct dolt_conn *c, const struct beads_schema *s, const struct beads_writer *w,
                const struct bead_move *m)
 {
     char sql[1024];
-    struct dolt_value p[12];
+    struct dolt_value p[16];
     size_t np = 0;
     uint64_t affected = 0;
-    int rc;
+    int rc, fit = 1;
+    char *note = NULL, *capped = NULL, *new_value = NULL;
 
     /* Bead text is untrusted and a note may be long: cap what we append. */
-    char *note = m->note ? text_cap(m->note, strlen(m->note), 16384, NULL) : NULL;
-    if (m->note && !note)
+    if (m->note && !(capped = text_cap(m->note, strlen(m->note), NOTE_MAX, NULL)))
         return BS_ENOMEM;
+
+    if ((rc = dolt_begin(c)))
+        goto out;
+    /* The notes' size, the updated_at we compare with, and the server's
+     * clock, read in the transaction that writes. */
+    struct pre pre = {0};
+    rc = dolt_query(c, "SELECT OCTET_LENGTH(notes), DATE_FORMAT(updated_at, '%Y-%m-%d %H:%i:%s'), "
+                       "DATE_FORMAT(UTC_TIMESTAMP(), '%Y-%m-%d %H:%i:%s') FROM issues WHERE id = ?",
+                    (struct dolt_value[]){DOLT_TEXT(m->id)}, 1, pre_row, &pre, NULL);
+    if (rc < 0)
+        goto rollback;
+    if (!pre.found) {
+        rc = BS_ESTATE;
+        goto rollback;
+    }
+    /* updated_at never moves backwards, even when another writer's clock
+     * ran ahead of the server's. */
+    const char *written = strcmp(pre.updated_at, pre.now) > 0 ? pre.updated_at : pre.now;
+    if (capped && !(note = fit_note(capped, pre.notes_len, &fit)) && fit != -1) {
+        rc = BS_ENOMEM;
+        goto rollback;
+    }
+
+    /* The event first: it records the state before the move (bd writes the
+     * old issue as JSON; the short fields here, so the row always fits a
+     * TEXT column), and it is what recovery reads when the note did not
+     * fit. It is rolled back with the move if the move does not apply. */
+    int status_change = strcmp(m->from, m->to) != 0;
+    int claim = strcmp(m->event_type, "claimed") == 0;
+    const char *kv[] = {"status", m->to, "assignee", m->assignee};
+    new_value = json_pairs(kv, claim ? 4 : 2);
+    if (!new_value) {
+        rc = BS_ENOMEM;
+        goto rollback;
+    }
+    struct dolt_value ev[] = {
+        DOLT_TEXT(m->event_type), DOLT_TEXT(w->actor),
+        status_change || claim ? DOLT_TEXT(new_value) : DOLT_NULL,
+        capped ? DOLT_TEXT(capped) : DOLT_NULL, DOLT_TEXT(m->id),
+    };
+    rc = dolt_query(c, "INSERT INTO events (issue_id, event_type, actor, old_value, new_value, comment) "
+                       "SELECT id, ?, ?, JSON_OBJECT('id', id, 'title', title, 'status', status, "
+                       "'priority', priority, 'issue_type', issue_type, 'assignee', assignee, "
+                       "'updated_at', DATE_FORMAT(updated_at, '%Y-%m-%dT%H:%i:%sZ')), ?, ? "
+                       "FROM issues WHERE id = ?",
+                    ev, sizeof ev / sizeof ev[0], NULL, NULL, NULL);
+    if (rc)
+        goto rollback;
 
     size_t k = (size_t)snprintf(sql, sizeof sql, "UPDATE issues SET status = ?, updated_at = ?");
     p[np++] = DOLT_TEXT(m->to);
-    p[np++] = DOLT_TEXT(m->now);
+    p[np++] = DOLT_TEXT(written);
     if (m->set_started && s->has_started_at) {
         k += (size_t)snprintf(sql + k, sizeof sql - k, ", started_at = COALESCE(started_at, ?)");
-        p[np++] = DOLT_TEXT(m->now);
+        p[np++] = DOLT_TEXT(pre.now);
     }
     if (note) {
         /* beads' own append rule: old + "\n" + new, no newline when empty;
-         * one UPDATE keeps it atomic against concurrent notes. */
+         * one UPDATE keeps it atomic against concurrent notes, and the
+         * CASE keeps the column within its size even if notes grew since
+         * the read above (then the note is left out). */
         k += (size_t)snprintf(sql + k, sizeof sql - k,
-                              ", notes = IF(notes IS NULL OR notes = '', ?, CONCAT(notes, '\\n', ?))");
+                              ", notes = CASE WHEN notes IS NULL OR notes = '' THEN ? "
+                              "WHEN OCTET_LENGTH(notes) + 1 + ? <= %d THEN CONCAT(notes, '\\n', ?) "
+                              "ELSE notes END", BEADS_TEXT_MAX);
         p[np++] = DOLT_TEXT(note);
+        p[np++] = DOLT_INT(strlen(note));
         p[np++] = DOLT_TEXT(note);
     }
     k += (size_t)snprintf(sql + k, sizeof sql - k, " WHERE id = ? AND status = ? AND assignee = ?");
@@ -343,131 +1045,145 @@ int beads_move(struct dolt_conn *c, const struct beads_schema *s, const struct b
         snprintf(sql + k, sizeof sql - k, " AND updated_at = ?");
         p[np++] = DOLT_TEXT(m->expect_updated_at);
     }
-
-    if ((rc = dolt_begin(c)))
-        goto out;
     if ((rc = dolt_query(c, sql, p, np, NULL, NULL, &affected)))
         goto rollback;
     if (affected == 0) {
         rc = BS_ESTATE;
         goto rollback;
     }
-    if (s->has_events) {
-        char uuid[37];
-        text_uuid4(uuid);
-        int status_change = strcmp(m->from, m->to) != 0;
-        struct dolt_value ev[] = {
-            DOLT_TEXT(uuid), DOLT_TEXT(m->id), DOLT_TEXT(m->event_type), DOLT_TEXT(w->actor),
-            status_change ? DOLT_TEXT(m->from) : DOLT_NULL,
-            status_change ? DOLT_TEXT(m->to) : DOLT_NULL,
-            note ? DOLT_TEXT(note) : DOLT_NULL, DOLT_TEXT(m->now),
-        };
-        rc = dolt_query(c, "INSERT INTO events (id, issue_id, event_type, actor, old_value, "
-                           "new_value, comment, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        ev, sizeof ev / sizeof ev[0], NULL, NULL, NULL);
-        if (rc)
-            goto rollback;
-    }
     if (w->dolt_commit) {
         char msg[512];
         snprintf(msg, sizeof msg, "beads-sched: %s %.400s", m->verb, m->id);
         const char *tables[] = {"issues", "events"};
-        rc = dolt_version_commit(c, tables, s->has_events ? 2 : 1, msg, w->author);
+        rc = dolt_version_commit(c, tables, 2, msg, w->author);
         if (rc)
             goto rollback;
     } else if ((rc = dolt_commit(c))) {
         goto rollback;
     }
+    if (m->wrote_updated_at)
+        snprintf(m->wrote_updated_at, 32, "%s", written);
+    if (m->note_fit)
+        *m->note_fit = fit;
+    if (fit != 1)
+        log_warn(fit == 0 ? "bead notes nearly full: note shortened, whole note in events"
+                          : "bead notes full: note left out, recorded in events",
+                 "bead", m->id, "notes_bytes", LOG_INT(pre.notes_len));
     goto out;
 rollback:
     if (rc != BS_ECONN)
         dolt_rollback(c);
 out:
     free(note);
+    free(capped);
+    free(new_value);
     return rc;
+}
+
+struct now_acc {
+    char *dt, *iso;
+    size_t dtlen, isolen;
+};
+
+static int now_row(const struct dolt_row *r, void *arg)
+{
+    struct now_acc *a = arg;
+    if (a->dt)
+        snprintf(a->dt, a->dtlen, "%s", r->vals[0] ? r->vals[0] : "");
+    if (a->iso)
+        snprintf(a->iso, a->isolen, "%s", r->ncols > 1 && r->vals[1] ? r->vals[1] : "");
+    return 1;
+}
+
+int beads_server_now(struct dolt_conn *c, char *dt, size_t dtlen, char *iso, size_t isolen)
+{
+    struct now_acc a = {dt, iso, dtlen, isolen};
+    int rc = dolt_query(c, "SELECT DATE_FORMAT(UTC_TIMESTAMP(), '%Y-%m-%d %H:%i:%s'), "
+                           "DATE_FORMAT(UTC_TIMESTAMP(), '%Y-%m-%dT%H:%i:%sZ')",
+                        NULL, 0, now_row, &a, NULL);
+    return rc == 1 ? 0 : rc ? rc : BS_EIO;
+}
+
+static int found_row(const struct dolt_row *r, void *arg)
+{
+    (void)r;
+    *(int *)arg = 1;
+    return 1;
+}
+
+int beads_has_mark(struct dolt_conn *c, const char *id, const char *notes, const char *mark)
+{
+    if (notes && strstr(notes, mark))
+        return 1;
+    /* INSTR, not LIKE: the mark is data, not a pattern. */
+    int found = 0;
+    int rc = dolt_query(c, "SELECT 1 FROM events WHERE issue_id = ? AND INSTR(comment, ?) > 0 LIMIT 1",
+                        (struct dolt_value[]){DOLT_TEXT(id), DOLT_TEXT(mark)}, 2, found_row, &found, NULL);
+    if (rc < 0)
+        return rc;
+    return found;
 }
 
 /* ---- readiness details (explain) ---- */
 
-void bead_readiness_free(struct bead_readiness *r)
+void bead_facts_free(struct bead_facts *f)
 {
-    free(r->defer_until);
-    memset(r, 0, sizeof *r);
+    free(f->id);
+    free(f->status);
+    free(f->assignee);
+    free(f->issue_type);
+    free(f->defer_until);
+    memset(f, 0, sizeof *f);
 }
 
-/* Column i as a flag: -1 for SQL NULL (the column is absent and the query
- * selected NULL), else 0 or 1. */
-static int flag_val(const struct dolt_row *r, unsigned i)
+static int facts_row(const struct dolt_row *r, void *arg)
 {
-    if (i >= r->ncols || !r->vals[i])
-        return -1;
-    return strcmp(r->vals[i], "0") != 0;
+    struct bead_facts *f = arg;
+    f->id = dup_val(r, 0);
+    f->id_len = r->vals[0] ? r->lens[0] : 0;
+    f->status = dup_val(r, 1);
+    f->assignee = dup_val(r, 2);
+    f->issue_type = dup_val(r, 3);
+    f->defer_until = dup_val(r, 8);
+    f->notes_bytes = r->ncols > 9 && r->vals[9] ? strtoll(r->vals[9], NULL, 10) : 0;
+    facts_of(r, 0, &f->row);
+    f->row.id = (struct ready_id){f->id, f->id_len};
+    f->row.status = f->status;
+    f->row.assignee = f->assignee;
+    f->row.issue_type = f->issue_type;
+    return (!f->id || !f->status) ? BS_ENOMEM : 1;
 }
 
-static int readiness_row(const struct dolt_row *r, void *arg)
-{
-    struct bead_readiness *b = arg;
-    b->has_acceptance = flag_val(r, 0) == 1;
-    b->excluded_type = flag_val(r, 1) == 1;
-    b->deferred = flag_val(r, 2);
-    if (r->ncols > 3 && r->vals[3] && !(b->defer_until = dup_val(r, 3)))
-        return BS_ENOMEM;
-    b->ephemeral = flag_val(r, 4);
-    b->pinned = flag_val(r, 5);
-    b->is_blocked = flag_val(r, 6);
-    return 1; /* one row */
-}
-
-int beads_read_readiness(struct dolt_conn *c, const struct beads_schema *s, const char *id,
-                         struct bead_readiness *out)
+int beads_read_facts(struct dolt_conn *c, const char *id, struct bead_facts *out)
 {
     memset(out, 0, sizeof *out);
-    char sql[1536];
-    /* Each test is the negation of beads_candidates' readiness condition:
-     * "NOT (x <=> 0)" is 1 exactly when "x = 0" does not hold there (NULL
-     * included); a missing column selects NULL, read as -1. */
-    snprintf(sql, sizeof sql,
-             "SELECT (i.acceptance_criteria IS NOT NULL AND i.acceptance_criteria REGEXP '[^[:space:]]'), "
-             "i.issue_type IN (" EXCLUDED_TYPES "), %s, %s, %s, %s, %s FROM issues i WHERE i.id = ?",
-             s->has_defer_until ? "(i.defer_until IS NOT NULL AND i.defer_until > UTC_TIMESTAMP())" : "NULL",
-             s->has_defer_until ? "DATE_FORMAT(i.defer_until, '%Y-%m-%d %H:%i:%s')" : "NULL",
-             s->has_ephemeral ? "NOT (i.ephemeral <=> 0)" : "NULL",
-             s->has_pinned ? "NOT (i.pinned <=> 0)" : "NULL",
-             s->has_is_blocked ? "NOT (i.is_blocked <=> 0)" : "NULL");
-    int rc = dolt_query(c, sql, (struct dolt_value[]){DOLT_TEXT(id)}, 1, readiness_row, out, NULL);
+    int rc = dolt_query(c, "SELECT " FACT_COLUMNS " FROM issues WHERE id = ?",
+                        (struct dolt_value[]){DOLT_TEXT(id)}, 1, facts_row, out, NULL);
     if (rc == 1)
         return 0;
-    bead_readiness_free(out);
+    bead_facts_free(out);
     return rc ? rc : BS_ENOTFOUND;
 }
 
-struct blocker_acc {
-    beads_blocker_cb cb;
+struct nul_acc {
+    int (*cb)(const char *printable, void *arg);
     void *arg;
 };
 
-static int blocker_row(const struct dolt_row *r, void *arg)
+static int nul_row(const struct dolt_row *r, void *arg)
 {
-    struct blocker_acc *a = arg;
-    struct bead_blocker b = {
-        .id = r->vals[0] ? r->vals[0] : "",
-        .type = r->ncols > 1 && r->vals[1] ? r->vals[1] : "",
-        .status = r->ncols > 2 && r->vals[2] ? r->vals[2] : "",
-    };
-    return a->cb(&b, a->arg);
+    struct nul_acc *a = arg;
+    char *p = text_utf8_clean(r->vals[0], r->lens[0]);
+    int rc = p ? a->cb(p, a->arg) : BS_ENOMEM;
+    free(p);
+    return rc;
 }
 
-int beads_blockers(struct dolt_conn *c, const struct beads_schema *s, const char *id,
-                   beads_blocker_cb cb, void *arg)
+int beads_nul_ids(struct dolt_conn *c, const char *prefix, int (*cb)(const char *printable, void *arg),
+                  void *arg)
 {
-    if (!s->has_dependencies)
-        return 0;
-    struct blocker_acc a = {cb, arg};
-    /* The dependencies rule of beads_candidates, listing instead of testing. */
-    return dolt_query(c,
-                      "SELECT d.depends_on_id, d.type, b.status FROM dependencies d "
-                      "JOIN issues b ON b.id = d.depends_on_id "
-                      "WHERE d.issue_id = ? AND d.type IN ('blocks', 'conditional-blocks', 'waits-for') "
-                      "AND b.status NOT IN ('closed', 'pinned') ORDER BY d.depends_on_id LIMIT 1000",
-                      (struct dolt_value[]){DOLT_TEXT(id)}, 1, blocker_row, &a, NULL);
+    struct nul_acc a = {cb, arg};
+    return dolt_query(c, "SELECT id FROM issues WHERE INSTR(id, CHAR(0 USING utf8mb4)) = CHAR_LENGTH(?) + 1 "
+                         "AND LEFT(id, CHAR_LENGTH(?)) = ? ORDER BY id LIMIT 10",
+                      (struct dolt_value[]){DOLT_TEXT(prefix), DOLT_TEXT(prefix), DOLT_TEXT(prefix)}, 3, nul_row, &a, NULL);
 }

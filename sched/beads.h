@@ -12,16 +12,22 @@
 #include <stdint.h>
 
 #include "dolt.h"
+#include "ready.h"
 
-/* Optional parts of the beads schema, detected once per session through
- * INFORMATION_SCHEMA. */
+/* The beads schema, detected once per session with SHOW TABLES and SHOW
+ * COLUMNS (never INFORMATION_SCHEMA: it fails with error 1049 on some Dolt
+ * servers, beads GH#2051). Supported: bd 1.0.x and the schema before its
+ * migration 0027 (no started_at). */
 struct beads_schema {
     uint64_t generation;   /* dolt_conn_generation when detected; 0 = not yet */
-    int has_is_blocked, has_started_at, has_defer_until, has_ephemeral, has_pinned;
-    int has_dependencies, has_events;
+    int has_started_at;    /* issues.started_at (bd 1.0.1+) */
+    int has_wisp_dependencies;
     int is_dolt;           /* dolt_version() exists */
+    char error[200];       /* why the schema is not supported, when detect said BS_EINVAL */
 };
-/* Detects the schema if the session changed since the last detection. */
+/* Detects the schema if the session changed since the last detection.
+ * BS_EINVAL when a table or column the daemon needs is missing: s->error
+ * names it (logged once per session). */
 int beads_schema_detect(struct dolt_conn *c, struct beads_schema *s);
 
 /* A bead as read from Dolt. Strings are malloc'd (free with bead_free). */
@@ -30,10 +36,13 @@ struct bead {
     char *updated_at;     /* "YYYY-MM-DD HH:MM:SS", UTC */
     char *notes;          /* only filled by beads_read with want_notes */
     long priority;
+    long long age_s;      /* seconds since updated_at by the server's clock */
 };
 void bead_free(struct bead *b);
 
-/* Reads one bead; BS_ENOTFOUND if there is none. */
+/* Reads one bead; BS_ENOTFOUND if there is none. Rows whose id holds a NUL
+ * byte are never returned by any read here (logged and skipped): such an id
+ * would be cut short into another bead's id by every C string. */
 int beads_read(struct dolt_conn *c, const char *id, int want_notes, struct bead *out);
 
 /* Reads many beads' state (id, status, assignee, updated_at, priority and,
@@ -48,6 +57,23 @@ int beads_read_many(struct dolt_conn *c, const char *const *ids, size_t n, int w
  * fields as beads_read_many without notes). */
 int beads_in_progress(struct dolt_conn *c, const char *assignee, bead_cb cb, void *arg);
 
+/* The readiness snapshot of one cycle: bd's blocked set, the children of
+ * blocked and of deferred parents (sched/ready.h), and the ids the
+ * candidate query excludes with NOT IN. Read with single-table statements
+ * only (no correlated EXISTS across tables: Dolt's planner panics or hangs
+ * on them, beads GH#1190, GH#1495). */
+struct beads_ready {
+    struct ready_state st;
+    char **excl;           /* excluded ids (NUL-free), sorted */
+    size_t nexcl;
+    size_t statements;     /* statements the load ran, for benchmarks */
+};
+/* Loads the snapshot; assignee narrows a very long exclusion list to the
+ * open beads of that assignee. *out is malloc'd: beads_ready_free. */
+int beads_ready_load(struct dolt_conn *c, const struct beads_schema *s, const char *assignee,
+                     struct beads_ready **out);
+void beads_ready_free(struct beads_ready *r);
+
 /* A ready bead assigned to the scheduler, in dispatch order. */
 struct candidate {
     char *id;
@@ -55,15 +81,18 @@ struct candidate {
     long priority;
     int has_acceptance;  /* acceptance criteria non-empty after trimming */
 };
-/* Ready beads (CONTRACTS.md section 4 readiness) with status open and the
- * given assignee, ordered by priority then updated_at, at most limit rows,
- * skipping the first offset: with with_acceptance = 1 those whose
- * acceptance criteria are non-empty after trimming (the dispatchable ones),
- * with 0 those without (to be noted as skipped). *out is malloc'd; free
- * with candidates_free. */
-int beads_candidates(struct dolt_conn *c, const struct beads_schema *s, const char *assignee,
-                     int with_acceptance, size_t offset, size_t limit, struct candidate **out,
-                     size_t *n);
+/* Ready beads (bd ready's rules, CONTRACTS.md section 4) with status open
+ * and the given assignee, in dispatch order (priority, then the oldest
+ * updated_at, then id), at most limit rows, skipping the first offset: with
+ * with_acceptance = 1 those whose acceptance criteria are non-empty after
+ * trimming (the dispatchable ones), with 0 those without (to be noted as
+ * skipped). The row rules run in SQL and again through ready_rules (the
+ * one decision explain shows); r excludes blocked beads and the children
+ * of blocked or deferred parents. *out is malloc'd; free with
+ * candidates_free. */
+int beads_candidates(struct dolt_conn *c, const struct beads_schema *s, const struct beads_ready *r,
+                     const char *assignee, int with_acceptance, size_t offset, size_t limit,
+                     struct candidate **out, size_t *n);
 void candidates_free(struct candidate *v, size_t n);
 
 /* The change probe: a short string that changes whenever the assignee's
@@ -79,15 +108,24 @@ struct beads_writer {
     int dolt_commit;         /* make a Dolt commit after each write */
 };
 
+/* The TEXT columns of issues hold at most this many bytes. */
+#define BEADS_TEXT_MAX 65535
+
 /* A status move with an appended note, as one transaction:
- * UPDATE issues SET status=to, updated_at=now, notes=notes + note
+ * UPDATE issues SET status=to, updated_at=<server now>, notes=notes + note
  * WHERE id=? AND status=from AND assignee=? [AND updated_at=expect_updated_at]
- * plus an events row (event_type) and, if w->dolt_commit, a Dolt commit with
- * message "beads-sched: <verb> <id>". to may equal from (note only; then
- * updated_at is bumped and the event is "updated"). set_started sets
- * started_at (where the column exists) if it is NULL. now is the UTC
- * "YYYY-MM-DD HH:MM:SS" written to updated_at. Returns 0, BS_ESTATE (0 rows),
- * BS_ECONFLICT, BS_ECONN or BS_EIO. */
+ * plus an events row (event_type, old_value/new_value as JSON, the note as
+ * its comment) and, if w->dolt_commit, a Dolt commit with message
+ * "beads-sched: <verb> <id>". to may equal from (note only; then updated_at
+ * is bumped and the event is "updated"). set_started sets started_at (where
+ * the column exists) if it is NULL.
+ *
+ * Time comes from the server (UTC_TIMESTAMP()), never from this process,
+ * and updated_at never moves backwards. The note is bounded so notes stay
+ * within BEADS_TEXT_MAX bytes: shortened when a useful part fits, else left
+ * out of notes (the bead's existing text is never touched); the events row
+ * always carries it. Returns 0, BS_ESTATE (0 rows), BS_ECONFLICT, BS_ECONN
+ * or BS_EIO. */
 struct bead_move {
     const char *id;
     const char *assignee;
@@ -96,11 +134,21 @@ struct bead_move {
     const char *note;              /* appended as its own line; NULL for none */
     const char *event_type;        /* claimed, status_changed, updated, ... */
     const char *verb;              /* for the Dolt commit message */
-    const char *now;
     int set_started;
+    char *wrote_updated_at;        /* out, optional: the updated_at written (32 bytes) */
+    int *note_fit;                 /* out, optional: 1 whole, 0 shortened, -1 left out */
 };
 int beads_move(struct dolt_conn *c, const struct beads_schema *s, const struct beads_writer *w,
                const struct bead_move *m);
+
+/* The server's clock: "YYYY-MM-DD HH:MM:SS" and ISO-8601 "...T...Z" (either
+ * may be NULL). */
+int beads_server_now(struct dolt_conn *c, char *dt, size_t dtlen, char *iso, size_t isolen);
+
+/* Whether mark (e.g. a dispatch id) is in the bead's notes (given, may be
+ * NULL) or in the comment of one of its events: the claim note may not have
+ * fit in full notes, its events row always does. 1, 0, or an error. */
+int beads_has_mark(struct dolt_conn *c, const char *id, const char *notes, const char *mark);
 
 /* Formats a UTC time for DATETIME columns ("YYYY-MM-DD HH:MM:SS") and for
  * notes ("YYYY-MM-DDTHH:MM:SSZ"). */
@@ -110,39 +158,19 @@ int64_t beads_datetime_ms(const char *s);
 
 /* ---- readiness details, for `beads-sched explain` ---- */
 
-/* The readiness facts of one bead (CONTRACTS.md section 4), each computed
- * by the server with the same SQL test beads_candidates applies, so explain
- * and the dispatcher cannot disagree. A column the schema lacks reads as -1
- * (the dispatcher then does not check it either). */
-struct bead_readiness {
-    int has_acceptance;  /* acceptance criteria non-empty after trimming */
-    int excluded_type;   /* issue_type is one beads never treats as ready work */
-    char *defer_until;   /* "YYYY-MM-DD HH:MM:SS" UTC; NULL when unset (malloc'd) */
-    int deferred;        /* defer_until is after the server's UTC_TIMESTAMP(); -1: no column */
-    int ephemeral;       /* 1 unless the column is 0; -1: no column */
-    int pinned;          /* 1 unless the column is 0; -1: no column */
-    int is_blocked;      /* 1 unless the column is 0; -1: no column (older schemas) */
+/* The row facts of one bead (strings malloc'd; free with
+ * bead_facts_free); row.id points into id/id_len. */
+struct bead_facts {
+    struct ready_row row;
+    char *id, *status, *assignee, *issue_type, *defer_until;
+    size_t id_len;
+    long long notes_bytes;
 };
-/* Reads the readiness facts of bead id. Returns 0, BS_ENOTFOUND, or the
- * dolt_query error. On failure *out holds nothing to free. */
-int beads_read_readiness(struct dolt_conn *c, const struct beads_schema *s, const char *id,
-                         struct bead_readiness *out);
-void bead_readiness_free(struct bead_readiness *r);
-
-/* An open blocker of a bead: a dependencies row of type blocks,
- * conditional-blocks or waits-for whose target exists and is neither closed
- * nor pinned. Strings valid only during the callback. */
-struct bead_blocker {
-    const char *id;      /* the blocking bead */
-    const char *type;    /* dependency type */
-    const char *status;  /* the blocking bead's status */
-};
-/* Return non-zero to stop; that value is returned. */
-typedef int (*beads_blocker_cb)(const struct bead_blocker *b, void *arg);
-/* Calls cb for each open blocker of bead id (at most 1000, by blocker id):
- * the rule beads_candidates applies on schemas without is_blocked. Returns
- * 0 without calling cb when the schema has no dependencies table; else 0,
- * cb's value, or the dolt_query error. */
-int beads_blockers(struct dolt_conn *c, const struct beads_schema *s, const char *id,
-                   beads_blocker_cb cb, void *arg);
+/* Reads the facts of bead id; BS_ENOTFOUND when there is none. */
+int beads_read_facts(struct dolt_conn *c, const char *id, struct bead_facts *out);
+void bead_facts_free(struct bead_facts *f);
+/* Ids of beads whose id is `prefix` followed by a NUL byte and more (what
+ * a C string would cut them to); calls cb with a printable form of each. */
+int beads_nul_ids(struct dolt_conn *c, const char *prefix, int (*cb)(const char *printable, void *arg),
+                  void *arg);
 #endif

@@ -4,9 +4,10 @@
  * agent's GET /health, and prints every eligibility rule of the dispatcher
  * with pass/fail and the value seen, then a one-line verdict.
  *
- * One source of truth: the readiness facts come from beads_read_readiness
- * and beads_blockers, which evaluate the same SQL conditions as
- * beads_candidates; the store rules mirror dispatch.c's candidate_waits and
+ * One source of truth: the readiness rules are ready_rules (sched/ready.h)
+ * over the bead's row facts and the same readiness snapshot the dispatcher
+ * loads (beads_ready_load), the function beads_candidates applies to every
+ * candidate; the store rules mirror dispatch.c's candidate_waits and
  * paused_now. Nothing is written anywhere. Exit 0 whether or not the bead
  * would be dispatched; 1 when it does not exist or Dolt cannot be reached. */
 #include "cli.h"
@@ -18,6 +19,7 @@
 #include "dolt.h"
 #include "errors.h"
 #include "log.h"
+#include "report.h"
 
 #include <curl/curl.h>
 #include <stdarg.h>
@@ -42,7 +44,7 @@ struct rule {
 
 struct explain {
     const struct config *cfg;
-    struct rule rules[16];
+    struct rule rules[32];
     size_t n;
     int64_t now;
 };
@@ -86,31 +88,6 @@ static void dolt_where(const struct config *cfg, char *buf, size_t len)
     else
         snprintf(buf, len, "%.300s:%u/%.100s", cfg->dolt.host ? cfg->dolt.host : "",
                  cfg->dolt.port ? cfg->dolt.port : 3306, cfg->dolt.database);
-}
-
-struct blockers {
-    char text[480];
-    size_t len;
-    int count;
-};
-
-/* Appends "id (type, status)" to the list, cut with "..." when it is full;
- * counts every blocker. */
-static int collect_blocker(const struct bead_blocker *b, void *arg)
-{
-    struct blockers *x = arg;
-    x->count++;
-    if (x->len < sizeof x->text - 1) {
-        int n = snprintf(x->text + x->len, sizeof x->text - x->len, "%s%.80s (%.20s, %.20s)",
-                         x->count > 1 ? ", " : "", b->id, b->type, b->status);
-        if (n > 0)
-            x->len += (size_t)n;
-        if (x->len >= sizeof x->text - 1) {
-            x->len = sizeof x->text - 1;
-            memcpy(x->text + sizeof x->text - 5, "...", 4);
-        }
-    }
-    return 0;
 }
 
 /* ---- the store ---- */
@@ -253,15 +230,15 @@ static enum result agent_slots(const struct config *cfg, long *free_slots, char 
  * ready beads (beads_candidates, dispatch order) ahead of it that the store
  * does not hold back. -1 when the bead is not among the candidates read. */
 static int64_t beads_ahead(struct dolt_conn *c, const struct beads_schema *schema,
-                           const struct config *cfg, struct store *s, const char *id, int64_t now,
-                           int *rc_out)
+                           const struct beads_ready *ready, const struct config *cfg, struct store *s,
+                           const char *id, int64_t now, int *rc_out)
 {
     int64_t ahead = 0;
     *rc_out = 0;
     for (size_t offset = 0; offset < CANDIDATE_SCAN_MAX;) {
         struct candidate *v = NULL;
         size_t n = 0;
-        int rc = beads_candidates(c, schema, cfg->assignee, 1, offset, CANDIDATE_PAGE, &v, &n);
+        int rc = beads_candidates(c, schema, ready, cfg->assignee, 1, offset, CANDIDATE_PAGE, &v, &n);
         if (rc) {
             *rc_out = rc;
             return -1;
@@ -282,56 +259,45 @@ static int64_t beads_ahead(struct dolt_conn *c, const struct beads_schema *schem
     return -1;
 }
 
-/* Adds the rules Dolt decides, in the dispatcher's order. */
-static void dolt_rules(struct explain *e, const struct bead *b, const struct bead_readiness *r,
-                       const struct beads_schema *schema, const struct blockers *bl)
+/* Adds the rules Dolt decides, in the dispatcher's order: ready_rules over
+ * the bead's facts and the cycle's readiness snapshot. */
+static void dolt_rules(struct explain *e, const struct bead *b, const struct bead_facts *f,
+                       const struct beads_ready *ready)
 {
-    const struct config *cfg = e->cfg;
     add_rule(e, "exists", R_PASS, "yes: \"%.80s\" (priority %ld, type %.32s, updated %.20s UTC)",
              b->title ? b->title : "", b->priority, b->issue_type ? b->issue_type : "?",
              b->updated_at);
-    int mine = b->assignee && strcmp(b->assignee, cfg->assignee) == 0;
-    add_rule(e, "assignee", mine ? R_PASS : R_FAIL, "%.100s%s%.100s%s",
-             b->assignee ? b->assignee : "(none)", mine ? "" : " (want ",
-             mine ? "" : cfg->assignee, mine ? "" : ")");
-    int open = strcmp(b->status, "open") == 0;
-    add_rule(e, "status", open ? R_PASS : R_FAIL, "%.32s%s", b->status, open ? "" : " (want open)");
-    add_rule(e, "acceptance criteria", r->has_acceptance ? R_PASS : R_FAIL, "%s",
-             r->has_acceptance ? "present" : "empty or blank");
+    struct ready_result res[RR_COUNT];
+    ready_rules(&f->row, e->cfg->assignee, &ready->st, res);
+    for (int i = 0; i < RR_COUNT; i++) {
+        if (i == RR_DEFERRED && f->defer_until)
+            add_rule(e, ready_rule_name[i], res[i].ok ? R_PASS : R_FAIL,
+                     res[i].ok ? "defer_until %.20s UTC has passed" : "until %.20s UTC", f->defer_until);
+        else if (i == RR_DEFERRED)
+            add_rule(e, ready_rule_name[i], R_PASS, "no defer_until");
+        else
+            add_rule(e, ready_rule_name[i], res[i].ok ? R_PASS : R_FAIL, "%s", res[i].seen);
+    }
+    /* Not a rule: full notes never stop a dispatch, the daemon's notes are
+     * then shortened or kept in the bead's events only. */
+    add_rule(e, "notes", R_PASS, "%lld of %d bytes used%s", f->notes_bytes, BEADS_TEXT_MAX,
+             f->notes_bytes > BEADS_TEXT_MAX - 512
+                 ? " (full: the daemon's notes are shortened or kept in the bead's events)" : "");
+}
 
-    if (schema->has_is_blocked)
-        add_rule(e, "blocked", r->is_blocked == 1 ? R_FAIL : R_PASS, "is_blocked=%d%s%s%s",
-                 r->is_blocked == 1, bl->count ? "; open blockers: " : "", bl->count ? bl->text : "",
-                 r->is_blocked == 1 && !bl->count && schema->has_dependencies
-                     ? "; no open blocker in dependencies (is_blocked not recomputed yet?)" : "");
-    else if (schema->has_dependencies)
-        add_rule(e, "blocked", bl->count ? R_FAIL : R_PASS, "%s%s",
-                 bl->count ? "open blockers in dependencies: " : "no open blocker in dependencies",
-                 bl->count ? bl->text : "");
-    else
-        add_rule(e, "blocked", R_PASS, "not checked: the schema has neither is_blocked nor dependencies");
+struct last_failure {
+    int64_t at;
+    char detail[400];
+};
 
-    if (r->deferred < 0)
-        add_rule(e, "deferred", R_PASS, "no defer_until column");
-    else if (r->deferred == 1)
-        add_rule(e, "deferred", R_FAIL, "until %.20s UTC", r->defer_until ? r->defer_until : "?");
-    else if (r->defer_until)
-        add_rule(e, "deferred", R_PASS, "defer_until %.20s UTC has passed", r->defer_until);
-    else
-        add_rule(e, "deferred", R_PASS, "no defer_until");
-
-    if (r->ephemeral < 0)
-        add_rule(e, "ephemeral", R_PASS, "no ephemeral column");
-    else
-        add_rule(e, "ephemeral", r->ephemeral ? R_FAIL : R_PASS, "ephemeral=%d", r->ephemeral);
-    if (r->pinned < 0)
-        add_rule(e, "pinned", R_PASS, "no pinned column");
-    else
-        add_rule(e, "pinned", r->pinned ? R_FAIL : R_PASS, "pinned=%d", r->pinned);
-    add_rule(e, "issue type", r->excluded_type ? R_FAIL : R_PASS, "%.32s%s",
-             b->issue_type ? b->issue_type : "?",
-             r->excluded_type ? " (never dispatched: merge-request, gate, molecule, message, agent, "
-                                "role, rig)" : "");
+static int find_write_failed(const struct store_event_row *row, void *arg)
+{
+    struct last_failure *f = arg;
+    if (strcmp(row->event, "write_failed") == 0) {
+        f->at = row->at;
+        snprintf(f->detail, sizeof f->detail, "%s", row->detail ? row->detail : "");
+    }
+    return 0;
 }
 
 /* Adds the rules the store and the configuration decide. */
@@ -440,9 +406,8 @@ static int print_json(const struct explain *e, const char *id, const struct bead
         json_array_append_new(rules, o);
     }
     json_object_set_new(j, "rules", rules);
-    json_object_set_new(j, "schema",
-                        json_pack("{s:b, s:b, s:b}", "is_blocked", schema->has_is_blocked,
-                                  "dependencies", schema->has_dependencies, "dolt", schema->is_dolt));
+    json_object_set_new(j, "schema", json_pack("{s:b, s:b}", "started_at", schema->has_started_at,
+                                               "dolt", schema->is_dolt));
     return cli_json_print(j);
 }
 
@@ -452,8 +417,17 @@ struct run {
     struct dolt_conn *conn;
     struct store *store;
     struct bead bead;
-    struct bead_readiness ready;
+    struct bead_facts facts;
+    struct beads_ready *ready;
 };
+
+static int print_nul_id(const char *printable, void *arg)
+{
+    struct explain *e = arg;
+    add_rule(e, "id", R_FAIL, "no bead has exactly this id, but \"%.200s\" does: its id holds a NUL "
+             "byte, which a C string cuts short, so it is never dispatched (rename it)", printable);
+    return 1;
+}
 
 /* Gathers everything and prints it; x holds what the caller frees. Exit
  * status (messages already printed). */
@@ -467,6 +441,11 @@ static int explain_bead(const struct config *cfg, const char *id, int json, stru
     struct beads_schema schema = {0};
     if (rc == 0)
         rc = beads_schema_detect(x->conn, &schema);
+    if (rc == BS_EINVAL && schema.error[0]) {
+        fprintf(stderr, "beads-sched: the database at %s is not a supported beads schema: %s\n", where,
+                schema.error);
+        return 1;
+    }
     if (rc) {
         fprintf(stderr, "beads-sched: cannot reach Dolt at %s: %s\n", where,
                 err[0] ? err : x->conn ? dolt_conn_error(x->conn) : bs_strerror(rc));
@@ -474,16 +453,20 @@ static int explain_bead(const struct config *cfg, const char *id, int json, stru
     }
     rc = beads_read(x->conn, id, 0, &x->bead);
     if (rc == 0)
-        rc = beads_read_readiness(x->conn, &schema, id, &x->ready);
+        rc = beads_read_facts(x->conn, id, &x->facts);
     if (rc == BS_ENOTFOUND) {
+        /* A bead whose id is this one plus a NUL byte and more is what a C
+         * string would turn it into: say so instead of "no such bead". */
+        struct explain ne = {.cfg = cfg, .now = clock_now_ms()};
+        if (beads_nul_ids(x->conn, id, print_nul_id, &ne) >= 0 && ne.n)
+            return json ? print_json(&ne, id, &schema) : print_text(&ne, id);
         char *pid = cli_printable(id);
         fprintf(stderr, "beads-sched: no bead '%s' in Dolt at %s\n", pid ? pid : "", where);
         free(pid);
         return 1;
     }
-    struct blockers bl = {0};
     if (rc == 0)
-        rc = beads_blockers(x->conn, &schema, id, collect_blocker, &bl);
+        rc = beads_ready_load(x->conn, &schema, cfg->assignee, &x->ready);
     if (rc) {
         fprintf(stderr, "beads-sched: reading bead from Dolt at %s failed: %s: %s\n", where,
                 bs_strerror(rc), dolt_conn_error(x->conn));
@@ -498,8 +481,16 @@ static int explain_bead(const struct config *cfg, const char *id, int json, stru
         fprintf(stderr, "beads-sched: cannot read the store %s: %s\n", cfg->store, bs_strerror(rc));
         return 1;
     }
-    dolt_rules(&e, &x->bead, &x->ready, &schema, &bl);
+    dolt_rules(&e, &x->bead, &x->facts, x->ready);
     store_rules(&e, x->store != NULL, &bs);
+    struct last_failure lf = {0};
+    if (x->store)
+        store_history(x->store, id, 200, find_write_failed, &lf, NULL);
+    if (lf.at) {
+        char when[40];
+        cli_iso_ms(lf.at, when, sizeof when);
+        add_rule(&e, "last write", R_PASS, "failed %s: %s (it did not stop anything else)", when, lf.detail);
+    }
 
     long slots = 0;
     char seen[640];
@@ -522,7 +513,7 @@ static int explain_bead(const struct config *cfg, const char *id, int json, stru
         add_rule(&e, "queue position", R_SKIPPED, "not evaluated (an earlier rule fails)");
     } else {
         int qrc;
-        int64_t ahead = beads_ahead(x->conn, &schema, cfg, x->store, id, e.now, &qrc);
+        int64_t ahead = beads_ahead(x->conn, &schema, x->ready, cfg, x->store, id, e.now, &qrc);
         if (qrc)
             add_rule(&e, "queue position", R_UNKNOWN, "eligibility query failed: %s",
                      bs_strerror(qrc));
@@ -565,7 +556,8 @@ int cli_explain(const struct config *cfg, int argc, char **argv)
     struct run x = {0};
     int status = explain_bead(cfg, id, json, &x);
     bead_free(&x.bead);
-    bead_readiness_free(&x.ready);
+    bead_facts_free(&x.facts);
+    beads_ready_free(x.ready);
     store_close(x.store);
     dolt_conn_close(x.conn);
     dolt_library_end();

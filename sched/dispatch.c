@@ -74,6 +74,19 @@ void count_dolt_error(int rc)
         metrics_count(MC_DOLT_ERRORS, "io", 1);
 }
 
+void bead_write_failed(struct dispatcher *d, struct dolt_conn *c, const char *bead_id,
+                       int64_t attempt_id, const char *what, int rc)
+{
+    char detail[STORE_DETAIL_MAX];
+    snprintf(detail, sizeof detail, "%s not written to the bead: %s%s%.300s", what, bs_strerror(rc),
+             c ? ": " : "", c ? dolt_conn_error(c) : "");
+    count_dolt_error(rc);
+    log_warn("bead write failed; only this bead is affected", "bead", bead_id, "write", what,
+             "error", bs_strerror(rc), "detail", c ? dolt_conn_error(c) : NULL);
+    if (d->env.store && !d->env.dry_run)
+        store_event_add(d->env.store, bead_id, attempt_id, "write_failed", NULL, detail, clock_now_ms());
+}
+
 /* Whether this session's writes end with a Dolt commit. Worker thread. */
 void refresh_writer(struct dispatcher *d)
 {
@@ -207,14 +220,13 @@ static int candidate_waits(struct dispatcher *d, struct cycle *cy, const char *b
 static void note_unready(struct dispatcher *d, struct dolt_conn *c, struct cycle *cy, int64_t now)
 {
     char now_dt[32];
-    beads_datetime(now, now_dt, sizeof now_dt);
     /* Page through all of them: the ones already noted stay in the list (a
      * person has not added criteria yet), so a fixed first page could hide
      * newer ones for ever. */
     for (size_t offset = 0; offset < CANDIDATE_SCAN_MAX && !d->stopping;) {
         struct candidate *v = NULL;
         size_t n = 0;
-        if (beads_candidates(c, &d->schema, d->cfg->assignee, 0, offset, CANDIDATE_PAGE, &v, &n))
+        if (beads_candidates(c, &d->schema, cy->ready, d->cfg->assignee, 0, offset, CANDIDATE_PAGE, &v, &n))
             return;
         if (d->env.dry_run) {
             /* Keep them for the dry-run printout (one page is plenty). */
@@ -237,10 +249,14 @@ static void note_unready(struct dispatcher *d, struct dolt_conn *c, struct cycle
             struct bead_move m = {
                 .id = v[i].id, .assignee = d->cfg->assignee, .from = "open", .to = "open",
                 .expect_updated_at = v[i].updated_at, .note = note, .event_type = "updated",
-                .verb = "note", .now = now_dt,
+                .verb = "note", .wrote_updated_at = now_dt,
             };
-            if (beads_move(c, &d->schema, &d->writer, &m))
+            int mrc = beads_move(c, &d->schema, &d->writer, &m);
+            if (mrc) {
+                if (mrc != BS_ESTATE && mrc != BS_ECONFLICT)
+                    bead_write_failed(d, c, v[i].id, 0, "skip note", mrc);
                 continue; /* changed meanwhile or Dolt trouble: next cycle */
+            }
             if (store_bead_set_skip_noted(d->env.store, v[i].id, now_dt) == 0)
                 store_event_add(d->env.store, v[i].id, 0, "skipped_no_acceptance", NULL,
                                 "noted on the bead: no acceptance criteria", now);
@@ -261,7 +277,7 @@ static int choose(struct dispatcher *d, struct dolt_conn *c, struct cycle *cy, i
     for (size_t offset = 0; chosen < cy->want && offset < CANDIDATE_SCAN_MAX;) {
         struct candidate *v = NULL;
         size_t n = 0;
-        int rc = beads_candidates(c, &d->schema, d->cfg->assignee, 1, offset, CANDIDATE_PAGE, &v, &n);
+        int rc = beads_candidates(c, &d->schema, cy->ready, d->cfg->assignee, 1, offset, CANDIDATE_PAGE, &v, &n);
         if (rc)
             return rc;
         for (size_t i = 0; i < n && chosen < cy->want; i++) {
@@ -295,8 +311,7 @@ static int choose(struct dispatcher *d, struct dolt_conn *c, struct cycle *cy, i
 static void claim_one(struct dispatcher *d, struct dolt_conn *c, struct pick *p, int64_t now)
 {
     char iso[32];
-    clock_iso8601(now, iso, sizeof iso);
-    beads_datetime(now, p->claim_dt, sizeof p->claim_dt);
+    (void)now;
     int rc = beads_read(c, p->bead_id, 0, &p->bead);
     if (rc == BS_ENOTFOUND) {
         p->state = PICK_LOST;
@@ -314,12 +329,18 @@ static void claim_one(struct dispatcher *d, struct dolt_conn *c, struct pick *p,
         snprintf(p->detail, sizeof p->detail, "bead changed before the claim (status %.32s)", p->bead.status);
         return;
     }
+    /* The note's time is the server's, like every time written to a bead. */
+    if ((rc = beads_server_now(c, NULL, 0, iso, sizeof iso)) == BS_ECONN) {
+        p->state = PICK_NOT_CLAIMED;
+        snprintf(p->detail, sizeof p->detail, "not claimed: reading the server's clock failed");
+        return;
+    }
     char note[256];
-    snprintf(note, sizeof note, "auto-dispatcher claimed at %s (dispatch %s)", iso, p->dispatch_id);
+    snprintf(note, sizeof note, "auto-dispatcher claimed at %s (dispatch %s)", rc ? "?" : iso, p->dispatch_id);
     struct bead_move m = {
         .id = p->bead_id, .assignee = d->cfg->assignee, .from = "open", .to = "in_progress",
         .expect_updated_at = p->bead.updated_at, .note = note, .event_type = "claimed",
-        .verb = "claim", .now = p->claim_dt, .set_started = 1,
+        .verb = "claim", .set_started = 1, .wrote_updated_at = p->claim_dt,
     };
     rc = beads_move(c, &d->schema, &d->writer, &m);
     if (rc == 0) {
@@ -339,8 +360,10 @@ static void claim_one(struct dispatcher *d, struct dolt_conn *c, struct pick *p,
             metrics_count(MC_DOLT_ERRORS, "conflict", 1);
         struct bead now_b;
         if (beads_read(c, p->bead_id, 1, &now_b) == 0) {
-            int ours = now_b.notes && strstr(now_b.notes, p->dispatch_id) &&
-                       strcmp(now_b.status, "in_progress") == 0;
+            int ours = strcmp(now_b.status, "in_progress") == 0 &&
+                       beads_has_mark(c, p->bead_id, now_b.notes, p->dispatch_id) == 1;
+            if (ours)
+                snprintf(p->claim_dt, sizeof p->claim_dt, "%s", now_b.updated_at);
             snprintf(p->detail, sizeof p->detail, "lost race%s: bead is %.32s",
                      rc == BS_ECONFLICT ? " (Dolt conflict 1213)" : "", now_b.status);
             bead_free(&now_b);
@@ -356,6 +379,7 @@ static void claim_one(struct dispatcher *d, struct dolt_conn *c, struct pick *p,
     }
     p->state = PICK_NOT_CLAIMED;
     snprintf(p->detail, sizeof p->detail, "not claimed: %s: %.200s", bs_strerror(rc), dolt_conn_error(c));
+    bead_write_failed(d, NULL, p->bead_id, 0, "claim", rc);
 }
 
 /* Moves every pick in `from` pick-state to journal state `to`, in one store
@@ -432,10 +456,15 @@ static int select_and_claim(struct dolt_conn *c, void *arg)
         if (room < cy->want)
             cy->want = room > 0 ? room : 0;
     }
+    /* bd's blocked set and deferred parents, once for the whole cycle. */
+    if ((rc = beads_ready_load(c, &d->schema, d->cfg->assignee, &cy->ready)))
+        return rc;
     note_unready(d, c, cy, now);
-    if (cy->want <= 0)
-        return 0;
-    if ((rc = choose(d, c, cy, now)) || !cy->picks || d->env.dry_run)
+    if (cy->want > 0)
+        rc = choose(d, c, cy, now);
+    beads_ready_free(cy->ready);
+    cy->ready = NULL;
+    if (rc || cy->want <= 0 || !cy->picks || d->env.dry_run)
         return rc;
 
     TEST_PAUSE("CLAIM"); /* a window between choosing and claiming, for tests */
@@ -734,7 +763,7 @@ static int record_results(struct dolt_conn *c, void *arg)
     struct dispatcher *d = f->d;
     struct store *s = d->env.store;
     int64_t now = clock_now_ms();
-    char now_dt[32], note[1024];
+    char note[1024];
     int rc = store_begin(s);
     if (rc)
         return rc;
@@ -755,19 +784,17 @@ static int record_results(struct dolt_conn *c, void *arg)
         return rc;
     CRASH_POINT("after_dispatched_commit");
 
-    beads_datetime(now, now_dt, sizeof now_dt);
     for (struct pick *p = f->list; p; p = p->next) {
         if (p->result != POST_DISPATCHED)
             continue;
         snprintf(note, sizeof note, "dispatched: job=%s", p->job_id);
         struct bead_move m = {
             .id = p->bead_id, .assignee = d->cfg->assignee, .from = "in_progress",
-            .to = "in_progress", .note = note, .event_type = "updated", .verb = "note", .now = now_dt,
+            .to = "in_progress", .note = note, .event_type = "updated", .verb = "note",
         };
         int nrc = beads_move(c, &d->schema, &d->writer, &m);
         if (nrc)
-            log_warn("could not add the dispatched note", "bead", p->bead_id, "job", p->job_id,
-                     "error", bs_strerror(nrc));
+            bead_write_failed(d, c, p->bead_id, p->attempt_id, "dispatched note", nrc);
     }
 
     note_cycle_result(d, f->list, now);
@@ -782,12 +809,14 @@ static int record_results(struct dolt_conn *c, void *arg)
         struct bead_move m = {
             .id = p->bead_id, .assignee = d->cfg->assignee, .from = "in_progress", .to = "open",
             .expect_updated_at = p->claim_dt, .note = refusal_note(p, note, sizeof note),
-            .event_type = "status_changed", .verb = "release", .now = now_dt,
+            .event_type = "status_changed", .verb = "release",
         };
         int mrc = beads_move(c, &d->schema, &d->writer, &m);
         if (mrc == BS_ECONN)
             return mrc; /* stays posting; recovery reconciles */
         if (mrc) {
+            if (mrc != BS_ESTATE && mrc != BS_ECONFLICT)
+                bead_write_failed(d, NULL, p->bead_id, p->attempt_id, "claim release", mrc);
             size_t k = strlen(p->detail);
             snprintf(p->detail + k, sizeof p->detail - k, " (claim not reverted: %s)", bs_strerror(mrc));
         }

@@ -21,7 +21,7 @@
 #endif
 
 /* Most label values any counter has; one more slot holds "other". */
-#define LABELS_MAX 10
+#define LABELS_MAX 11
 #define OTHER_LABEL "other"
 /* Most finite bucket bounds any histogram has; one more slot is +Inf. */
 #define BOUNDS_MAX 11
@@ -40,7 +40,7 @@ static const struct counter_def counter_defs[MC_COUNT] = {
     [MC_REAPS] = {"beads_sched_reaps_total",
                   "Reaper decisions about in-flight attempts, by reason.", "reason",
                   {"alive", "closed", "blocked", "reopened", "retrying", "gave_up", "stale",
-                   "adopted", "lost_race", "recovered", NULL}},
+                   "adopted", "lost_race", "recovered", "write_failed", NULL}},
     [MC_DOLT_ERRORS] = {"beads_sched_dolt_errors_total", "Failed Dolt statements, by kind.",
                         "kind", {"connection", "conflict", "io", NULL}},
     [MC_AGENT_ERRORS] = {"beads_sched_agent_errors_total",

@@ -55,6 +55,7 @@ struct reap_item {
     /* the bead as step 1 read it */
     int found;
     char *status, *assignee, *updated_at, *notes;
+    int64_t age_ms;              /* since updated_at, by the server's clock, at load */
     /* the job as step 2 saw it */
     enum job_view job;
     enum agent_job_status job_status;
@@ -146,7 +147,7 @@ static int by_bead(const void *a, const void *b)
 static struct reap_item *find_item(struct reap_pass *rp, size_t n, const char *bead_id)
 {
     struct reap_item key = {.bead_id = (char *)bead_id};
-    return bsearch(&key, rp->items, n, sizeof key, by_bead);
+    return n ? bsearch(&key, rp->items, n, sizeof key, by_bead) : NULL;
 }
 
 struct fill_ctx {
@@ -164,6 +165,7 @@ static int fill_bead(const struct bead *b, void *arg)
     it->status = strdup(b->status);
     it->assignee = b->assignee ? strdup(b->assignee) : NULL;
     it->updated_at = strdup(b->updated_at);
+    it->age_ms = b->age_s * 1000;
     it->notes = b->notes ? strdup(b->notes) : NULL;
     return (!it->status || !it->updated_at) ? BS_ENOMEM : 0;
 }
@@ -181,6 +183,7 @@ static int add_orphan(const struct bead *b, void *arg)
     it->status = strdup(b->status);
     it->assignee = b->assignee ? strdup(b->assignee) : NULL;
     it->updated_at = strdup(b->updated_at);
+    it->age_ms = b->age_s * 1000;
     return (!it->bead_id || !it->status || !it->updated_at) ? BS_ENOMEM : 0;
 }
 
@@ -194,7 +197,8 @@ static int reap_load(struct dolt_conn *c, void *arg)
     refresh_writer(d);
     if ((rc = store_attempts_active(d->env.store, collect_attempt, rp)))
         return rc;
-    qsort(rp->items, rp->n, sizeof *rp->items, by_bead);
+    if (rp->n)
+        qsort(rp->items, rp->n, sizeof *rp->items, by_bead);
     struct fill_ctx f = {rp, rp->n};
 
     /* Notes are read only where they are evidence (who claimed, which job). */
@@ -319,6 +323,14 @@ static void load_done(int rc, void *arg)
 /* ------------------------------------------------------------------ */
 /* Step 3: apply                                                       */
 
+/* How long the bead has been quiet: the server's age at load plus the time
+ * since (a difference of this process's clock, so its offset cancels). */
+static int64_t quiet_ms(const struct reap_item *it, int64_t now)
+{
+    int64_t since_load = now - it->rp->loaded_ms;
+    return it->age_ms + (since_load > 0 ? since_load : 0);
+}
+
 /* The agent's "claimed by agent <job>" note written after our claim note
  * (earlier attempts' notes don't count). Copies the job id; 0 if none. */
 static int find_agent_claim(const struct reap_item *it, char *job, size_t len)
@@ -354,6 +366,12 @@ static int released_by_us(struct dolt_conn *c, const struct reap_item *it)
     const char *rel = p ? strstr(p, "released for retry") : NULL;
     int ours = rel && (!eol || rel < eol);
     bead_free(&b);
+    if (!ours && !p) {
+        /* Full notes: the release note lives only in the move's events row
+         * (the bead is open again, so this job's reaper note released it). */
+        snprintf(needle, sizeof needle, "reaper: job %s ", it->job_id);
+        ours = beads_has_mark(c, it->bead_id, NULL, needle) == 1;
+    }
     return ours;
 }
 
@@ -366,12 +384,11 @@ static int move_and_record(struct dispatcher *d, struct dolt_conn *c, struct rea
 {
     struct store *s = d->env.store;
     int64_t now = clock_now_ms();
-    char now_dt[32];
-    beads_datetime(now, now_dt, sizeof now_dt);
+    char now_dt[32] = "";
     struct bead_move m = {
         .id = it->bead_id, .assignee = d->cfg->assignee, .from = "in_progress", .to = to,
         .expect_updated_at = it->updated_at, .note = note, .event_type = "status_changed",
-        .verb = verb, .now = now_dt,
+        .verb = verb, .wrote_updated_at = now_dt,
     };
     int rc = beads_move(c, &d->schema, &d->writer, &m);
     if (rc == BS_ESTATE || rc == BS_ECONFLICT) {
@@ -380,6 +397,14 @@ static int move_and_record(struct dispatcher *d, struct dolt_conn *c, struct rea
                         "reaper: the bead changed between read and write; not overwritten", now);
         it->reason = "lost_race";
         snprintf(it->detail, sizeof it->detail, "bead changed before the %s", verb);
+        return 1;
+    }
+    if (rc && rc != BS_ECONN) {
+        /* This bead's problem (e.g. a row the server refuses): recorded, left
+         * for the next pass; the other beads go on. */
+        bead_write_failed(d, c, it->bead_id, it->attempt_id, verb, rc);
+        it->reason = "write_failed";
+        snprintf(it->detail, sizeof it->detail, "the %s could not be written: %s", verb, bs_strerror(rc));
         return 1;
     }
     if (rc)
@@ -450,7 +475,7 @@ static int retry_or_give_up(struct dispatcher *d, struct dolt_conn *c, struct re
  * its note text (users grep for it). */
 static int stale_rule(struct dispatcher *d, struct dolt_conn *c, struct reap_item *it, int64_t now)
 {
-    int64_t age = now - beads_datetime_ms(it->updated_at);
+    int64_t age = quiet_ms(it, now);
     if (age < (int64_t)d->cfg->stale_after_ms)
         return 0;
     char note[256];
@@ -503,7 +528,15 @@ static int reap_attempt(struct dispatcher *d, struct dolt_conn *c, struct reap_p
         return record_only(d, it, AS_RELEASED, "reopened", "bead no longer exists");
     int mine = it->assignee && strcmp(it->assignee, d->cfg->assignee) == 0;
     int in_progress = strcmp(it->status, "in_progress") == 0;
-    int ours_claimed = in_progress && mine && it->notes && strstr(it->notes, it->dispatch_id);
+    /* Our claim: the dispatch id in the notes, or in the claim's events row
+     * when the note did not fit. */
+    int ours_claimed = 0;
+    if (in_progress && mine) {
+        int rc = beads_has_mark(c, it->bead_id, it->notes, it->dispatch_id);
+        if (rc < 0)
+            return rc;
+        ours_claimed = rc;
+    }
 
     if (it->state == AS_CLAIMING) {
         /* Intent only: did the claim reach Dolt before the crash? */
@@ -565,7 +598,7 @@ static int reap_attempt(struct dispatcher *d, struct dolt_conn *c, struct reap_p
         /* No evidence either way. Never re-POST this attempt; once the bead
          * has been quiet for STALE_AFTER the agent plainly isn't working on
          * it, so release it for a new attempt (or block when none are left). */
-        int64_t age = now - beads_datetime_ms(it->updated_at);
+        int64_t age = quiet_ms(it, now);
         if (age < (int64_t)d->cfg->stale_after_ms)
             return 0;
         snprintf(detail, sizeof detail, "dispatch %s got no answer and no claim note from the agent "
@@ -621,9 +654,12 @@ static int reap_apply(struct dolt_conn *c, void *arg)
     for (size_t i = 0; i < rp->n && !d->stopping; i++) {
         struct reap_item *it = &rp->items[i];
         int rc = it->attempt_id ? reap_attempt(d, c, rp, it, now) : stale_rule(d, c, it, now);
-        if (rc == BS_ECONN || rc == BS_EFULL || rc == BS_ERDONLY || rc == BS_EIO)
-            return rc; /* Dolt or the store is in trouble: the next pass retries */
-        if (rc && rc != BS_ESTATE) {
+        if (rc == BS_ECONN || rc == BS_EFULL || rc == BS_ERDONLY)
+            return rc; /* Dolt or the store is down: the next pass retries */
+        /* Anything else is this bead's problem: logged, and the pass goes
+         * on with the others (a bead the server refuses must not stop
+         * every other bead's reaping). */
+        if (rc < 0 && rc != BS_ESTATE) {
             log_warn("reaper could not settle an attempt", "bead", it->bead_id, "attempt",
                      LOG_INT(it->attempt), "error", bs_strerror(rc));
         }

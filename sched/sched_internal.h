@@ -70,6 +70,7 @@ struct cycle {
     int rc;
     struct pick *picks;
     size_t posts_pending;
+    struct beads_ready *ready;  /* the readiness snapshot while selecting */
     struct candidate *unready;  /* dry-run: beads that would be noted */
     size_t nunready;
 };
@@ -115,6 +116,12 @@ struct reap_pass;
 
 /* dispatch.c */
 void count_dolt_error(int rc);
+/* A write to one bead failed (any error but a lost race): logged, counted,
+ * and recorded in the store's history as "write_failed". It is that bead's
+ * problem only: callers go on with the others. c (may be NULL) gives the
+ * server's error text. Worker thread. */
+void bead_write_failed(struct dispatcher *d, struct dolt_conn *c, const char *bead_id,
+                       int64_t attempt_id, const char *what, int rc);
 /* Sets the in-flight gauge from the store. Worker thread. */
 void refresh_in_flight_gauge(struct dispatcher *d);
 /* Retry delay before attempt `used`+1: RETRY_BACKOFF doubled per attempt

@@ -34,19 +34,20 @@ sql() { mariadb --no-defaults --user=root --socket="$DEMO/mariadb/mysqld.sock" c
 echo "== loading sample beads"
 sql <<'SQL'
 INSERT INTO issues (id, title, description, design, acceptance_criteria, notes, status, priority,
-                    issue_type, assignee, created_at, updated_at, is_blocked, defer_until) VALUES
- ('demo-1', 'Rotate the backup key', 'The backup key expires next week.', '', 'New key in Vault; old key revoked.', '', 'open', 0, 'task', 'agent', UTC_TIMESTAMP(), UTC_TIMESTAMP() - INTERVAL 50 MINUTE, 0, NULL),
- ('demo-2', 'Bump the ingress chart', 'Chart 4.10 fixes a CVE.', '', 'Chart at 4.10; pods healthy.', '', 'open', 1, 'task', 'agent', UTC_TIMESTAMP(), UTC_TIMESTAMP() - INTERVAL 40 MINUTE, 0, NULL),
- ('demo-3', 'Document the DNS failover', 'Nobody remembers how it works.', '', 'Runbook page exists and was tried once.', '', 'open', 2, 'task', 'agent', UTC_TIMESTAMP(), UTC_TIMESTAMP() - INTERVAL 30 MINUTE, 0, NULL),
- ('demo-4', 'Clean up old PVCs', 'Released volumes pile up.', '', 'No Released PVs older than 30 days.', '', 'open', 2, 'chore', 'agent', UTC_TIMESTAMP(), UTC_TIMESTAMP() - INTERVAL 20 MINUTE, 0, NULL),
- ('demo-5', 'Raise the Grafana memory limit', 'It OOMs on big dashboards.', '', 'No OOMKilled events for a day.', '', 'open', 3, 'bug', 'agent', UTC_TIMESTAMP(), UTC_TIMESTAMP() - INTERVAL 10 MINUTE, 0, NULL),
- ('demo-6', 'Tidy the Terraform warnings', 'Deprecated resources warn on plan.', '', 'terraform validate prints no deprecation warnings.', '', 'open', 4, 'chore', 'agent', UTC_TIMESTAMP(), UTC_TIMESTAMP() - INTERVAL 5 MINUTE, 0, NULL),
- ('demo-7', 'Something vague', 'Make it better.', '', '  ', '', 'open', 1, 'task', 'agent', UTC_TIMESTAMP(), UTC_TIMESTAMP(), 0, NULL),
- ('demo-8', 'Blocked by demo-1', 'Needs the new key.', '', 'Done after demo-1.', '', 'open', 0, 'task', 'agent', UTC_TIMESTAMP(), UTC_TIMESTAMP(), 1, NULL),
- ('demo-9', 'Deferred to next month', 'Not yet.', '', 'Later.', '', 'open', 0, 'task', 'agent', UTC_TIMESTAMP(), UTC_TIMESTAMP(), 0, UTC_TIMESTAMP() + INTERVAL 30 DAY),
- ('demo-10', 'Assigned to a human', 'Alice has it.', '', 'Alice is done.', '', 'open', 0, 'task', 'alice', UTC_TIMESTAMP(), UTC_TIMESTAMP(), 0, NULL);
+                    issue_type, assignee, created_at, updated_at, defer_until) VALUES
+ ('demo-1', 'Rotate the backup key', 'The backup key expires next week.', '', 'New key in Vault; old key revoked.', '', 'open', 0, 'task', 'agent', UTC_TIMESTAMP(), UTC_TIMESTAMP() - INTERVAL 50 MINUTE, NULL),
+ ('demo-2', 'Bump the ingress chart', 'Chart 4.10 fixes a CVE.', '', 'Chart at 4.10; pods healthy.', '', 'open', 1, 'task', 'agent', UTC_TIMESTAMP(), UTC_TIMESTAMP() - INTERVAL 40 MINUTE, NULL),
+ ('demo-3', 'Document the DNS failover', 'Nobody remembers how it works.', '', 'Runbook page exists and was tried once.', '', 'open', 2, 'task', 'agent', UTC_TIMESTAMP(), UTC_TIMESTAMP() - INTERVAL 30 MINUTE, NULL),
+ ('demo-4', 'Clean up old PVCs', 'Released volumes pile up.', '', 'No Released PVs older than 30 days.', '', 'open', 2, 'chore', 'agent', UTC_TIMESTAMP(), UTC_TIMESTAMP() - INTERVAL 20 MINUTE, NULL),
+ ('demo-5', 'Raise the Grafana memory limit', 'It OOMs on big dashboards.', '', 'No OOMKilled events for a day.', '', 'open', 3, 'bug', 'agent', UTC_TIMESTAMP(), UTC_TIMESTAMP() - INTERVAL 10 MINUTE, NULL),
+ ('demo-6', 'Tidy the Terraform warnings', 'Deprecated resources warn on plan.', '', 'terraform validate prints no deprecation warnings.', '', 'open', 4, 'chore', 'agent', UTC_TIMESTAMP(), UTC_TIMESTAMP() - INTERVAL 5 MINUTE, NULL),
+ ('demo-7', 'Something vague', 'Make it better.', '', '  ', '', 'open', 1, 'task', 'agent', UTC_TIMESTAMP(), UTC_TIMESTAMP(), NULL),
+ ('demo-8', 'Blocked by demo-1', 'Needs the new key.', '', 'Done after demo-1.', '', 'open', 0, 'task', 'agent', UTC_TIMESTAMP(), UTC_TIMESTAMP(), NULL),
+ ('demo-9', 'Deferred to next month', 'Not yet.', '', 'Later.', '', 'open', 0, 'task', 'agent', UTC_TIMESTAMP(), UTC_TIMESTAMP(), UTC_TIMESTAMP() + INTERVAL 30 DAY),
+ ('demo-10', 'Assigned to a human', 'Alice has it.', '', 'Alice is done.', '', 'open', 0, 'task', 'alice', UTC_TIMESTAMP(), UTC_TIMESTAMP(), NULL);
+INSERT INTO dependencies (issue_id, depends_on_id, type, created_by) VALUES ('demo-8', 'demo-1', 'blocks', 'demo');
 SQL
-sql -t -e "SELECT id, priority AS p, status, assignee, is_blocked AS blk, defer_until, TRIM(acceptance_criteria) <> '' AS has_ac FROM issues ORDER BY id"
+sql -t -e "SELECT id, priority AS p, status, assignee, defer_until, TRIM(acceptance_criteria) <> '' AS has_ac FROM issues ORDER BY id"
 
 echo "== starting the fake agent service (capacity 4, jobs run 3 s)"
 echo "demo-token" > "$DEMO/agent-token"

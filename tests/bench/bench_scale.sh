@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Scale: 100,000 issues, of which 10,000 are open, assigned to the agent and
 # eligible (the rest: other assignees and statuses, and agent beads that are
-# closed), on the current schema (index on assignee, status, priority,
-# updated_at).
+# closed), on the bd 1.0.x schema (single-column indexes, as bd creates
+# them).
 #
-#   1. the eligibility query: the SQL of sched/beads.c beads_candidates for
-#      the current schema (copied below, placeholders filled in), timed by
+#   1. the eligibility query: the SQL of sched/beads.c beads_candidates
+#      without exclusions (no dependencies here; copied below, placeholders
+#      filled in; tests/bench/bench_ready.sh measures the readiness
+#      statements and the NOT IN lists), timed by
 #      MariaDB itself (ANALYZE FORMAT=JSON, r_total_time_ms; median of 5),
 #      for the daemon's first page (LIMIT 256), its last page and all
 #      10,000 rows; the query for beads without acceptance criteria that
@@ -65,13 +67,16 @@ candidates_sql() { # LIMIT OFFSET [unready]; "unready": the skip-note query (no 
   local with=1 neg=""
   [ "${3:-}" = unready ] && with=0 neg="NOT "
   cat <<EOF
-SELECT i.id, DATE_FORMAT(i.updated_at, '%Y-%m-%d %H:%i:%s'), i.priority, $with FROM issues i
-WHERE i.assignee = 'agent' AND i.status = 'open'
-  AND ${neg}(i.acceptance_criteria IS NOT NULL AND i.acceptance_criteria REGEXP '[^[:space:]]')
-  AND i.issue_type NOT IN ('merge-request','gate','molecule','message','agent','role','rig')
-  AND i.pinned = 0 AND i.ephemeral = 0
-  AND (i.defer_until IS NULL OR i.defer_until <= UTC_TIMESTAMP()) AND i.is_blocked = 0
-ORDER BY i.priority ASC, i.updated_at ASC, i.id ASC LIMIT $1 OFFSET $2
+SELECT DATE_FORMAT(updated_at, '%Y-%m-%d %H:%i:%s'), priority, id, status, assignee, issue_type,
+       pinned, ephemeral, (defer_until IS NOT NULL AND defer_until > UTC_TIMESTAMP()),
+       (acceptance_criteria IS NOT NULL AND acceptance_criteria REGEXP '[^[:space:]]'),
+       DATE_FORMAT(defer_until, '%Y-%m-%d %H:%i:%s'), OCTET_LENGTH(notes) FROM issues
+WHERE assignee = 'agent' AND status = 'open'
+  AND ${neg}(acceptance_criteria IS NOT NULL AND acceptance_criteria REGEXP '[^[:space:]]')
+  AND (pinned = 0 OR pinned IS NULL) AND (ephemeral = 0 OR ephemeral IS NULL)
+  AND issue_type NOT IN ('merge-request','gate','molecule','message','agent','role','rig')
+  AND (defer_until IS NULL OR defer_until <= UTC_TIMESTAMP())
+ORDER BY priority ASC, updated_at ASC, id ASC LIMIT $1 OFFSET $2
 EOF
 }
 probe_sql="SELECT COUNT(*), MAX(updated_at) FROM issues WHERE assignee = 'agent'"

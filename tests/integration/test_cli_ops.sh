@@ -125,8 +125,8 @@ explain_current() {
   t_env "$T_TMP/ex.$T_DB.db"; export BEADS_SCHED_RETRY_BACKOFF=1h
   local out rc
   t_bead blocker "assignee='alice'"
-  t_bead blk "is_blocked=1"
-  t_sql "INSERT INTO dependencies (issue_id, depends_on_id, type) VALUES ('blk', 'blocker', 'blocks')"
+  t_bead blk
+  t_sql "INSERT INTO dependencies (issue_id, depends_on_id, type, created_by) VALUES ('blk', 'blocker', 'blocks', 'test')"
   t_bead def "defer_until=UTC_TIMESTAMP() + INTERVAL 1 DAY"
   t_bead noac "acceptance_criteria=' \n\t '"
   t_bead gate1 "issue_type='gate'"
@@ -157,7 +157,7 @@ explain_current() {
 
   run out rc "$BS_BIN" explain blk
   t_eq "explain blocked: exit 0" 0 "$rc"
-  t_match "explain blocked: names the rule and the blocker" "^verdict: not dispatched: blocked: is_blocked=1; open blockers: blocker \(blocks, open\)$" "$(tail -1 <<<"$out")"
+  t_match "explain blocked: names the rule and the blocker" "^verdict: not dispatched: blocked: blocks: blocker \(open\)$" "$(tail -1 <<<"$out")"
   t_eq "explain blocked: rule FAIL" FAIL "$(rule_of "$out" blocked)"
   t_eq "explain blocked: other rules pass" pass "$(rule_of "$out" status)"
   run out rc "$BS_BIN" explain def
@@ -190,11 +190,11 @@ explain_current() {
   run out rc "$BS_BIN" explain ready1 --json
   t_eq "explain --json: exit 0" 0 "$rc"
   t_eq "explain --json: verdict" "true would be dispatched at the next cycle" "$(jq -r '"\(.dispatchable) \(.verdict)"' <<<"$out")"
-  t_eq "explain --json: rules array" "exists assignee status acceptance criteria blocked deferred ephemeral pinned issue type attempts retry backoff in flight paused agent capacity queue position" "$(jq -r '.rules[].rule' <<<"$out" | xargs)"
+  t_eq "explain --json: rules array" "exists id assignee status acceptance criteria pinned ephemeral issue type deferred parent deferred blocked parent blocked notes attempts retry backoff in flight paused agent capacity queue position" "$(jq -r '.rules[].rule' <<<"$out" | xargs)"
   t_eq "explain --json: every rule passes" "true" "$(jq '[.rules[].ok] | all' <<<"$out")"
   run out rc "$BS_BIN" explain blk --json
-  t_eq "explain --json blocked" "false blocked false" "$(jq -r '"\(.dispatchable) \(.rules[] | select(.ok == false) | .rule) \(.rules[4].ok)"' <<<"$out")"
-  t_match "explain --json blocked: names the blocker" "blocker \(blocks, open\)" "$(jq -r '.rules[] | select(.rule == "blocked") | .seen' <<<"$out")"
+  t_eq "explain --json blocked" "false blocked false" "$(jq -r '"\(.dispatchable) \(.rules[] | select(.ok == false) | .rule) \(.rules[10].ok)"' <<<"$out")"
+  t_match "explain --json blocked: names the blocker" "blocks: blocker \(open\)" "$(jq -r '.rules[] | select(.rule == "blocked") | .seen' <<<"$out")"
 
   # Capacity: the agent full, unreachable, or not configured.
   t_fake config '{"capacity": 2}'
@@ -246,14 +246,14 @@ explain_older() { # variant...
   t_bead closedone "status='closed'"
   t_bead blk
   t_bead freed
-  t_sql "INSERT INTO dependencies (issue_id, depends_on_id, type) VALUES ('blk', 'blocker', 'waits-for'), ('blk', 'closedone', 'blocks'), ('freed', 'closedone', 'blocks')"
+  t_sql "INSERT INTO dependencies (issue_id, depends_on_id, type, created_by) VALUES ('blk', 'blocker', 'blocks', 't'), ('blk', 'closedone', 'blocks', 't'), ('freed', 'closedone', 'blocks', 't')"
   run out rc "$BS_BIN" explain blk
-  t_match "[$v] explain: open blocker from dependencies, closed one not named" "^verdict: not dispatched: blocked: open blockers in dependencies: blocker \(waits-for, open\)$" "$(tail -1 <<<"$out")"
+  t_match "[$v] explain: open blocker from dependencies, closed one not named" "^verdict: not dispatched: blocked: blocks: blocker \(open\)$" "$(tail -1 <<<"$out")"
   run out rc "$BS_BIN" explain freed
-  t_match "[$v] explain: closed blocker does not block" "blocked +pass +no open blocker in dependencies" "$out"
+  t_match "[$v] explain: closed blocker does not block" "blocked +pass +no active blocker" "$out"
   t_eq "[$v] explain freed: verdict" "verdict: would be dispatched at the next cycle" "$(tail -1 <<<"$out")"
   run out rc "$BS_BIN" explain blk --json
-  t_eq "[$v] explain --json: schema" "false true" "$(jq -r '"\(.schema.is_blocked) \(.schema.dependencies)"' <<<"$out")"
+  t_eq "[$v] explain --json: schema (no started_at)" false "$(jq -r '.schema.started_at' <<<"$out")"
   # The dispatcher agrees: freed is dispatched, blk is not.
   t_once
   t_eq "[$v] dispatcher agrees with explain" "freed" "$(t_sql "SELECT id FROM issues WHERE status='in_progress'" | xargs)"

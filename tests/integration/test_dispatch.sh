@@ -47,19 +47,15 @@ not_ready() { # variant...
   t_bead mol "issue_type='molecule'"
   t_bead human "assignee='alice'"
   t_bead closedone "status='closed'"
-  if [ "$1" = current ]; then
-    t_bead blocked "is_blocked=1"
-    t_bead eph "ephemeral=1"
-    t_bead pin "pinned=1"
-  else
-    t_bead blocker "assignee='alice'"
-    t_bead blocked
-    t_sql "INSERT INTO dependencies (issue_id, depends_on_id, type, created_at, created_by) VALUES ('blocked', 'blocker', 'blocks', UTC_TIMESTAMP(), 'test')"
-    t_bead freed
-    t_sql "INSERT INTO dependencies (issue_id, depends_on_id, type, created_at, created_by) VALUES ('freed', 'closedone', 'blocks', UTC_TIMESTAMP(), 'test')"
-  fi
+  t_bead eph "ephemeral=1"
+  t_bead pin "pinned=1"
+  t_bead blocker "assignee='alice'"
+  t_bead blocked
+  t_sql "INSERT INTO dependencies (issue_id, depends_on_id, type, created_at, created_by) VALUES ('blocked', 'blocker', 'blocks', UTC_TIMESTAMP(), 'test')"
+  t_bead freed
+  t_sql "INSERT INTO dependencies (issue_id, depends_on_id, type, created_at, created_by) VALUES ('freed', 'closedone', 'blocks', UTC_TIMESTAMP(), 'test')"
   t_once
-  local expect="ok1"; [ "$1" = older ] && expect="freed ok1"
+  local expect="freed ok1"
   t_eq "[$*] only ready beads with acceptance dispatched" "$expect" "$(t_sql "SELECT id FROM issues WHERE status='in_progress' ORDER BY id" | xargs)"
   t_eq "[$*] no-acceptance bead noted once" 1 "$(t_sql "SELECT (LENGTH(notes) - LENGTH(REPLACE(notes, 'no acceptance criteria', ''))) DIV LENGTH('no acceptance criteria') FROM issues WHERE id='noac'")"
   t_once

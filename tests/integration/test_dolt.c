@@ -368,11 +368,14 @@ static void test_hostile_ids_roundtrip(void **state)
     dolt_conn_close(c);
 }
 
-static void test_large_longtext(void **state)
+static void test_large_value(void **state)
 {
     struct testdb *db = *state;
     struct dolt_conn *c;
     assert_int_equal(testdb_connect(db, &c), 0);
+    /* The client's large-value path, not the beads schema: bd's TEXT holds
+     * 64 KiB, so widen this scratch database's column to carry 1 MiB. */
+    assert_int_equal(testdb_exec(db, "ALTER TABLE issues MODIFY description MEDIUMTEXT NOT NULL"), 0);
 
     size_t len = 1u << 20;
     char *big = malloc(len + 1);
@@ -720,19 +723,40 @@ static void test_schema_fixtures(void **state)
                               " AND table_name = 'issues' AND column_name = '%s'";
     char sql[512], buf[64];
 
+    /* bd 1.0.x: no is_blocked anywhere, started_at only since migration 0027. */
     snprintf(sql, sizeof sql, col, "is_blocked");
-    assert_int_equal(root_int(&cur, sql), 1);
+    assert_int_equal(root_int(&cur, sql), 0);
     assert_int_equal(root_int(&old, sql), 0);
     snprintf(sql, sizeof sql, col, "started_at");
     assert_int_equal(root_int(&cur, sql), 1);
     assert_int_equal(root_int(&old, sql), 0);
+    /* Bodies are TEXT (65,535 bytes), never LONGTEXT, in any fixture table. */
     static const char type[] = "SELECT data_type FROM information_schema.columns WHERE table_schema = DATABASE()"
                                " AND table_name = 'issues' AND column_name = 'description'";
     assert_int_equal(testdb_query_str(&cur, type, buf, sizeof buf), 0);
-    assert_string_equal(buf, "longtext");
+    assert_string_equal(buf, "text");
     assert_int_equal(testdb_query_str(&old, type, buf, sizeof buf), 0);
     assert_string_equal(buf, "text");
-    assert_true(table_exists(&old, "events") && table_exists(&old, "dependencies"));
+    static const char longtext[] = "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = DATABASE()"
+                                   " AND column_type = 'longtext' AND table_name NOT LIKE 'dolt_emul%'"
+                                   " AND column_name NOT IN ('metadata')";
+    assert_int_equal(root_int(&cur, longtext), 0);
+    assert_int_equal(root_int(&old, longtext), 0);
+    static const char *const tables[] = {"events", "dependencies", "labels", "custom_statuses",
+                                         "wisps", "wisp_dependencies"};
+    for (size_t i = 0; i < sizeof tables / sizeof tables[0]; i++)
+        assert_true(table_exists(&cur, tables[i]) && table_exists(&old, tables[i]));
+    /* pinned and ephemeral are nullable; dependencies carry metadata. */
+    static const char nullable[] = "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = DATABASE()"
+                                   " AND table_name = 'issues' AND column_name IN ('pinned', 'ephemeral')"
+                                   " AND is_nullable = 'YES'";
+    assert_int_equal(root_int(&cur, nullable), 2);
+    assert_int_equal(root_int(&old, nullable), 2);
+    assert_int_equal(root_int(&cur, "SELECT COUNT(*) FROM information_schema.columns WHERE table_schema = DATABASE()"
+                                    " AND table_name = 'dependencies' AND column_name = 'metadata'"), 1);
+    /* A note past 65,535 bytes fails (strict mode), as on Dolt. */
+    assert_int_not_equal(testdb_exec(&cur, "INSERT INTO issues (id, title, description, design, acceptance_criteria,"
+                                           " notes) VALUES ('big', 'big', '', '', '', REPEAT('x', 65536))"), 0);
 
     /* INSERT without the body columns fails: they have no default. */
     assert_int_not_equal(testdb_exec(&cur, "INSERT INTO issues (id, title, created_at, updated_at)"
@@ -740,10 +764,10 @@ static void test_schema_fixtures(void **state)
 
     /* The bead helper fits both schemas; events get a UUID id. */
     struct testdb_bead b = {.id = "code-a", .assignee = "agent", .priority = 0, .acceptance = "done when done",
-                            .updated_at_sql = "UTC_TIMESTAMP() - INTERVAL 40 MINUTE", .is_blocked = 1};
+                            .updated_at_sql = "UTC_TIMESTAMP() - INTERVAL 40 MINUTE", .pinned = -1};
     assert_int_equal(testdb_insert_bead_ex(&cur, &b), 0);
     assert_int_equal(testdb_insert_bead_ex(&old, &b), 0);
-    assert_int_equal(root_int(&cur, "SELECT is_blocked FROM issues WHERE id = 'code-a'"), 1);
+    assert_int_equal(root_int(&cur, "SELECT pinned IS NULL FROM issues WHERE id = 'code-a'"), 1);
     assert_int_equal(root_int(&old, "SELECT TIMESTAMPDIFF(MINUTE, updated_at, UTC_TIMESTAMP())"
                                     " FROM issues WHERE id = 'code-a'"), 40);
     assert_int_equal(testdb_query_str(&old, "SELECT CONCAT(status, '/', issue_type, '/', priority, '/', title)"
@@ -1071,7 +1095,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_connect_socket, setup_plain, db_teardown),
         cmocka_unit_test_setup_teardown(test_connect_failures, setup_plain, db_teardown),
         cmocka_unit_test_setup_teardown(test_hostile_ids_roundtrip, setup_plain, db_teardown),
-        cmocka_unit_test_setup_teardown(test_large_longtext, setup_plain, db_teardown),
+        cmocka_unit_test_setup_teardown(test_large_value, setup_plain, db_teardown),
         cmocka_unit_test_setup_teardown(test_call_results_drained, setup_plain, db_teardown),
         cmocka_unit_test_setup_teardown(test_statement_cache, setup_plain, db_teardown),
         cmocka_unit_test_setup_teardown(test_conflict_1213, setup_emul, db_teardown),

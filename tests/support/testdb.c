@@ -248,12 +248,12 @@ int testdb_insert_bead_ex(struct testdb *db, const struct testdb_bead *b)
                      "INSERT INTO issues (id, title, description, design, acceptance_criteria, notes, status,"
                      " priority, issue_type, assignee, created_at, updated_at, defer_until, closed_at,"
                      " pinned, ephemeral%s)"
-                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, %s, %s, %s, %s, ?, ?%s%s%s%s)",
-                     current ? ", started_at, is_blocked" : "", created, updated, defer, closed,
-                     current ? ", " : "", current ? started : "", current ? ", " : "", current ? "?" : "");
+                     " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, %s, %s, %s, %s, ?, ?%s%s)",
+                     current ? ", started_at" : "", created, updated, defer, closed,
+                     current ? ", " : "", current ? started : "");
     if (n < 0)
         return BS_ENOMEM;
-    struct dolt_value p[13] = {
+    struct dolt_value p[12] = {
         DOLT_TEXT(b->id),
         DOLT_TEXT(b->title ? b->title : b->id),
         DOLT_TEXT(b->description ? b->description : ""),
@@ -264,11 +264,10 @@ int testdb_insert_bead_ex(struct testdb *db, const struct testdb_bead *b)
         DOLT_INT(b->priority),
         DOLT_TEXT(b->issue_type ? b->issue_type : "task"),
         text_or_null(b->assignee),
-        DOLT_INT(b->pinned ? 1 : 0),
-        DOLT_INT(b->ephemeral ? 1 : 0),
-        DOLT_INT(b->is_blocked ? 1 : 0),
+        b->pinned < 0 ? DOLT_NULL : DOLT_INT(b->pinned ? 1 : 0),
+        b->ephemeral < 0 ? DOLT_NULL : DOLT_INT(b->ephemeral ? 1 : 0),
     };
-    int rc = dolt_query(db->root, sql, p, current ? 13 : 12, NULL, NULL, NULL);
+    int rc = dolt_query(db->root, sql, p, 12, NULL, NULL, NULL);
     if (rc)
         fprintf(stderr, "testdb: inserting bead %s: %s: (%u) %s\n", b->id, bs_strerror(rc),
                 dolt_conn_errno(db->root), dolt_conn_error(db->root));

@@ -82,8 +82,7 @@ struct testdb_bead {
     const char *defer_until_sql; /* NULL = SQL NULL */
     const char *started_at_sql;  /* NULL = SQL NULL; ignored by the older schema */
     const char *closed_at_sql;   /* NULL = SQL NULL */
-    int is_blocked;              /* ignored by the older schema */
-    int pinned, ephemeral;
+    int pinned, ephemeral;       /* 0, 1, or -1 for SQL NULL (bd leaves them nullable) */
 };
 int testdb_insert_bead_ex(struct testdb *db, const struct testdb_bead *b);
 /* Shorthand; updated_at_sql NULL = UTC_TIMESTAMP(), e.g.

@@ -31,7 +31,7 @@ static const struct series_rule rules[] = {
      {"dispatched", "refused", "unknown", "lost_race", "released", NULL}},
     {"beads_sched_reaps_total", "counter", "reason",
      {"alive", "closed", "blocked", "reopened", "retrying", "gave_up", "stale", "adopted",
-      "lost_race", "recovered", NULL}},
+      "lost_race", "recovered", "write_failed", NULL}},
     {"beads_sched_dolt_errors_total", "counter", "kind", {"connection", "conflict", "io", NULL}},
     {"beads_sched_agent_errors_total", "counter", "kind",
      {"refused", "unknown", "http_4xx", "http_5xx", "malformed", "unreachable", NULL}},
