@@ -303,6 +303,10 @@ static int choose(struct dispatcher *d, struct dolt_conn *c, struct cycle *cy, i
             break;
         offset += n;
     }
+    /* What the cycle found ready, up to what it looked for: with free slots
+     * and ready beads, a dispatch follows; the alert on "ready but nothing
+     * dispatched" reads this. */
+    metrics_gauge_set(MG_READY_BEADS, (double)chosen);
     return 0;
 }
 
@@ -462,6 +466,8 @@ static int select_and_claim(struct dolt_conn *c, void *arg)
     note_unready(d, c, cy, now);
     if (cy->want > 0)
         rc = choose(d, c, cy, now);
+    else
+        metrics_gauge_set(MG_READY_BEADS, 0); /* MAX_IN_FLIGHT reached: nothing it could take */
     beads_ready_free(cy->ready);
     cy->ready = NULL;
     if (rc || cy->want <= 0 || !cy->picks || d->env.dry_run)

@@ -75,7 +75,7 @@ static const struct gauge_def gauge_defs[MG_COUNT] = {
                     "1 when Dolt answered the last request made of it, else 0."},
     [MG_READY_BEADS] = {"beads_sched_ready_beads",
                         "Ready beads (by bd ready's rules and the scheduler's own) the last "
-                        "dispatch cycle saw, up to the number it looked for."},
+                        "dispatch cycle could take, up to its free slots."},
 };
 
 struct histogram_def {
