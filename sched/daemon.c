@@ -143,7 +143,7 @@ static int admin_healthy(void *arg, char *why, size_t len)
 }
 
 /* /readyz, on the admin thread: store open, Dolt answered within the last
- * three probe intervals (at least 3 s). */
+ * three probe intervals (at least 3 s), the agent takes our token. */
 static int admin_ready(void *arg, char *why, size_t len)
 {
     struct daemon *d = arg;
@@ -163,6 +163,8 @@ static int admin_ready(void *arg, char *why, size_t len)
         snprintf(why, len, "dolt not reached for %lld ms", (long long)(clock_now_ms() - ok_at));
         return 0;
     }
+    if (d->dispatcher && dispatcher_agent_refusing(d->dispatcher, why, len))
+        return 0;
     return 1;
 }
 

@@ -56,4 +56,7 @@ void dispatcher_free(struct dispatcher *d);
 
 /* When Dolt last answered (ms; 0 = never). Safe from any thread. */
 int64_t dispatcher_dolt_ok_at(const struct dispatcher *d);
+/* Whether the agent service refuses our token or URL (claims stopped);
+ * fills why. Safe from any thread. */
+int dispatcher_agent_refusing(const struct dispatcher *d, char *why, size_t len);
 #endif

@@ -20,7 +20,7 @@
 #endif
 
 /* Most label values any counter has; one more slot holds "other". */
-#define LABELS_MAX 10
+#define LABELS_MAX 12
 #define OTHER_LABEL "other"
 /* Most finite bucket bounds any histogram has; one more slot is +Inf. */
 #define BOUNDS_MAX 11
@@ -35,17 +35,17 @@ struct counter_def {
 static const struct counter_def counter_defs[MC_COUNT] = {
     [MC_DISPATCHES] = {"beads_sched_dispatches_total",
                        "Dispatch attempts by how they ended.", "outcome",
-                       {"dispatched", "refused", "unknown", "lost_race", "released", NULL}},
+                       {"dispatched", "refused", "unknown", "lost_race", "released", "given_back", NULL}},
     [MC_REAPS] = {"beads_sched_reaps_total",
                   "Reaper decisions about in-flight attempts, by reason.", "reason",
                   {"alive", "closed", "blocked", "reopened", "retrying", "gave_up", "stale",
-                   "adopted", "lost_race", "recovered", NULL}},
+                   "adopted", "lost_race", "recovered", "reached", "noted", NULL}},
     [MC_DOLT_ERRORS] = {"beads_sched_dolt_errors_total", "Failed Dolt statements, by kind.",
                         "kind", {"connection", "conflict", "io", NULL}},
     [MC_AGENT_ERRORS] = {"beads_sched_agent_errors_total",
                          "Failed agent service requests, by kind.", "kind",
                          {"refused", "unknown", "http_4xx", "http_5xx", "malformed", "unreachable",
-                          NULL}},
+                          "unusable", "unauthorized", "full", NULL}},
     [MC_CYCLES] = {"beads_sched_cycles_total", "Cycles run, by kind.", "kind",
                    {"dispatch", "reap", "probe", NULL}},
 };
@@ -63,6 +63,12 @@ static const struct gauge_def gauge_defs[MG_COUNT] = {
                              "Free slots the agent service reported at its last health check."},
     [MG_LAST_CYCLE_SUCCESS] = {"beads_sched_last_successful_cycle_timestamp_seconds",
                                "Unix time the last dispatch cycle completed without error."},
+    [MG_AGENT_TOKEN_REFUSED] = {"beads_sched_agent_token_refused",
+                                "1 while the agent service refuses our token (401/403): no claims."},
+    [MG_AGENT_URL_WRONG] = {"beads_sched_agent_url_wrong",
+                            "1 while the agent URL answers 404 on /execute: no claims."},
+    [MG_AGENT_FULL_BACKOFF] = {"beads_sched_agent_full_backoff_seconds",
+                               "Backoff after the agent service said it is full (409/429), 0 when none."},
 };
 
 struct histogram_def {
