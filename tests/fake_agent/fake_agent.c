@@ -846,11 +846,40 @@ static json_t *execute_errors(json_t *req, const json_error_t *jerr)
     return errs;
 }
 
+/* FastAPI 0.92 reads the body as JSON when there is no Content-Type or it is
+ * application/json (or any application/...+json); any other type leaves it bytes, which then
+ * fail validation as "not a valid dict". */
+static int json_content_type(struct MHD_Connection *conn)
+{
+    const char *ct = conn ? MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                        MHD_HTTP_HEADER_CONTENT_TYPE) : NULL;
+    if (!ct)
+        return 1;
+    size_t n = strcspn(ct, ";");
+    while (n && ct[n - 1] == ' ')
+        n--;
+    const char *slash = memchr(ct, '/', n);
+    if (!slash || (size_t)(slash - ct) != 11 || strncasecmp(ct, "application", 11) != 0)
+        return 0;
+    size_t sub = n - 12;
+    return (sub == 4 && strncasecmp(slash + 1, "json", 4) == 0) ||
+           (sub > 5 && strncasecmp(ct + n - 5, "+json", 5) == 0);
+}
+
 static void do_execute(struct MHD_Connection *conn, const char *body, size_t len, struct reply *r)
 {
     json_error_t jerr;
-    json_t *req = json_loadb(body ? body : "", len, 0, &jerr);
-    json_t *errs = execute_errors(req, &jerr);
+    json_t *req = NULL, *errs;
+    if (!len) {
+        errs = json_array();
+        field_error(errs, NULL, "field required", "value_error.missing");
+    } else if (!json_content_type(conn)) {
+        errs = json_array();
+        field_error(errs, NULL, "value is not a valid dict", "type_error.dict");
+    } else {
+        req = json_loadb(body, len, 0, &jerr);
+        errs = execute_errors(req, &jerr);
+    }
     if (json_array_size(errs)) {
         reply_json(r, 422, json_pack("{s:o}", "detail", errs));
         json_decref(req);

@@ -273,9 +273,12 @@ static void test_execute_202(void **state)
 static void test_unauthorized_401(void **state)
 {
     struct env *e = *state;
-    static const char *const wrong[] = {"Authorization: Bearer nope", NULL};
+    /* Without a JSON Content-Type the real service never reads the body as
+     * JSON and answers 422 before looking at the token. */
+    static const char *const json_only[] = {"Content-Type: application/json", NULL};
+    static const char *const wrong[] = {"Authorization: Bearer nope", "Content-Type: application/json", NULL};
     struct result r = {0};
-    call(e, "POST", "/execute", execute_body, NULL, NULL, &r);
+    call(e, "POST", "/execute", execute_body, json_only, NULL, &r);
     assert_int_equal(r.outcome, HTTP_RESPONSE);
     assert_int_equal(r.status, 401);
     r.calls = 0;
