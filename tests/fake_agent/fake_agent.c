@@ -1438,7 +1438,33 @@ static void *agent_main(void *arg)
     return NULL;
 }
 
-/* ---- test knobs (lock held) ------------------------------------------------------ */
+/* ---- test knobs (lock held) ------------------------------------------------------ *
+ *
+ * POST /_fake/config {key: value, ...}; GET /_fake/config shows them all.
+ *   capacity, queue_limit     MAX_CONCURRENCY, MAX_QUEUE_DEPTH (10, 100)
+ *   job_ms                    how long an agent runs (0: until a knob ends it)
+ *   final_status              how a job ends when its agent exits (completed)
+ *   timeout_ms                run time before `timeout` (0: the request's
+ *                             timeout_seconds; the agent keeps running)
+ *   job_ttl_ms                JOB_TTL_SECONDS (3600000)
+ *   single_slot               the older single-slot service
+ *   output_bytes              stdout of a finished job (0: one result line)
+ *   exit_code, stderr, error  of failed / error records (null: defaults)
+ *   agent_outcome             agent side at the end: close|block|leave|none
+ *   agent_claim_ms            agent side: delay of the claim note (0)
+ *   agent_note_ms             agent side: progress note period (0: none)
+ *   latency_ms, hang, delay_before, no_response, drop_mid_body, malformed,
+ *   truncated, big_body_bytes, big_body_chunked, shape_paths,
+ *   force_status, force_status_paths
+ *                             transport faults (see reply_send, reply_delay)
+ * POST /_fake/jobs/{id} {"status": s, "process": "exit"|"kill"|"keep"}
+ *                             set a job's status and/or end its agent
+ * POST /_fake/complete-all {"status": s}   every queued and running job
+ * POST /_fake/forget          a restart: records and agent processes go
+ * GET  /_fake/stats           posts, per-bead POST counts, jobs (with the
+ *                             ids parsed from each prompt), live agent
+ *                             processes and overlaps per bead, agent side
+ *                             write counts */
 
 static int status_parse(const char *s)
 {
@@ -2045,7 +2071,9 @@ int main(int argc, char **argv)
             return 2;
         }
         if (bad) {
-            fprintf(stderr, "fake-agent: bad value for %s: %s\n", opt, val);
+            /* a database URL carries a password: never echo it */
+            fprintf(stderr, "fake-agent: bad value for %s: %s\n", opt,
+                    strcmp(opt, "--agent-db") == 0 ? "(not mysql://user:password@host:port/db)" : val);
             return 2;
         }
     }
