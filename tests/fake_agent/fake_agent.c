@@ -925,6 +925,8 @@ static void do_execute(struct MHD_Connection *conn, const char *body, size_t len
     /* pydantic 1.x int: a float is truncated */
     int64_t timeout_s = !timeout ? 2700 : json_is_integer(timeout) ? json_integer_value(timeout)
                                                                    : (int64_t)json_real_value(timeout);
+    if (timeout_s > 1000000000000LL)
+        timeout_s = 1000000000000LL; /* some 30,000 years: no overflow below */
     j->timeout_ms = S.cfg.timeout_ms > 0 ? S.cfg.timeout_ms : timeout_s * 1000;
     json_decref(req);
     if (hash_insert(j) < 0) {
