@@ -15,6 +15,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+static void owed_free(struct owed_note *n)
+{
+    while (n) {
+        struct owed_note *next = n->next;
+        free(n->bead_id);
+        free(n->note);
+        free(n);
+        n = next;
+    }
+}
+
 void pick_free(struct pick *p)
 {
     free(p->bead_id);
@@ -57,13 +68,8 @@ void dispatcher_free(struct dispatcher *d)
     if (!d)
         return;
     picks_free(d->results);
-    while (d->owed_notes) {
-        struct owed_note *n = d->owed_notes;
-        d->owed_notes = n->next;
-        free(n->bead_id);
-        free(n->note);
-        free(n);
-    }
+    owed_free(d->owed_notes);
+    owed_free(d->deferred);
     free(d->memo);
     free(d);
 }
@@ -465,6 +471,9 @@ static int select_and_claim(struct dolt_conn *c, void *arg)
         if (room < cy->want)
             cy->want = room > 0 ? room : 0;
     }
+    /* The service takes jobs again: beads deferred while it was full wait no more. */
+    for (struct owed_note *n = cy->undefer; n; n = n->next)
+        store_bead_set_retry(d->env.store, n->bead_id, 0);
     note_unready(d, c, cy, now);
     if (cy->want <= 0)
         return 0;
@@ -967,6 +976,8 @@ static int record_results(struct dolt_conn *c, void *arg)
         } else {
             outcome = p->verdict == APV_FULL ? "agent_full" : p->verdict == APV_NOT_SENT ? "not_sent"
                                                                                           : "agent_auth";
+            if (p->verdict == APV_FULL || p->verdict == APV_NOT_SENT)
+                retry_at = now + FULL_BACKOFF_CAP_MS; /* until the service takes a job again */
             snprintf(detail, sizeof detail, "claim given back, not an attempt: %.900s", p->detail);
         }
         struct store_transition t = {.detail = detail, .outcome = outcome};
@@ -1075,6 +1086,8 @@ static void results_done(int rc, void *arg)
             }
             log_info("dispatched", "bead", p->bead_id, "attempt", LOG_INT(p->attempt), "job",
                      p->job_id, "dispatch", p->dispatch_id, "post_ms", ms);
+            if (d->deferred)
+                d->undefer = 1;
             if (d->full_backoff_ms) {
                 d->full_backoff_ms = 0;
                 d->full_until_ms = 0;
@@ -1104,6 +1117,16 @@ static void results_done(int rc, void *arg)
                 agent_gate_close(d, GATE_URL, p->status);
             else
                 agent_full(d, p);
+            if ((p->verdict == APV_FULL || p->verdict == APV_NOT_SENT) && d->ndeferred < DEFERRED_MAX) {
+                struct owed_note *n = calloc(1, sizeof *n);
+                if (n && (n->bead_id = strdup(p->bead_id))) {
+                    n->next = d->deferred;
+                    d->deferred = n;
+                    d->ndeferred++;
+                } else {
+                    free(n);
+                }
+            }
             break;
         case POST_UNKNOWN:
             metrics_count(MC_DISPATCHES, "unknown", 1);
@@ -1276,6 +1299,12 @@ void start_cycle(struct dispatcher *d, int recheck)
     cy->d = d;
     cy->recheck = recheck;
     cy->started_ms = now;
+    if (d->undefer) {
+        cy->undefer = d->deferred;
+        d->deferred = NULL;
+        d->ndeferred = 0;
+        d->undefer = 0;
+    }
     d->cur = cy;
     d->cycle_running = 1;
     if (agent_mode && d->gate != GATE_OPEN && d->cfg->agent_url) {
@@ -1318,6 +1347,17 @@ void finish_cycle(struct dispatcher *d, int ok)
     }
     if (cy) {
         picks_free(cy->picks);
+        if (!cy->selected && cy->undefer) {
+            /* Never reached the worker: the next cycle ends their wait. */
+            struct owed_note **tail = &cy->undefer;
+            while (*tail)
+                tail = &(*tail)->next;
+            *tail = d->deferred;
+            d->deferred = cy->undefer;
+            cy->undefer = NULL;
+            d->undefer = 1;
+        }
+        owed_free(cy->undefer);
         candidates_free(cy->unready, cy->nunready);
         /* A big cycle's requests are gone: give the memory back. */
         if (cy->chosen > 16)

@@ -58,6 +58,8 @@ enum agent_gate {
 /* A job id that no service can hold (its ids are 12 hex digits): GET
  * /jobs/<it> answers 404 when the token is good, 401/403 when not. */
 #define GATE_PROBE_JOB_ID "beads-sched-token-check"
+/* Beads remembered as deferred by a full service, at most. */
+#define DEFERRED_MAX 1000
 /* Notes owed to beads (a write that failed), retried on the worker. */
 #define OWED_NOTES_MAX 10000
 /* A batch of POST results that could not be journaled is retried after this. */
@@ -111,6 +113,7 @@ struct cycle {
     int rc;
     struct pick *picks;
     size_t posts_pending;
+    struct owed_note *undefer;  /* beads deferred while the service was full: their wait ends now */
     struct candidate *unready;  /* dry-run: beads that would be noted */
     size_t nunready;
 };
@@ -162,6 +165,12 @@ struct dispatcher {
     /* The service said it is full (409/429) or could not be reached. */
     int64_t full_until_ms;
     int64_t full_backoff_ms;    /* 0: not full */
+    /* Beads given back because the service was full wait FULL_BACKOFF_CAP_MS
+     * each (at most one claim note per bead per hour while it stays full);
+     * once the service takes a job again their wait ends. Loop thread. */
+    struct owed_note *deferred;
+    size_t ndeferred;
+    int undefer;
 
     /* Worker-thread state: notes owed to beads. */
     struct owed_note *owed_notes;
