@@ -128,6 +128,7 @@ struct config {
     unsigned shape_paths;   /* endpoints malformed/truncated/big bodies apply to */
     int malformed, truncated, big_body_chunked, hang, no_response, drop_mid_body, delay_before;
     int single_slot;
+    int proxy_status;       /* 0, or the status a proxy answers after the service did the work */
     char *stderr_text;      /* NULL: the default for the status */
     char *error_text;
 };
@@ -601,6 +602,7 @@ struct reply {
     unsigned status;
     char *body;             /* malloc'd */
     size_t len;
+    int html;               /* a proxy's page, not the service's JSON */
 };
 
 static void reply_json(struct reply *r, unsigned status, json_t *v)
@@ -698,7 +700,7 @@ static enum MHD_Result reply_send(struct MHD_Connection *conn, struct reply *r,
     r->body = NULL;
     if (!resp)
         return MHD_NO;
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->html ? "text/html" : "application/json");
     enum MHD_Result ret = MHD_queue_response(conn, r->status, resp);
     MHD_destroy_response(resp);
     return ret;
@@ -1458,7 +1460,11 @@ static void *agent_main(void *arg)
  *   latency_ms, hang, delay_before, no_response, drop_mid_body, malformed,
  *   truncated, big_body_bytes, big_body_chunked, shape_paths,
  *   force_status, force_status_paths
- *                             transport faults (see reply_send, reply_delay)
+ *                             transport faults (see reply_send, reply_delay);
+ *                             force_status answers instead of the service
+ *   proxy_status              a proxy's answer (e.g. 504, nginx's HTML page)
+ *                             AFTER the service did the work: the job exists
+ *                             (endpoints in shape_paths)
  * POST /_fake/jobs/{id} {"status": s, "process": "exit"|"kill"|"keep"}
  *                             set a job's status and/or end its agent
  * POST /_fake/complete-all {"status": s}   every queued and running job
@@ -1544,6 +1550,7 @@ static json_t *config_json(void)
                      "no_response", c->no_response, "drop_mid_body", c->drop_mid_body,
                      "delay_before", c->delay_before, "token_set", S.token != NULL);
     json_object_set_new(o, "single_slot", json_boolean(c->single_slot));
+    json_object_set_new(o, "proxy_status", json_integer(c->proxy_status));
     json_object_set_new(o, "timeout_ms", json_integer(c->timeout_ms));
     json_object_set_new(o, "output_bytes", json_integer(c->output_bytes));
     json_object_set_new(o, "exit_code", json_integer(c->exit_code));
@@ -1647,6 +1654,11 @@ static const char *config_apply(json_t *req)
             if (st < JS_COMPLETED)
                 return "final_status: completed|failed|timeout|error";
             c.final_status = st;
+        } else if (strcmp(key, "proxy_status") == 0) {
+            if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 599 ||
+                (json_integer_value(v) > 0 && json_integer_value(v) < 100))
+                return "proxy_status: 0 or an HTTP status";
+            c.proxy_status = (int)json_integer_value(v);
         } else if (strcmp(key, "force_status") == 0) {
             if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 999 ||
                 (json_integer_value(v) > 0 && json_integer_value(v) < 100))
@@ -1909,6 +1921,19 @@ static enum MHD_Result handle(struct MHD_Connection *conn, const char *url, cons
     if (cfg.no_response) {
         free(r.body);
         return MHD_NO; /* MHD closes the connection without a reply */
+    }
+    if (cfg.proxy_status && (cfg.shape_paths & ep)) {
+        /* A proxy in front answers instead, after the service did the work
+         * (the job exists): nginx's page for that status. */
+        char page[256];
+        snprintf(page, sizeof page, "<html>\r\n<head><title>%d Proxy Error</title></head>\r\n<body>\r\n"
+                 "<center><h1>%d Proxy Error</h1></center>\r\n<hr><center>nginx</center>\r\n"
+                 "</body>\r\n</html>\r\n", cfg.proxy_status, cfg.proxy_status);
+        free(r.body);
+        r.body = strdup(page);
+        r.len = r.body ? strlen(r.body) : 0;
+        r.status = (unsigned)cfg.proxy_status;
+        r.html = 1;
     }
     return reply_send(conn, &r, &cfg, ep);
 }
