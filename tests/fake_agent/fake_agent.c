@@ -1462,9 +1462,9 @@ static void *agent_main(void *arg)
  *   force_status, force_status_paths
  *                             transport faults (see reply_send, reply_delay);
  *                             force_status answers instead of the service
- *   proxy_status              a proxy's answer (e.g. 504, nginx's HTML page)
- *                             AFTER the service did the work: the job exists
- *                             (endpoints in shape_paths)
+ *   proxy_status              a proxy's answer to POST /execute (e.g. 504,
+ *                             nginx's HTML page) AFTER the service did the
+ *                             work: the job exists and runs
  * POST /_fake/jobs/{id} {"status": s, "process": "exit"|"kill"|"keep"}
  *                             set a job's status and/or end its agent
  * POST /_fake/complete-all {"status": s}   every queued and running job
@@ -1922,7 +1922,7 @@ static enum MHD_Result handle(struct MHD_Connection *conn, const char *url, cons
         free(r.body);
         return MHD_NO; /* MHD closes the connection without a reply */
     }
-    if (cfg.proxy_status && (cfg.shape_paths & ep)) {
+    if (cfg.proxy_status && ep == EP_EXECUTE) {
         /* A proxy in front answers instead, after the service did the work
          * (the job exists): nginx's page for that status. */
         char page[256];
