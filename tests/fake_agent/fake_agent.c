@@ -1455,7 +1455,7 @@ static void *agent_main(void *arg)
  *   output_bytes              stdout of a finished job (0: one result line)
  *   exit_code, stderr, error  of failed / error records (null: defaults)
  *   agent_outcome             agent side at the end: close|block|leave|none
- *   agent_claim_ms            agent side: delay of the claim note (0)
+ *   agent_claim_ms            agent side: delay of the claim note (100)
  *   agent_note_ms             agent side: progress note period (0: none)
  *   latency_ms, hang, delay_before, no_response, drop_mid_body, malformed,
  *   truncated, big_body_bytes, big_body_chunked, shape_paths,
@@ -2000,6 +2000,7 @@ static void usage(FILE *f)
           "                  [--agent-db mysql://user:password@host:port/db] (agent side on)\n"
           "                  [--agent-outcome close|block|leave|none (close)]\n"
           "                  [--agent-note-ms MS (0 = no progress notes)]\n"
+          "                  [--agent-claim-ms MS (100 = delay of the claim note)]\n"
           "                  [--idle-timeout-s S (5, 0 = none)] [--log FILE] [--port-file FILE]\n",
           f);
 }
@@ -2037,7 +2038,10 @@ int main(int argc, char **argv)
     S.cfg = (struct config){.capacity = 10, .queue_limit = 100, .job_ttl_ms = 3600000,
                             .final_status = JS_COMPLETED, .force_paths = EP_EXECUTE,
                             .shape_paths = EP_HEALTH | EP_EXECUTE | EP_JOBS,
-                            .big_body_chunked = 1, .exit_code = 1, .outcome = OUT_CLOSE};
+                            .big_body_chunked = 1, .exit_code = 1, .outcome = OUT_CLOSE,
+                            /* a real agent needs a workspace and a model call before its
+                             * first bd note; 0 would race every 202 with its claim */
+                            .agent_claim_ms = 100};
 
     for (int i = 1; i < argc; i++) {
         const char *opt = argv[i];
@@ -2072,6 +2076,8 @@ int main(int argc, char **argv)
             bad = parse_i64(val, 0, &S.cfg.timeout_ms);
         else if (strcmp(opt, "--agent-note-ms") == 0)
             bad = parse_i64(val, 0, &S.cfg.agent_note_ms);
+        else if (strcmp(opt, "--agent-claim-ms") == 0)
+            bad = parse_i64(val, 0, &S.cfg.agent_claim_ms);
         else if (strcmp(opt, "--agent-db") == 0) {
             struct db_url u;
             bad = db_url_parse(val, &u) != 0;
