@@ -128,6 +128,7 @@ struct config {
     unsigned shape_paths;   /* endpoints malformed/truncated/big bodies apply to */
     int malformed, truncated, big_body_chunked, hang, no_response, drop_mid_body, delay_before;
     int single_slot;
+    int proxy_status;       /* 0, or the status a proxy answers after the service did the work */
     char *stderr_text;      /* NULL: the default for the status */
     char *error_text;
 };
@@ -601,6 +602,7 @@ struct reply {
     unsigned status;
     char *body;             /* malloc'd */
     size_t len;
+    int html;               /* a proxy's page, not the service's JSON */
 };
 
 static void reply_json(struct reply *r, unsigned status, json_t *v)
@@ -698,7 +700,7 @@ static enum MHD_Result reply_send(struct MHD_Connection *conn, struct reply *r,
     r->body = NULL;
     if (!resp)
         return MHD_NO;
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->html ? "text/html" : "application/json");
     enum MHD_Result ret = MHD_queue_response(conn, r->status, resp);
     MHD_destroy_response(resp);
     return ret;
@@ -1453,12 +1455,16 @@ static void *agent_main(void *arg)
  *   output_bytes              stdout of a finished job (0: one result line)
  *   exit_code, stderr, error  of failed / error records (null: defaults)
  *   agent_outcome             agent side at the end: close|block|leave|none
- *   agent_claim_ms            agent side: delay of the claim note (0)
+ *   agent_claim_ms            agent side: delay of the claim note (100)
  *   agent_note_ms             agent side: progress note period (0: none)
  *   latency_ms, hang, delay_before, no_response, drop_mid_body, malformed,
  *   truncated, big_body_bytes, big_body_chunked, shape_paths,
  *   force_status, force_status_paths
- *                             transport faults (see reply_send, reply_delay)
+ *                             transport faults (see reply_send, reply_delay);
+ *                             force_status answers instead of the service
+ *   proxy_status              a proxy's answer to POST /execute (e.g. 504,
+ *                             nginx's HTML page) AFTER the service did the
+ *                             work: the job exists and runs
  * POST /_fake/jobs/{id} {"status": s, "process": "exit"|"kill"|"keep"}
  *                             set a job's status and/or end its agent
  * POST /_fake/complete-all {"status": s}   every queued and running job
@@ -1544,6 +1550,7 @@ static json_t *config_json(void)
                      "no_response", c->no_response, "drop_mid_body", c->drop_mid_body,
                      "delay_before", c->delay_before, "token_set", S.token != NULL);
     json_object_set_new(o, "single_slot", json_boolean(c->single_slot));
+    json_object_set_new(o, "proxy_status", json_integer(c->proxy_status));
     json_object_set_new(o, "timeout_ms", json_integer(c->timeout_ms));
     json_object_set_new(o, "output_bytes", json_integer(c->output_bytes));
     json_object_set_new(o, "exit_code", json_integer(c->exit_code));
@@ -1647,6 +1654,11 @@ static const char *config_apply(json_t *req)
             if (st < JS_COMPLETED)
                 return "final_status: completed|failed|timeout|error";
             c.final_status = st;
+        } else if (strcmp(key, "proxy_status") == 0) {
+            if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 599 ||
+                (json_integer_value(v) > 0 && json_integer_value(v) < 100))
+                return "proxy_status: 0 or an HTTP status";
+            c.proxy_status = (int)json_integer_value(v);
         } else if (strcmp(key, "force_status") == 0) {
             if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 999 ||
                 (json_integer_value(v) > 0 && json_integer_value(v) < 100))
@@ -1910,6 +1922,19 @@ static enum MHD_Result handle(struct MHD_Connection *conn, const char *url, cons
         free(r.body);
         return MHD_NO; /* MHD closes the connection without a reply */
     }
+    if (cfg.proxy_status && ep == EP_EXECUTE) {
+        /* A proxy in front answers instead, after the service did the work
+         * (the job exists): nginx's page for that status. */
+        char page[256];
+        snprintf(page, sizeof page, "<html>\r\n<head><title>%d Proxy Error</title></head>\r\n<body>\r\n"
+                 "<center><h1>%d Proxy Error</h1></center>\r\n<hr><center>nginx</center>\r\n"
+                 "</body>\r\n</html>\r\n", cfg.proxy_status, cfg.proxy_status);
+        free(r.body);
+        r.body = strdup(page);
+        r.len = r.body ? strlen(r.body) : 0;
+        r.status = (unsigned)cfg.proxy_status;
+        r.html = 1;
+    }
     return reply_send(conn, &r, &cfg, ep);
 }
 
@@ -1975,6 +2000,7 @@ static void usage(FILE *f)
           "                  [--agent-db mysql://user:password@host:port/db] (agent side on)\n"
           "                  [--agent-outcome close|block|leave|none (close)]\n"
           "                  [--agent-note-ms MS (0 = no progress notes)]\n"
+          "                  [--agent-claim-ms MS (100 = delay of the claim note)]\n"
           "                  [--idle-timeout-s S (5, 0 = none)] [--log FILE] [--port-file FILE]\n",
           f);
 }
@@ -2012,7 +2038,10 @@ int main(int argc, char **argv)
     S.cfg = (struct config){.capacity = 10, .queue_limit = 100, .job_ttl_ms = 3600000,
                             .final_status = JS_COMPLETED, .force_paths = EP_EXECUTE,
                             .shape_paths = EP_HEALTH | EP_EXECUTE | EP_JOBS,
-                            .big_body_chunked = 1, .exit_code = 1, .outcome = OUT_CLOSE};
+                            .big_body_chunked = 1, .exit_code = 1, .outcome = OUT_CLOSE,
+                            /* a real agent needs a workspace and a model call before its
+                             * first bd note; 0 would race every 202 with its claim */
+                            .agent_claim_ms = 100};
 
     for (int i = 1; i < argc; i++) {
         const char *opt = argv[i];
@@ -2047,6 +2076,8 @@ int main(int argc, char **argv)
             bad = parse_i64(val, 0, &S.cfg.timeout_ms);
         else if (strcmp(opt, "--agent-note-ms") == 0)
             bad = parse_i64(val, 0, &S.cfg.agent_note_ms);
+        else if (strcmp(opt, "--agent-claim-ms") == 0)
+            bad = parse_i64(val, 0, &S.cfg.agent_claim_ms);
         else if (strcmp(opt, "--agent-db") == 0) {
             struct db_url u;
             bad = db_url_parse(val, &u) != 0;

@@ -388,6 +388,25 @@ static void test_records(void **state)
     assert_int_equal(fake_agent_stop(&fa), 0);
 }
 
+/* A proxy's 504 after the service accepted the job: the job exists. */
+static void test_proxy_status_after_accept(void **state)
+{
+    (void)state;
+    struct fake_agent fa;
+    start(&fa, NULL);
+    assert_int_equal(fake_agent_config(&fa, "{\"proxy_status\":504}"), 0);
+    assert_int_equal(post(&fa, "p", "b", NULL), 504);
+    json_t *s = fake_agent_stats(&fa);
+    assert_int_equal(num(s, "posts"), 1);
+    json_t *job = json_array_get(json_object_get(s, "jobs"), 0);
+    assert_string_equal(str(job, "status"), "running");
+    json_decref(s);
+    json_decref(health(&fa)); /* other endpoints answer as usual */
+    assert_int_equal(fake_agent_config(&fa, "{\"proxy_status\":0}"), 0);
+    assert_int_equal(post(&fa, "p", "b", NULL), 202);
+    assert_int_equal(fake_agent_stop(&fa), 0);
+}
+
 /* ---- the agent side ------------------------------------------------------------ */
 
 struct agent_env {
@@ -572,6 +591,7 @@ int main(void)
         cmocka_unit_test(test_single_slot),
         cmocka_unit_test(test_auth_and_validation),
         cmocka_unit_test(test_records),
+        cmocka_unit_test(test_proxy_status_after_accept),
         cmocka_unit_test_setup_teardown(test_agent_claims_and_closes, agent_setup, agent_teardown),
         cmocka_unit_test_setup_teardown(test_agent_after_timeout, agent_setup, agent_teardown),
         cmocka_unit_test_setup_teardown(test_agent_outcomes_and_missing_ids, agent_setup, agent_teardown),
