@@ -1008,6 +1008,7 @@ static void agent_full(struct dispatcher *d, const struct pick *p)
         d->full_backoff_ms = d->full_backoff_ms * 2 > FULL_BACKOFF_CAP_MS ? FULL_BACKOFF_CAP_MS
                                                                           : d->full_backoff_ms * 2;
     d->full_until_ms = clock_now_ms() + d->full_backoff_ms;
+    d->full_load = d->last_load;
     metrics_gauge_set(MG_AGENT_FULL_BACKOFF, (double)d->full_backoff_ms / 1000.0);
     if (first)
         log_warn("agent service is full or unreachable; claims given back, dispatch backs off",
@@ -1212,6 +1213,17 @@ static void health_done(const struct http_response *r, void *arg)
     }
     cy->want = agent_free_slots(&h);
     metrics_gauge_set(MG_AGENT_FREE_SLOTS, (double)cy->want);
+    d->last_load = h.active + h.queued;
+    if (d->deferred && d->last_load < d->full_load) {
+        /* Jobs ended since the service said full: the beads it refused
+         * then need not wait any more. */
+        struct owed_note **tail = &cy->undefer;
+        while (*tail)
+            tail = &(*tail)->next;
+        *tail = d->deferred;
+        d->deferred = NULL;
+        d->ndeferred = 0;
+    }
     if (d->full_backoff_ms && cy->want > 1)
         cy->want = 1; /* it said full lately: one bead until it takes one */
     if (cy->want > MAX_PICKS_PER_CYCLE) {

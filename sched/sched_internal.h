@@ -171,6 +171,8 @@ struct dispatcher {
     struct owed_note *deferred;
     size_t ndeferred;
     int undefer;
+    long last_load;             /* active + queued at the last /health */
+    long full_load;             /* ...when the service last said full; less later: room again */
 
     /* Worker-thread state: notes owed to beads. */
     struct owed_note *owed_notes;

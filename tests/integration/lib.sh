@@ -149,11 +149,19 @@ t_notes_count() { t_sql "SELECT notes FROM issues WHERE id='$1'" | sed 's/\\n/\n
 # t_consistent WHAT: every bead POSTed at most once per attempt; no attempt
 # left in a non-terminal state other than dispatched, or unknown with the
 # agent's claim note proving it reached the agent; every dispatched attempt's
-# bead is in_progress with the job id in its notes.
+# bead is in_progress with the job id in its notes. T_OTHER_STORES=1: other
+# daemons share the fake agent, so its POST counts are not this store's.
 t_consistent() {
   local what=$1 dup bad job bead st notes
-  dup=$(t_stats | jq -r '.by_bead | to_entries[] | select(.value > 1) | .key' | xargs)
-  t_eq "$what: no bead POSTed twice" "" "$dup"
+  # Accepted POSTs per bead against the attempts that may have reached the
+  # agent (a retry after the agent stopped is a new attempt, not a re-POST).
+  local b n
+  dup=""
+  while IFS=$'\t' read -r b n; do
+    [ -n "$b" ] || continue
+    [ "$n" -le "$(t_store "SELECT count(*) FROM journal WHERE bead_id='$b' AND posting_at IS NOT NULL AND state <> 'refused'")" ] || dup+=" $b"
+  done < <(t_stats | jq -r '.by_bead | to_entries[] | "\(.key)\t\(.value)"')
+  [ -n "${T_OTHER_STORES:-}" ] || t_eq "$what: no attempt POSTed twice" "" "$(echo $dup)"
   bad=$(t_store "SELECT bead_id || ':' || state FROM journal WHERE state IN ('claiming','claimed','posting')" | xargs)
   local disp
   while IFS='|' read -r bead disp; do

@@ -98,9 +98,11 @@ chaos() {
   # for a new attempt once their bead has been quiet for STALE_AFTER; those
   # whose 202 was lost are known by their agent's claim note, and their
   # agents keep working.
-  export BEADS_SCHED_STALE_AFTER=3s
+  # (STALE_AFTER is 10 s: with 300 beads one round of the test's agents
+  # noting takes seconds, and a quiet agent is rightly taken for a stopped one.)
+  export BEADS_SCHED_STALE_AFTER=10s
   "$BS_BIN" run 2>>"$T_TMP/chaos.log" & local pid=$!
-  local deadline=$((SECONDS + 60))
+  local deadline=$((SECONDS + 90))
   while [ $SECONDS -lt $deadline ]; do
     t_agent_claims; t_agent_progress
     [ "$(t_store "SELECT count(DISTINCT bead_id) FROM journal WHERE state IN ('dispatched', 'unknown')")" = 300 ] && break
@@ -213,7 +215,7 @@ db_restart() {
   t_sql_root() { mariadb --no-defaults --user=root --socket="$priv/mysqld.sock" --batch --skip-column-names "$@"; }
   t_agent --capacity 1000 --queue-limit 1000
   T_DOLT_URL="mysql://beads:beads-test-pw@127.0.0.1:$port/rs"
-  t_env "$T_TMP/rs.db"; reap_env; export BEADS_SCHED_STALE_AFTER=3s
+  t_env "$T_TMP/rs.db"; reap_env; export BEADS_SCHED_STALE_AFTER=10s
   t_fake config '{"latency_ms": 100}'
   t_sql "INSERT INTO issues (id, title, description, design, acceptance_criteria, notes, status, priority,
          issue_type, assignee, created_at, updated_at)
