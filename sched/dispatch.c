@@ -789,8 +789,9 @@ static void note_cycle_result(struct dispatcher *d, const struct pick *list, int
         n[p->result]++;
     char at[24], result[160];
     snprintf(at, sizeof at, "%lld", (long long)now); /* status shows its age */
-    snprintf(result, sizeof result, "dispatched %d, refused %d, unknown %d, given back %d",
-             n[POST_DISPATCHED], n[POST_REFUSED], n[POST_UNKNOWN], n[POST_GIVEN_BACK]);
+    /* refused: every claim given back, whether the bead's fault or not */
+    snprintf(result, sizeof result, "dispatched %d, refused %d, unknown %d", n[POST_DISPATCHED],
+             n[POST_REFUSED] + n[POST_GIVEN_BACK], n[POST_UNKNOWN]);
     if (store_setting_set(d->env.store, "last_cycle_at", at, now) == 0)
         store_setting_set(d->env.store, "last_cycle_result", result, now);
     refresh_in_flight_gauge(d);
@@ -1112,7 +1113,9 @@ static void results_done(int rc, void *arg)
             metrics_count(MC_DISPATCHES, "given_back", 1);
             log_info("claim given back; not an attempt", "bead", p->bead_id, "dispatch", p->dispatch_id,
                      "verdict", agent_post_verdict_name(p->verdict), "detail", p->detail);
-            if (p->verdict == APV_AUTH)
+            if (d->cfg->mode == MODE_BEADBOARD && (p->verdict == APV_AUTH || p->verdict == APV_URL))
+                agent_full(d, p); /* BeadBoard holds the token: back off, no gate */
+            else if (p->verdict == APV_AUTH)
                 agent_gate_close(d, GATE_TOKEN, p->status);
             else if (p->verdict == APV_URL)
                 agent_gate_close(d, GATE_URL, p->status);

@@ -211,11 +211,11 @@ daemon_survives_bad_replies() { # variant...
   "$BS_BIN" run 2>"$T_TMP/alive.log" &
   local pid=$!
   sleep 2
-  t_fake config '{"malformed": false, "force_status": 429}'
+  t_fake config '{"malformed": false, "force_status": 422}'
   sleep 1
   t_fake config '{"force_status": 0, "truncated": true}'
   sleep 1
-  if kill -0 "$pid" 2>/dev/null; then t_ok "[$*] daemon alive after malformed, 429 and truncated replies"; else t_fail "[$*] daemon died"; fi
+  if kill -0 "$pid" 2>/dev/null; then t_ok "[$*] daemon alive after malformed, 422 and truncated replies"; else t_fail "[$*] daemon died"; fi
   t_match "[$*] health failure logged" "agent health check failed" "$(cat "$T_TMP/alive.log")"
   t_fake config '{"truncated": false}'
   # A POST that met the truncated phase is rightly "unknown": the agent has
@@ -226,7 +226,7 @@ daemon_survives_bad_replies() { # variant...
     && t_ok "[$*] dispatches once the agent answers properly" \
     || { t_fail "[$*] m1 never dispatched"; tail -20 "$T_TMP/alive.log"; t_store "SELECT * FROM history"; }
   t_agent_claims; sleep 2
-  t_eq "[$*] the 429 gave the claim back without a failure note" 0 "$(t_notes_count m1 'dispatch failed')"
+  t_match "[$*] the 422 was noted on the bead" "dispatch failed HTTP 422: " "$(t_sql "SELECT notes FROM issues WHERE id='m1'")"
   t_eq "[$*] m1 accepted by the agent exactly once" 1 "$(t_posts '.by_bead.m1')"
   t_consistent "[$*] bad replies"
   kill -TERM "$pid"; wait "$pid"; t_eq "[$*] SIGTERM exit status" 0 $?
