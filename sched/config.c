@@ -74,6 +74,8 @@ static const struct cfg_entry table[] = {
      "File holding the agent bearer token"},
     {"AGENT_NAME", CT_STRING, "beads-task-runner", 0, OFF(agent_name), 0, 0, NULL,
      "Agent that runs dispatched beads"},
+    {"BD_DB", CT_STRING, "/workspace/.beads", 0, OFF(bd_db), 0, 0, NULL,
+     "Path the agent passes to `bd --db` (told in the prompt, {{bd_db}})"},
     {"ASSIGNEE", CT_STRING, "agent", 0, OFF(assignee), 0, 0, NULL,
      "Beads assigned to this user are dispatched"},
     {"ACTOR", CT_STRING, "beads-sched", 0, OFF(actor), 0, 0, NULL,

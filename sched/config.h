@@ -39,6 +39,7 @@ struct config {
     char *store;
     char *assignee;
     char *agent_name;
+    char *bd_db;
     char *actor;
     char *actor_email;
     uint64_t probe_interval_ms;

@@ -210,7 +210,7 @@ static int admin_healthy(void *arg, char *why, size_t len)
  * three probe intervals (at least 3 s). An active instance asks through its
  * dispatcher; a standby sends Dolt nothing but the lock's upkeep, so that
  * is what counts for it. Ready in either role: a standby that is not ready
- * would stall a StatefulSet rollout. */
+ * would stall a StatefulSet rollout. And the agent must take our token. */
 static int admin_ready(void *arg, char *why, size_t len)
 {
     struct daemon *d = arg;
@@ -248,6 +248,8 @@ static int admin_ready(void *arg, char *why, size_t len)
         snprintf(why, len, "dolt not reached for %lld ms", (long long)(clock_now_ms() - ok_at));
         return 0;
     }
+    if (d->dispatcher && dispatcher_agent_refusing(d->dispatcher, why, len))
+        return 0;
     return 1;
 }
 

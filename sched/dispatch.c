@@ -15,6 +15,17 @@
 #include <stdlib.h>
 #include <string.h>
 
+static void owed_free(struct owed_note *n)
+{
+    while (n) {
+        struct owed_note *next = n->next;
+        free(n->bead_id);
+        free(n->note);
+        free(n);
+        n = next;
+    }
+}
+
 void pick_free(struct pick *p)
 {
     free(p->bead_id);
@@ -57,12 +68,28 @@ void dispatcher_free(struct dispatcher *d)
     if (!d)
         return;
     picks_free(d->results);
+    owed_free(d->owed_notes);
+    owed_free(d->deferred);
+    free(d->memo);
     free(d);
 }
 
 int64_t dispatcher_dolt_ok_at(const struct dispatcher *d) { return d->dolt_ok_ms; }
 
 int dispatcher_dolt_ready(const struct dispatcher *d) { return d->dolt_ok; }
+int dispatcher_agent_refusing(const struct dispatcher *d, char *why, size_t len)
+{
+    switch ((enum agent_gate)d->gate_reason) {
+    case GATE_TOKEN:
+        snprintf(why, len, "agent refuses our token (HTTP 401/403): check AGENT_TOKEN");
+        return 1;
+    case GATE_URL:
+        snprintf(why, len, "agent URL answers 404 on /execute: check AGENT_URL");
+        return 1;
+    default:
+        return 0;
+    }
+}
 
 void count_dolt_error(int rc)
 {
@@ -111,6 +138,8 @@ void note_dolt_state(struct dispatcher *d, int rc)
     d->dolt_ok = ok;
 }
 
+static void flush_results(struct dispatcher *d);
+
 /* ------------------------------------------------------------------ */
 /* Probe                                                               */
 
@@ -141,13 +170,17 @@ static void probe_done(int rc, void *arg)
               (d->retry_due_ms && now >= d->retry_due_ms);
     if (rc == 0 && (p->changed || due))
         dispatcher_cycle(d);
-    else if (rc == 0 && (d->backlog || d->health_ok == 0))
+    else if (rc == 0 && (d->backlog || d->health_ok == 0 || d->gate == GATE_TOKEN || d->gate == GATE_URL ||
+                         d->full_until_ms))
         start_cycle(d, 1); /* capacity may have freed up, or the agent come back */
     free(p);
 }
 
 void dispatcher_tick(struct dispatcher *d)
 {
+    /* POST results that could not be journaled yet: try again. */
+    if (d->results && !d->flush_in_flight && !d->stopping && clock_now_ms() >= d->results_retry_at)
+        flush_results(d);
     if (d->stopping || d->probe_in_flight || d->cycle_running || d->reap_running)
         return;
     if (!d->recovered) {
@@ -424,7 +457,15 @@ int build_bodies(struct dispatcher *d, struct cycle *cy)
                 return BS_ENOMEM;
             continue;
         }
-        char *prompt = prompt_render(tmpl, &p->bead, p->dispatch_id, p->attempt, (int)d->cfg->max_attempts);
+        /* "attempt N of M" counts what may reach the agent: the attempts
+         * used so far (refusals that were not the bead's fault don't
+         * count), plus this one. */
+        int used = 0;
+        if (!d->env.store || store_bead_attempts_used(d->env.store, p->bead_id, &used))
+            used = 0;
+        int shown = used + 1 > (int)d->cfg->max_attempts ? (int)d->cfg->max_attempts : used + 1;
+        char *prompt = prompt_render(tmpl, &p->bead, p->dispatch_id, shown, (int)d->cfg->max_attempts,
+                                     d->cfg->bd_db);
         p->body = prompt ? agent_execute_body(prompt, d->cfg->agent_name, d->cfg->job_budget_usd,
                                               (long)(d->cfg->job_timeout_ms / 1000), p->bead_id,
                                               p->dispatch_id, p->attempt)
@@ -463,6 +504,9 @@ static int select_and_claim(struct dolt_conn *c, void *arg)
     /* bd's blocked set and deferred parents, once for the whole cycle. */
     if ((rc = beads_ready_load(c, &d->schema, d->cfg->assignee, &cy->ready)))
         return rc;
+    /* The service takes jobs again: beads deferred while it was full wait no more. */
+    for (struct owed_note *n = cy->undefer; n; n = n->next)
+        store_bead_set_retry(d->env.store, n->bead_id, 0);
     note_unready(d, c, cy, now);
     if (cy->want > 0)
         rc = choose(d, c, cy, now);
@@ -586,63 +630,105 @@ static void claimed_done(int rc, void *arg)
 /* ------------------------------------------------------------------ */
 /* POST /execute and its results                                       */
 
-static void flush_results(struct dispatcher *d);
-
 /* The agent error a POST result counts as, or NULL for none. */
-static const char *agent_error_kind(const struct pick *p, const struct http_response *r)
+static const char *agent_error_kind(const struct pick *p)
 {
-    if (p->result == POST_DISPATCHED || p->result == POST_CANCELLED)
+    switch (p->verdict) {
+    case APV_ACCEPTED:
         return NULL;
-    if (r->outcome == HTTP_REFUSED)
+    case APV_NOT_SENT:
         return "unreachable";
-    if (p->result == POST_UNKNOWN)
-        return r->status >= 200 && r->status < 300 ? "malformed" : "unknown";
-    return r->status >= 500 ? "http_5xx" : r->status >= 400 ? "http_4xx" : "refused";
+    case APV_AMBIGUOUS:
+        return p->status >= 200 && p->status < 300 ? "malformed" : "unknown";
+    case APV_FULL:
+        return "full";
+    case APV_AUTH:
+    case APV_URL:
+        return "unauthorized";
+    case APV_REJECTED:
+        return "http_4xx";
+    }
+    return NULL;
+}
+
+/* A reply body as one line for a note: UTF-8 safe, capped, marked when cut. */
+static void body_line(const struct http_response *r, char *out, size_t len)
+{
+    size_t keep = text_utf8_prefix(r->body, r->body_len, REFUSAL_BODY_MAX);
+    char *clean = text_utf8_clean(r->body, keep);
+    snprintf(out, len, "%s%s", clean ? clean : "", keep < r->body_len ? " [...]" : "");
+    for (char *c = out; *c; c++) {
+        if (*c == '\n' || *c == '\r')
+            *c = ' ';
+    }
+    free(clean);
 }
 
 static void classify(struct pick *p, const struct http_response *r)
 {
-    char why[160];
+    char why[160] = "";
+    enum agent_reply_kind kind = AR_ANSWER;
+    int usable = 0;
     p->status = r->status;
     switch (r->outcome) {
-    case HTTP_RESPONSE:
-    case HTTP_TOO_LARGE:
-        if (r->status >= 200 && r->status < 300) {
-            if (r->outcome == HTTP_RESPONSE &&
-                agent_parse_execute(r->body, r->body_len, p->job_id, sizeof p->job_id, why, sizeof why) == 0) {
-                p->result = POST_DISPATCHED;
-            } else {
-                /* The agent accepted something, but we cannot tell which job:
-                 * never re-POST; the reaper finds the job from the bead. */
-                p->result = POST_UNKNOWN;
-                snprintf(p->detail, sizeof p->detail, "HTTP %ld but the reply is unusable: %s", r->status,
-                         r->outcome == HTTP_TOO_LARGE ? "too large" : why);
-            }
-        } else {
-            /* A definite refusal: the agent answered and did not take it. */
-            p->result = POST_REFUSED;
-            size_t keep = text_utf8_prefix(r->body, r->body_len, REFUSAL_BODY_MAX);
-            char *clean = text_utf8_clean(r->body, keep);
-            snprintf(p->detail, sizeof p->detail, "%s%s", clean ? clean : "",
-                     keep < r->body_len ? " [...]" : "");
-            for (char *c = p->detail; *c; c++) {
-                if (*c == '\n' || *c == '\r')
-                    *c = ' ';
-            }
-            free(clean);
-        }
-        break;
-    case HTTP_REFUSED:
-        p->result = POST_REFUSED;
-        snprintf(p->detail, sizeof p->detail, "agent unreachable: %.200s", r->error);
-        break;
-    case HTTP_UNKNOWN:
-        p->result = POST_UNKNOWN;
-        snprintf(p->detail, sizeof p->detail, "no answer after sending: %.200s", r->error);
-        break;
     case HTTP_CANCELLED:
         p->result = POST_CANCELLED;
+        return;
+    case HTTP_REFUSED:
+        kind = AR_NOT_SENT;
         break;
+    case HTTP_UNKNOWN:
+        kind = AR_NO_ANSWER;
+        break;
+    case HTTP_TOO_LARGE:
+        kind = AR_TOO_LARGE;
+        snprintf(why, sizeof why, "too large");
+        break;
+    case HTTP_RESPONSE:
+        if (r->status >= 200 && r->status < 300)
+            usable = agent_parse_execute(r->body, r->body_len, p->job_id, sizeof p->job_id, why,
+                                         sizeof why) == 0;
+        break;
+    }
+    p->verdict = agent_post_verdict(kind, r->status, usable);
+    switch (p->verdict) {
+    case APV_ACCEPTED:
+        p->result = POST_DISPATCHED;
+        break;
+    case APV_AMBIGUOUS:
+        /* The service may have the job: never re-POST; the reaper watches
+         * the bead (the agent's claim note carries our dispatch id). */
+        p->result = POST_UNKNOWN;
+        if (kind == AR_NO_ANSWER)
+            snprintf(p->detail, sizeof p->detail, "no answer after sending: %.200s", r->error);
+        else if (r->status >= 200 && r->status < 300)
+            snprintf(p->detail, sizeof p->detail, "HTTP %ld but the reply is unusable: %s", r->status, why);
+        else {
+            char body[REFUSAL_BODY_MAX + 16];
+            body_line(r, body, sizeof body);
+            snprintf(p->detail, sizeof p->detail, "HTTP %ld (the service may have taken the job): %s",
+                     r->status, body);
+        }
+        break;
+    case APV_REJECTED:
+        p->result = POST_REFUSED;
+        body_line(r, p->detail, sizeof p->detail);
+        break;
+    case APV_NOT_SENT:
+        p->result = POST_GIVEN_BACK;
+        snprintf(p->detail, sizeof p->detail, "agent unreachable: %.200s", r->error);
+        break;
+    case APV_FULL:
+    case APV_AUTH:
+    case APV_URL: {
+        char body[REFUSAL_BODY_MAX + 16];
+        body_line(r, body, sizeof body);
+        p->result = POST_GIVEN_BACK;
+        snprintf(p->detail, sizeof p->detail, "%s: HTTP %ld: %s",
+                 p->verdict == APV_FULL ? "agent full" : p->verdict == APV_AUTH ? "token refused" : "wrong URL",
+                 r->status, body);
+        break;
+    }
     }
 }
 
@@ -658,7 +744,7 @@ static void post_done(const struct http_response *r, void *arg)
     struct pick *p = arg;
     struct dispatcher *d = p->d;
     classify(p, r);
-    const char *kind = agent_error_kind(p, r);
+    const char *kind = p->result == POST_CANCELLED ? NULL : agent_error_kind(p);
     if (kind)
         metrics_count(MC_AGENT_ERRORS, kind, 1);
     CRASH_POINT("after_post_response");
@@ -708,8 +794,9 @@ void post_all(struct cycle *cy)
             free(p->body); /* the client copied it */
             p->body = NULL;
         } else {
-            /* Never left this process: a definite refusal. */
-            p->result = POST_REFUSED;
+            /* Never left this process: not an attempt. */
+            p->result = POST_GIVEN_BACK;
+            p->verdict = APV_NOT_SENT;
             p->status = 0;
             snprintf(p->detail, sizeof p->detail, "request could not be started");
             p->next = d->results;
@@ -729,10 +816,7 @@ struct flush {
 
 static const char *refusal_note(struct pick *p, char *buf, size_t len)
 {
-    if (p->status > 0)
-        snprintf(buf, len, "dispatch failed HTTP %ld: %.900s", p->status, p->detail);
-    else
-        snprintf(buf, len, "dispatch failed: %.900s", p->detail);
+    snprintf(buf, len, "dispatch failed HTTP %ld: %.900s", p->status, p->detail);
     return buf;
 }
 
@@ -748,103 +832,268 @@ void refresh_in_flight_gauge(struct dispatcher *d)
  * nothing. Also refreshes the in-flight gauge. Worker thread. */
 static void note_cycle_result(struct dispatcher *d, const struct pick *list, int64_t now)
 {
-    int n[4] = {0};
+    int n[POST_RESULT_COUNT] = {0};
     for (const struct pick *p = list; p; p = p->next)
         n[p->result]++;
-    char at[24], result[128];
+    char at[24], result[160];
     snprintf(at, sizeof at, "%lld", (long long)now); /* status shows its age */
+    /* refused: every claim given back, whether the bead's fault or not */
     snprintf(result, sizeof result, "dispatched %d, refused %d, unknown %d", n[POST_DISPATCHED],
-             n[POST_REFUSED], n[POST_UNKNOWN]);
+             n[POST_REFUSED] + n[POST_GIVEN_BACK], n[POST_UNKNOWN]);
     if (store_setting_set(d->env.store, "last_cycle_at", at, now) == 0)
         store_setting_set(d->env.store, "last_cycle_result", result, now);
     refresh_in_flight_gauge(d);
 }
 
+void owe_note(struct dispatcher *d, const char *bead_id, const char *note)
+{
+    if (d->nowed >= OWED_NOTES_MAX) {
+        log_error("too many notes owed to beads; dropping one", "bead", bead_id, "note", note);
+        return;
+    }
+    struct owed_note *n = calloc(1, sizeof *n);
+    if (!n || !(n->bead_id = strdup(bead_id)) || !(n->note = strdup(note))) {
+        if (n)
+            free(n->bead_id);
+        free(n);
+        log_error("out of memory: a note owed to a bead is dropped", "bead", bead_id, "note", note);
+        return;
+    }
+    n->next = d->owed_notes;
+    d->owed_notes = n;
+    d->nowed++;
+}
+
+/* Appends a note to a bead in progress and assigned to us. */
+static int add_note(struct dispatcher *d, struct dolt_conn *c, const char *bead_id, const char *note)
+{
+    struct bead_move m = {
+        .id = bead_id, .assignee = d->cfg->assignee, .from = "in_progress", .to = "in_progress",
+        .note = note, .event_type = "updated", .verb = "note",
+    };
+    return beads_move(c, &d->schema, &d->writer, &m);
+}
+
+void pay_owed_notes(struct dispatcher *d, struct dolt_conn *c)
+{
+    struct owed_note **pp = &d->owed_notes;
+    while (*pp && !d->stopping) {
+        struct owed_note *n = *pp;
+        int rc = add_note(d, c, n->bead_id, n->note);
+        if (rc == BS_ECONN || rc == BS_EIO || rc == BS_ECONFLICT) {
+            pp = &n->next; /* Dolt trouble: keep it for later */
+            if (rc == BS_ECONN)
+                return;
+            continue;
+        }
+        if (rc == 0)
+            log_info("owed note written", "bead", n->bead_id, "note", n->note);
+        else /* the bead moved on (closed, reopened): the note no longer applies */
+            log_info("owed note dropped: bead no longer in progress", "bead", n->bead_id, "note", n->note);
+        *pp = n->next;
+        free(n->bead_id);
+        free(n->note);
+        free(n);
+        d->nowed--;
+    }
+}
+
 /* Journals a batch of POST results: dispatched and unknown in one store
- * transaction, then the dispatched notes; refusals revert the claim in Dolt
- * first, then are journaled. Worker thread. */
+ * transaction, then the dispatched notes (a failed note is owed and
+ * retried later); refusals and claims given back revert the claim in Dolt
+ * first, then are journaled. Each pick remembers how far it got, so a batch
+ * that failed (store locked, Dolt down) is retried whole without redoing
+ * anything. Worker thread. */
 static int record_results(struct dolt_conn *c, void *arg)
 {
     struct flush *f = arg;
     struct dispatcher *d = f->d;
     struct store *s = d->env.store;
     int64_t now = clock_now_ms();
-    char note[1024];
-    int rc = store_begin(s);
-    if (rc)
-        return rc;
-    for (struct pick *p = f->list; p; p = p->next) {
-        if (p->result == POST_DISPATCHED) {
-            struct store_transition t = {.job_id = p->job_id};
-            rc = store_attempt_transition(s, p->attempt_id, AS_POSTING, AS_DISPATCHED, &t, now);
-        } else if (p->result == POST_UNKNOWN) {
-            struct store_transition t = {.detail = p->detail};
-            rc = store_attempt_transition(s, p->attempt_id, AS_POSTING, AS_UNKNOWN, &t, now);
-        }
-        if (rc) {
-            store_rollback(s);
+    char note[1200];
+    int rc = 0, any = 0;
+    TEST_PAUSE("RECORD_RESULTS");
+    for (struct pick *p = f->list; p; p = p->next)
+        any |= (p->result == POST_DISPATCHED || p->result == POST_UNKNOWN) && !p->journaled;
+    if (any) {
+        if ((rc = store_begin(s)))
             return rc;
+        for (struct pick *p = f->list; p; p = p->next) {
+            if (p->journaled)
+                continue;
+            if (p->result == POST_DISPATCHED) {
+                struct store_transition t = {.job_id = p->job_id};
+                rc = store_attempt_transition(s, p->attempt_id, AS_POSTING, AS_DISPATCHED, &t, now);
+            } else if (p->result == POST_UNKNOWN) {
+                struct store_transition t = {.detail = p->detail};
+                rc = store_attempt_transition(s, p->attempt_id, AS_POSTING, AS_UNKNOWN, &t, now);
+            }
+            if (rc) {
+                store_rollback(s);
+                return rc;
+            }
         }
+        if ((rc = store_commit(s)))
+            return rc;
+        CRASH_POINT("after_dispatched_commit");
+        for (struct pick *p = f->list; p; p = p->next) {
+            if (p->result != POST_DISPATCHED && p->result != POST_UNKNOWN)
+                continue;
+            if (p->journaled)
+                continue;
+            p->journaled = 1;
+            if (p->result != POST_DISPATCHED)
+                continue;
+            snprintf(note, sizeof note, "dispatched: job=%s", p->job_id);
+            int nrc = add_note(d, c, p->bead_id, note);
+            if (nrc == BS_EIO) /* the bead refuses writes: its problem, on record; retried */
+                bead_write_failed(d, c, p->bead_id, p->attempt_id, "dispatched note", nrc);
+            if (nrc == BS_ECONN || nrc == BS_EIO || nrc == BS_ECONFLICT) {
+                log_warn("could not add the dispatched note; retried later", "bead", p->bead_id,
+                         "job", p->job_id, "error", bs_strerror(nrc));
+                owe_note(d, p->bead_id, note);
+            } else if (nrc) {
+                log_info("dispatched note not added: bead no longer in progress", "bead", p->bead_id,
+                         "job", p->job_id);
+            }
+        }
+        note_cycle_result(d, f->list, now);
     }
-    if ((rc = store_commit(s)))
-        return rc;
-    CRASH_POINT("after_dispatched_commit");
 
+    /* Refusals and claims given back: revert the claim (guarded by what
+     * our claim wrote), then journal. A refusal of the bead itself (400/422)
+     * notes why and counts as an attempt: blocked once attempts are used up.
+     * A claim given back because the service is full or refuses our token
+     * is not the bead's problem: no failure note, no attempt used. */
+    int any_back = 0;
     for (struct pick *p = f->list; p; p = p->next) {
-        if (p->result != POST_DISPATCHED)
+        if (p->result != POST_REFUSED && p->result != POST_GIVEN_BACK)
             continue;
-        snprintf(note, sizeof note, "dispatched: job=%s", p->job_id);
+        any_back = 1;
+        if (p->reverted)
+            continue;
+        int block = 0, used = 0;
+        if (p->result == POST_REFUSED) {
+            if ((rc = store_bead_attempts_used(s, p->bead_id, &used)))
+                return rc;
+            block = used >= d->cfg->max_attempts;
+            refusal_note(p, note, sizeof note);
+            if (block) {
+                size_t k = strlen(note);
+                snprintf(note + k, sizeof note - k, "; attempts exhausted (%d/%lld), blocking", used,
+                         (long long)d->cfg->max_attempts);
+            }
+        }
         struct bead_move m = {
             .id = p->bead_id, .assignee = d->cfg->assignee, .from = "in_progress",
-            .to = "in_progress", .note = note, .event_type = "updated", .verb = "note",
-        };
-        int nrc = beads_move(c, &d->schema, &d->writer, &m);
-        if (nrc)
-            bead_write_failed(d, c, p->bead_id, p->attempt_id, "dispatched note", nrc);
-    }
-
-    note_cycle_result(d, f->list, now);
-
-    /* Refusals: give the claim back (guarded by what our claim wrote), then
-     * journal it with a backoff before the next try. */
-    int any_refused = 0;
-    for (struct pick *p = f->list; p; p = p->next) {
-        if (p->result != POST_REFUSED)
-            continue;
-        any_refused = 1;
-        struct bead_move m = {
-            .id = p->bead_id, .assignee = d->cfg->assignee, .from = "in_progress", .to = "open",
-            .expect_updated_at = p->claim_dt, .note = refusal_note(p, note, sizeof note),
-            .event_type = "status_changed", .verb = "release",
+            .to = block ? "blocked" : "open", .expect_updated_at = p->claim_dt,
+            .note = p->result == POST_REFUSED ? note : NULL, .event_type = "status_changed",
+            .verb = block ? "block" : "release",
         };
         int mrc = beads_move(c, &d->schema, &d->writer, &m);
         if (mrc == BS_ECONN)
-            return mrc; /* stays posting; recovery reconciles */
+            return mrc; /* retried: the batch stays in memory */
         if (mrc) {
             if (mrc != BS_ESTATE && mrc != BS_ECONFLICT)
                 bead_write_failed(d, NULL, p->bead_id, p->attempt_id, "claim release", mrc);
             size_t k = strlen(p->detail);
             snprintf(p->detail + k, sizeof p->detail - k, " (claim not reverted: %s)", bs_strerror(mrc));
         }
+        p->reverted = block ? 2 : 1;
         CRASH_POINT("after_dolt_revert");
     }
-    if (!any_refused)
+    if (!any_back)
         return 0;
     if ((rc = store_begin(s)))
         return rc;
     for (struct pick *p = f->list; p; p = p->next) {
-        if (p->result != POST_REFUSED)
+        if (p->result != POST_REFUSED && p->result != POST_GIVEN_BACK)
             continue;
         char detail[STORE_DETAIL_MAX];
-        snprintf(detail, sizeof detail, "HTTP %ld: %.900s", p->status, p->detail);
-        struct store_transition t = {.detail = detail, .outcome = "refused"};
-        if ((rc = store_attempt_transition(s, p->attempt_id, AS_POSTING, AS_REFUSED, &t, now)) ||
-            (rc = store_bead_set_retry(s, p->bead_id, now + (int64_t)d->cfg->retry_backoff_ms))) {
+        enum attempt_state to = AS_REFUSED;
+        const char *outcome = "refused";
+        int64_t retry_at = 0;
+        if (p->result == POST_REFUSED) {
+            int used = 0;
+            if ((rc = store_bead_attempts_used(s, p->bead_id, &used))) {
+                store_rollback(s);
+                return rc;
+            }
+            to = p->reverted == 2 ? AS_GAVE_UP : AS_RETRYING;
+            outcome = p->reverted == 2 ? "gave_up" : "rejected";
+            retry_at = now + retry_backoff_ms(d, used);
+            snprintf(detail, sizeof detail, "HTTP %ld: %.900s", p->status, p->detail);
+        } else {
+            outcome = p->verdict == APV_FULL ? "agent_full" : p->verdict == APV_NOT_SENT ? "not_sent"
+                                                                                          : "agent_auth";
+            if (p->verdict == APV_FULL || p->verdict == APV_NOT_SENT)
+                retry_at = now + FULL_BACKOFF_CAP_MS; /* until the service takes a job again */
+            snprintf(detail, sizeof detail, "claim given back, not an attempt: %.900s", p->detail);
+        }
+        struct store_transition t = {.detail = detail, .outcome = outcome};
+        if ((rc = store_attempt_transition(s, p->attempt_id, AS_POSTING, to, &t, now)) ||
+            (retry_at && (rc = store_bead_set_retry(s, p->bead_id, retry_at)))) {
             store_rollback(s);
             return rc;
         }
     }
-    return store_commit(s);
+    if ((rc = store_commit(s)))
+        return rc;
+    if (!any)
+        note_cycle_result(d, f->list, now);
+    return 0;
+}
+
+/* The service answered that it is full or could not be reached: no claims
+ * for a while (doubling), then one bead at a time. Loop thread. */
+static void agent_full(struct dispatcher *d, const struct pick *p)
+{
+    int64_t base = (int64_t)d->cfg->retry_backoff_ms;
+    if (base < FULL_BACKOFF_MIN_MS)
+        base = FULL_BACKOFF_MIN_MS;
+    int first = d->full_backoff_ms == 0;
+    if (first)
+        d->full_backoff_ms = base;
+    else if (clock_now_ms() >= d->full_until_ms) /* one doubling per round, not per bead */
+        d->full_backoff_ms = d->full_backoff_ms * 2 > FULL_BACKOFF_CAP_MS ? FULL_BACKOFF_CAP_MS
+                                                                          : d->full_backoff_ms * 2;
+    d->full_until_ms = clock_now_ms() + d->full_backoff_ms;
+    d->full_load = d->last_load;
+    metrics_gauge_set(MG_AGENT_FULL_BACKOFF, (double)d->full_backoff_ms / 1000.0);
+    if (first)
+        log_warn("agent service is full or unreachable; claims given back, dispatch backs off",
+                 "status", LOG_INT(p->status), "detail", p->detail,
+                 "backoff_ms", LOG_INT(d->full_backoff_ms));
+}
+
+void agent_gate_close(struct dispatcher *d, enum agent_gate why, long status)
+{
+    if (d->gate != why) {
+        log_error(why == GATE_TOKEN ? "agent service refuses our token; no claims until it accepts it"
+                                    : "agent service URL answers 404 on /execute; no claims until it works",
+                  "status", LOG_INT(status), "url", d->cfg->agent_url);
+        d->gate_backoff_ms = GATE_BACKOFF_MS;
+    } else if (d->gate_backoff_ms < GATE_BACKOFF_CAP_MS) {
+        d->gate_backoff_ms *= 2;
+        if (d->gate_backoff_ms > GATE_BACKOFF_CAP_MS)
+            d->gate_backoff_ms = GATE_BACKOFF_CAP_MS;
+    }
+    d->gate = why;
+    d->gate_reason = why;
+    d->gate_check_at = clock_now_ms() + d->gate_backoff_ms;
+    metrics_gauge_set(MG_AGENT_TOKEN_REFUSED, why == GATE_TOKEN);
+    metrics_gauge_set(MG_AGENT_URL_WRONG, why == GATE_URL);
+}
+
+static void agent_gate_open(struct dispatcher *d)
+{
+    if (d->gate == GATE_TOKEN || d->gate == GATE_URL)
+        log_info("agent service accepts our token again; claims resume");
+    d->gate = GATE_OPEN;
+    d->gate_reason = GATE_OPEN;
+    d->gate_backoff_ms = 0;
+    metrics_gauge_set(MG_AGENT_TOKEN_REFUSED, 0);
+    metrics_gauge_set(MG_AGENT_URL_WRONG, 0);
 }
 
 static void results_done(int rc, void *arg)
@@ -852,12 +1101,32 @@ static void results_done(int rc, void *arg)
     struct flush *f = arg;
     struct dispatcher *d = f->d;
     d->flush_in_flight = 0;
+    if (rc && !d->stopping && !d->once) {
+        /* Nothing the agent said is dropped: the batch waits in memory
+         * (dispatching waits with it: the cycle is not over) and is tried
+         * again; what was already written is not redone. */
+        if (!d->results_failing)
+            log_error("could not journal dispatch results; keeping them and retrying", "error",
+                      bs_strerror(rc));
+        d->results_failing = 1;
+        d->results_retry_at = clock_now_ms() + RESULTS_RETRY_MS;
+        struct pick **tail = &f->list;
+        while (*tail)
+            tail = &(*tail)->next;
+        *tail = d->results;
+        d->results = f->list;
+        free(f);
+        return;
+    }
     if (rc)
-        log_error("could not journal dispatch results", "error", bs_strerror(rc));
+        log_error("could not journal dispatch results; recovery settles them", "error", bs_strerror(rc));
+    else if (d->results_failing) {
+        log_info("dispatch results journaled after retrying");
+        d->results_failing = 0;
+    }
     for (struct pick *p = f->list; p; p = p->next) {
-        double latency = (double)(clock_now_ms() - p->posted_ms);
         char ms[32];
-        snprintf(ms, sizeof ms, "%.0f", latency);
+        snprintf(ms, sizeof ms, "%.0f", (double)(clock_now_ms() - p->posted_ms));
         switch (p->result) {
         case POST_DISPATCHED:
             metrics_count(MC_DISPATCHES, "dispatched", 1);
@@ -868,23 +1137,57 @@ static void results_done(int rc, void *arg)
             }
             log_info("dispatched", "bead", p->bead_id, "attempt", LOG_INT(p->attempt), "job",
                      p->job_id, "dispatch", p->dispatch_id, "post_ms", ms);
+            if (d->deferred)
+                d->undefer = 1;
+            if (d->full_backoff_ms) {
+                d->full_backoff_ms = 0;
+                d->full_until_ms = 0;
+                metrics_gauge_set(MG_AGENT_FULL_BACKOFF, 0);
+                log_info("agent service takes jobs again");
+            }
+            if (d->gate != GATE_OPEN)
+                agent_gate_open(d);
             break;
         case POST_REFUSED: {
             int64_t due = p->posted_ms + (int64_t)d->cfg->retry_backoff_ms;
             if (d->retry_due_ms == 0 || due < d->retry_due_ms)
                 d->retry_due_ms = due;
             metrics_count(MC_DISPATCHES, "refused", 1);
-            log_warn("dispatch refused; claim released", "bead", p->bead_id, "attempt",
+            log_warn("dispatch refused by the service; claim released", "bead", p->bead_id, "attempt",
                      LOG_INT(p->attempt), "dispatch", p->dispatch_id, "status", LOG_INT(p->status),
                      "detail", p->detail);
             break;
         }
+        case POST_GIVEN_BACK:
+            metrics_count(MC_DISPATCHES, "given_back", 1);
+            log_info("claim given back; not an attempt", "bead", p->bead_id, "dispatch", p->dispatch_id,
+                     "verdict", agent_post_verdict_name(p->verdict), "detail", p->detail);
+            if (d->cfg->mode == MODE_BEADBOARD && (p->verdict == APV_AUTH || p->verdict == APV_URL))
+                agent_full(d, p); /* BeadBoard holds the token: back off, no gate */
+            else if (p->verdict == APV_AUTH)
+                agent_gate_close(d, GATE_TOKEN, p->status);
+            else if (p->verdict == APV_URL)
+                agent_gate_close(d, GATE_URL, p->status);
+            else
+                agent_full(d, p);
+            if ((p->verdict == APV_FULL || p->verdict == APV_NOT_SENT) && d->ndeferred < DEFERRED_MAX) {
+                struct owed_note *n = calloc(1, sizeof *n);
+                if (n && (n->bead_id = strdup(p->bead_id))) {
+                    n->next = d->deferred;
+                    d->deferred = n;
+                    d->ndeferred++;
+                } else {
+                    free(n);
+                }
+            }
+            break;
         case POST_UNKNOWN:
             metrics_count(MC_DISPATCHES, "unknown", 1);
             log_warn("dispatch outcome unknown; left for the reaper", "bead", p->bead_id,
                      "attempt", LOG_INT(p->attempt), "dispatch", p->dispatch_id, "detail", p->detail);
             break;
         case POST_CANCELLED:
+        case POST_RESULT_COUNT:
             break;
         }
     }
@@ -962,6 +1265,19 @@ static void health_done(const struct http_response *r, void *arg)
     }
     cy->want = agent_free_slots(&h);
     metrics_gauge_set(MG_AGENT_FREE_SLOTS, (double)cy->want);
+    d->last_load = h.active + h.queued;
+    if (d->deferred && d->last_load < d->full_load) {
+        /* Jobs ended since the service said full: the beads it refused
+         * then need not wait any more. */
+        struct owed_note **tail = &cy->undefer;
+        while (*tail)
+            tail = &(*tail)->next;
+        *tail = d->deferred;
+        d->deferred = NULL;
+        d->ndeferred = 0;
+    }
+    if (d->full_backoff_ms && cy->want > 1)
+        cy->want = 1; /* it said full lately: one bead until it takes one */
     if (cy->want > MAX_PICKS_PER_CYCLE) {
         cy->want = MAX_PICKS_PER_CYCLE;
         cy->capped = 1;
@@ -978,24 +1294,9 @@ static void health_done(const struct http_response *r, void *arg)
 
 void dispatcher_cycle(struct dispatcher *d) { start_cycle(d, 0); }
 
-/* Starts a cycle; with recheck it was started only because capacity or the
- * agent may have come back, and stops after /health if nothing is free. */
-void start_cycle(struct dispatcher *d, int recheck)
+static void send_health(struct cycle *cy)
 {
-    if (d->stopping)
-        return;
-    if (d->cycle_running || d->reap_running) {
-        d->cycle_again = 1;
-        return;
-    }
-    struct cycle *cy = calloc(1, sizeof *cy);
-    if (!cy)
-        return;
-    cy->d = d;
-    cy->recheck = recheck;
-    cy->started_ms = clock_now_ms();
-    d->cur = cy;
-    d->cycle_running = 1;
+    struct dispatcher *d = cy->d;
     char url[2048];
     if (d->cfg->mode == MODE_BEADBOARD)
         snprintf(url, sizeof url, "%s/api/agent-status", d->cfg->beadboard_url);
@@ -1009,6 +1310,85 @@ void start_cycle(struct dispatcher *d, int recheck)
         log_warn("could not start the health request");
         finish_cycle(d, 0);
     }
+}
+
+/* The token check's answer: 404 "Job not found" means the service took our
+ * token (and the URL is the service's); 401/403 that it refuses it.
+ * Anything else can't tell: a gate never opened goes on to /health (the
+ * POST's own answer will tell), a closed one stays closed. */
+static void gate_done(const struct http_response *r, void *arg)
+{
+    struct cycle *cy = arg;
+    struct dispatcher *d = cy->d;
+    d->gate_check_in_flight = 0;
+    if (r->outcome == HTTP_CANCELLED || d->stopping) {
+        finish_cycle(d, 0);
+        return;
+    }
+    int answered = r->outcome == HTTP_RESPONSE;
+    if (answered && r->status == 404 && (d->gate != GATE_URL || strstr(r->body, "Job not found"))) {
+        agent_gate_open(d);
+    } else if (answered && (r->status == 401 || r->status == 403)) {
+        agent_gate_close(d, GATE_TOKEN, r->status);
+    } else if (d->gate == GATE_TOKEN || d->gate == GATE_URL) {
+        agent_gate_close(d, d->gate, r->status);
+    }
+    if (d->gate == GATE_TOKEN || d->gate == GATE_URL) {
+        finish_cycle(d, 0);
+        return;
+    }
+    send_health(cy);
+}
+
+/* Starts a cycle; with recheck it was started only because capacity or the
+ * agent may have come back, and stops after /health if nothing is free. */
+void start_cycle(struct dispatcher *d, int recheck)
+{
+    if (d->stopping)
+        return;
+    if (d->cycle_running || d->reap_running) {
+        d->cycle_again = 1;
+        return;
+    }
+    int agent_mode = d->cfg->mode != MODE_BEADBOARD;
+    int64_t now = clock_now_ms();
+    int gate_closed = d->gate == GATE_TOKEN || d->gate == GATE_URL;
+    if (agent_mode && gate_closed && now < d->gate_check_at && !d->once)
+        return; /* the token is refused: nothing to claim until the next check */
+    if (agent_mode && d->full_until_ms && now < d->full_until_ms && !d->once)
+        return; /* the service said it is full: wait out the backoff */
+    struct cycle *cy = calloc(1, sizeof *cy);
+    if (!cy)
+        return;
+    cy->d = d;
+    cy->recheck = recheck;
+    cy->started_ms = now;
+    if (d->undefer) {
+        cy->undefer = d->deferred;
+        d->deferred = NULL;
+        d->ndeferred = 0;
+        d->undefer = 0;
+    }
+    d->cur = cy;
+    d->cycle_running = 1;
+    if (agent_mode && d->gate != GATE_OPEN && d->cfg->agent_url) {
+        char url[2100], auth[1100];
+        snprintf(url, sizeof url, "%s/jobs/%s", d->cfg->agent_url, GATE_PROBE_JOB_ID);
+        snprintf(auth, sizeof auth, "Authorization: Bearer %s", d->cfg->agent_token ? d->cfg->agent_token : "");
+        const char *headers[] = {"Accept: application/json", auth, NULL};
+        struct http_request req = {
+            .method = "GET", .url = url, .headers = headers,
+            .connect_timeout_ms = (long)d->cfg->http_connect_timeout_ms,
+            .timeout_ms = (long)d->cfg->http_timeout_ms, .max_response = 64 * 1024,
+        };
+        int rc = http_request_start(d->env.http, &req, gate_done, cy);
+        memset(auth, 0, sizeof auth);
+        if (rc == 0) {
+            d->gate_check_in_flight = 1;
+            return;
+        }
+    }
+    send_health(cy);
 }
 
 void finish_cycle(struct dispatcher *d, int ok)
@@ -1031,6 +1411,17 @@ void finish_cycle(struct dispatcher *d, int ok)
     }
     if (cy) {
         picks_free(cy->picks);
+        if (!cy->selected && cy->undefer) {
+            /* Never reached the worker: the next cycle ends their wait. */
+            struct owed_note **tail = &cy->undefer;
+            while (*tail)
+                tail = &(*tail)->next;
+            *tail = d->deferred;
+            d->deferred = cy->undefer;
+            cy->undefer = NULL;
+            d->undefer = 1;
+        }
+        owed_free(cy->undefer);
         candidates_free(cy->unready, cy->nunready);
         /* A big cycle's requests are gone: give the memory back. */
         if (cy->chosen > 16)

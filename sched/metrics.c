@@ -21,7 +21,7 @@
 #endif
 
 /* Most label values any counter has; one more slot holds "other". */
-#define LABELS_MAX 11
+#define LABELS_MAX 13
 #define OTHER_LABEL "other"
 /* Most finite bucket bounds any histogram has; one more slot is +Inf. */
 #define BOUNDS_MAX 11
@@ -36,17 +36,18 @@ struct counter_def {
 static const struct counter_def counter_defs[MC_COUNT] = {
     [MC_DISPATCHES] = {"beads_sched_dispatches_total",
                        "Dispatch attempts by how they ended.", "outcome",
-                       {"dispatched", "refused", "unknown", "lost_race", "released", NULL}},
+                       {"dispatched", "refused", "unknown", "lost_race", "released", "given_back", NULL}},
     [MC_REAPS] = {"beads_sched_reaps_total",
                   "Reaper decisions about in-flight attempts, by reason.", "reason",
                   {"alive", "closed", "blocked", "reopened", "retrying", "gave_up", "stale",
-                   "adopted", "lost_race", "recovered", "write_failed", NULL}},
+                   "adopted", "lost_race", "recovered", "write_failed", "reached", "noted",
+                   NULL}},
     [MC_DOLT_ERRORS] = {"beads_sched_dolt_errors_total", "Failed Dolt statements, by kind.",
                         "kind", {"connection", "conflict", "io", NULL}},
     [MC_AGENT_ERRORS] = {"beads_sched_agent_errors_total",
                          "Failed agent service requests, by kind.", "kind",
                          {"refused", "unknown", "http_4xx", "http_5xx", "malformed", "unreachable",
-                          NULL}},
+                          "unusable", "unauthorized", "full", NULL}},
     [MC_CYCLES] = {"beads_sched_cycles_total", "Cycles run, by kind.", "kind",
                    {"dispatch", "reap", "probe", NULL}},
 };
@@ -76,6 +77,12 @@ static const struct gauge_def gauge_defs[MG_COUNT] = {
     [MG_READY_BEADS] = {"beads_sched_ready_beads",
                         "Ready beads (by bd ready's rules and the scheduler's own) the last "
                         "dispatch cycle could take, up to its free slots."},
+    [MG_AGENT_TOKEN_REFUSED] = {"beads_sched_agent_token_refused",
+                                "1 while the agent service refuses our token (401/403): no claims."},
+    [MG_AGENT_URL_WRONG] = {"beads_sched_agent_url_wrong",
+                            "1 while the agent URL answers 404 on /execute: no claims."},
+    [MG_AGENT_FULL_BACKOFF] = {"beads_sched_agent_full_backoff_seconds",
+                               "Backoff after the agent service said it is full (409/429), 0 when none."},
 };
 
 struct histogram_def {

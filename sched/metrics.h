@@ -8,13 +8,15 @@
 #include <stdint.h>
 
 enum metric_counter {
-    /* beads_sched_dispatches_total{outcome=dispatched|refused|unknown|lost_race|released} */
+    /* beads_sched_dispatches_total{outcome=dispatched|refused|unknown|lost_race|released|given_back} */
     MC_DISPATCHES,
-    /* beads_sched_reaps_total{reason=alive|closed|blocked|reopened|retrying|gave_up|stale|adopted|lost_race|recovered} */
+    /* beads_sched_reaps_total{reason=alive|closed|blocked|reopened|retrying|gave_up|stale|adopted|
+     *   lost_race|recovered|reached|noted} */
     MC_REAPS,
     /* beads_sched_dolt_errors_total{kind=connection|conflict|io} */
     MC_DOLT_ERRORS,
-    /* beads_sched_agent_errors_total{kind=refused|unknown|http_4xx|http_5xx|malformed|unreachable} */
+    /* beads_sched_agent_errors_total{kind=refused|unknown|http_4xx|http_5xx|malformed|unreachable|
+     *   unusable|unauthorized|full}: unusable = a job record too big or unreadable */
     MC_AGENT_ERRORS,
     /* beads_sched_cycles_total{kind=dispatch|reap|probe} */
     MC_CYCLES,
@@ -32,6 +34,9 @@ enum metric_gauge {
     MG_STORE_BYTES,        /* beads_sched_store_bytes: the store file and its WAL */
     MG_DOLT_UP,            /* beads_sched_dolt_up: 1 when Dolt answered the last request */
     MG_READY_BEADS,        /* beads_sched_ready_beads: dispatchable beads the last cycle saw */
+    MG_AGENT_TOKEN_REFUSED, /* beads_sched_agent_token_refused (0/1): 401/403, claims stopped */
+    MG_AGENT_URL_WRONG,    /* beads_sched_agent_url_wrong (0/1): 404 on /execute, claims stopped */
+    MG_AGENT_FULL_BACKOFF, /* beads_sched_agent_full_backoff_seconds: 409/429 backoff, 0 = none */
     MG_COUNT
 };
 

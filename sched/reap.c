@@ -18,6 +18,7 @@
 #include "crash.h"
 #include "errors.h"
 #include "log.h"
+#include "rules.h"
 #include "sched_internal.h"
 #include "text.h"
 
@@ -28,6 +29,11 @@
 
 /* GET /jobs requests in flight at once. */
 #define REAP_CONCURRENCY 32
+/* Job records are read whole up to this size (the service returns every
+ * output line); a bigger one is an unusable reply, never "unreachable". */
+#define JOB_RECORD_MAX (64u << 20)
+/* Passes in a row without a usable answer before the stale rule applies. */
+#define MIN_MISSED_PASSES 2
 /* Retry backoff doubles per attempt up to this. */
 #define BACKOFF_CAP_MS (60LL * 60 * 1000)
 
@@ -40,8 +46,6 @@ int64_t retry_backoff_ms(const struct dispatcher *d, int used)
         backoff = BACKOFF_CAP_MS;
     return backoff > 0 ? backoff : 1;
 }
-
-enum job_view { JV_NONE, JV_ALIVE, JV_ENDED, JV_MISSING, JV_UNREACHABLE, JV_MALFORMED };
 
 struct reap_item {
     struct reap_pass *rp;
@@ -57,8 +61,13 @@ struct reap_item {
     char *status, *assignee, *updated_at, *notes;
     int64_t age_ms;              /* since updated_at, by the server's clock, at load */
     /* the job as step 2 saw it */
-    enum job_view job;
+    enum rules_job job;
     enum agent_job_status job_status;
+    int64_t job_finished_ms;
+    char job_line[300];          /* agent_job_describe, for notes */
+    /* remembered from earlier passes (set on the loop before apply) */
+    int missed;
+    int seen_maybe_running;
     /* what step 3 did, for the log */
     const char *reason;          /* metrics label; NULL = nothing to do */
     char detail[300];
@@ -170,6 +179,35 @@ static int fill_bead(const struct bead *b, void *arg)
     return (!it->status || !it->updated_at) ? BS_ENOMEM : 0;
 }
 
+/* The job id of the last "dispatched: job=<id>" note (ours, another
+ * beads-sched's or the old CronJobs'); 0 if none. */
+static int find_dispatched_note(const char *notes, char *job, size_t len)
+{
+    const char *key = "dispatched: job=", *last = NULL;
+    for (const char *p = notes ? strstr(notes, key) : NULL; p; p = strstr(p + 1, key))
+        last = p;
+    if (!last)
+        return 0;
+    last += strlen(key);
+    size_t n = 0;
+    while (last[n] && last[n] != '\n' && last[n] != ' ' && last[n] != '\r' && n + 1 < len)
+        n++;
+    memcpy(job, last, n);
+    job[n] = '\0';
+    return agent_job_id_valid(job);
+}
+
+static int fill_orphan_notes(const struct bead *b, void *arg)
+{
+    struct fill_ctx *f = arg;
+    struct reap_pass *rp = f->rp;
+    struct reap_item key = {.bead_id = (char *)b->id};
+    struct reap_item *it = bsearch(&key, rp->items + f->tracked, rp->n - f->tracked, sizeof key, by_bead);
+    if (it && b->notes && !find_dispatched_note(b->notes, it->job_id, sizeof it->job_id))
+        it->job_id[0] = '\0';
+    return 0;
+}
+
 static int add_orphan(const struct bead *b, void *arg)
 {
     struct fill_ctx *f = arg;
@@ -212,7 +250,7 @@ static int reap_load(struct dolt_conn *c, void *arg)
     }
     for (size_t i = 0; i < rp->n; i++) {
         enum attempt_state st = rp->items[i].state;
-        if (st == AS_DISPATCHED)
+        if (st == AS_DISPATCHED && !rp->recovery)
             without[nwo++] = rp->items[i].bead_id;
         else
             with_notes[nw++] = rp->items[i].bead_id;
@@ -224,6 +262,18 @@ static int reap_load(struct dolt_conn *c, void *arg)
     free(without);
     if (rc == 0)
         rc = beads_in_progress(c, d->cfg->assignee, add_orphan, &f);
+    if (rc || rp->n == f.tracked)
+        return rc;
+    /* Orphans' notes: a "dispatched: job=" note lets the agent say whether
+     * its job still runs (another instance's bead, the old CronJobs'). */
+    qsort(rp->items + f.tracked, rp->n - f.tracked, sizeof *rp->items, by_bead);
+    const char **ids = malloc((rp->n - f.tracked) * sizeof *ids);
+    if (!ids)
+        return BS_ENOMEM;
+    for (size_t i = f.tracked; i < rp->n; i++)
+        ids[i - f.tracked] = rp->items[i].bead_id;
+    rc = beads_read_many(c, ids, rp->n - f.tracked, 1, fill_orphan_notes, &f);
+    free(ids);
     return rc;
 }
 
@@ -235,7 +285,7 @@ static void pass_done(struct reap_pass *rp, int rc);
 
 static int needs_job(const struct reap_item *it, const struct config *cfg)
 {
-    return it->attempt_id && it->state == AS_DISPATCHED && it->found && it->job_id[0] &&
+    return (!it->attempt_id || it->state == AS_DISPATCHED) && it->found && it->job_id[0] &&
            strcmp(it->status, "in_progress") == 0 && it->assignee &&
            strcmp(it->assignee, cfg->assignee) == 0;
 }
@@ -251,17 +301,28 @@ static void job_done(const struct http_response *r, void *arg)
     rp->jobs_pending--;
     if (r->outcome == HTTP_RESPONSE && r->status == 200) {
         if (agent_parse_job(r->body, r->body_len, &job, why, sizeof why) == 0) {
+            it->job = RJ_ANSWERED;
             it->job_status = job.status;
-            it->job = agent_job_status_terminal(job.status) ? JV_ENDED : JV_ALIVE;
+            it->job_finished_ms = job.finished_ms;
+            agent_job_describe(it->job_id, &job, it->job_line, sizeof it->job_line);
         } else {
-            it->job = JV_MALFORMED;
+            it->job = RJ_UNUSABLE;
+            metrics_count(MC_AGENT_ERRORS, "unusable", 1);
             log_warn("agent sent an unusable job record", "bead", it->bead_id, "job", it->job_id,
                      "error", why);
         }
+    } else if (r->outcome == HTTP_TOO_LARGE && r->status == 200) {
+        it->job = RJ_UNUSABLE;
+        metrics_count(MC_AGENT_ERRORS, "unusable", 1);
+        log_warn("agent sent a job record over the size limit; unusable", "bead", it->bead_id, "job",
+                 it->job_id, "limit_bytes", LOG_INT(JOB_RECORD_MAX));
     } else if (r->outcome == HTTP_RESPONSE && r->status == 404) {
-        it->job = JV_MISSING;
-    } else {
-        it->job = JV_UNREACHABLE;
+        it->job = RJ_MISSING;
+    } else if (r->outcome == HTTP_RESPONSE && (r->status == 401 || r->status == 403)) {
+        it->job = RJ_UNAUTHORIZED;
+        agent_gate_close(rp->d, GATE_TOKEN, r->status);
+    } else if (r->outcome != HTTP_CANCELLED) {
+        it->job = RJ_UNREACHABLE;
     }
     if (rp->d->stopping) {
         if (rp->jobs_pending == 0)
@@ -284,20 +345,21 @@ static void start_jobs(struct reap_pass *rp)
         struct reap_item *it = &rp->items[rp->next_job++];
         if (!needs_job(it, cfg))
             continue;
-        if (!cfg->agent_url) {
-            it->job = JV_UNREACHABLE; /* BeadBoard mode without the agent's URL */
+        char path[STORE_JOB_ID_MAX * 3 + 16];
+        if (!cfg->agent_url || agent_job_path(it->job_id, path, sizeof path)) {
+            it->job = RJ_UNREACHABLE; /* BeadBoard mode without the agent's URL, or no usable id */
             continue;
         }
-        snprintf(url, sizeof url, "%s/jobs/%s", cfg->agent_url, it->job_id);
+        snprintf(url, sizeof url, "%s%s", cfg->agent_url, path);
         struct http_request req = {
             .method = "GET", .url = url, .headers = headers,
             .connect_timeout_ms = (long)cfg->http_connect_timeout_ms,
-            .timeout_ms = (long)cfg->http_timeout_ms, .max_response = 1 << 20,
+            .timeout_ms = (long)cfg->http_timeout_ms, .max_response = JOB_RECORD_MAX,
         };
         if (http_request_start(d->env.http, &req, job_done, it) == 0)
             rp->jobs_pending++;
         else
-            it->job = JV_UNREACHABLE;
+            it->job = RJ_UNREACHABLE;
     }
     memset(auth, 0, sizeof auth);
     if (rp->jobs_pending == 0 && (rp->next_job >= rp->n || d->stopping)) {
@@ -331,25 +393,38 @@ static int64_t quiet_ms(const struct reap_item *it, int64_t now)
     return it->age_ms + (since_load > 0 ? since_load : 0);
 }
 
-/* The agent's "claimed by agent <job>" note written after our claim note
- * (earlier attempts' notes don't count). Copies the job id; 0 if none. */
-static int find_agent_claim(const struct reap_item *it, char *job, size_t len)
+/* Whether the agent's "claimed by agent <id>" note carries this attempt's
+ * dispatch id (the job id the prompt gave it): proof that this attempt
+ * reached the agent. The id is the scheduler's own, never the service's
+ * job id. */
+static int agent_reached(const struct reap_item *it)
 {
-    if (!it->notes)
-        return 0;
-    const char *ours = strstr(it->notes, it->dispatch_id);
-    if (!ours)
-        return 0;
-    const char *p = strstr(ours, "claimed by agent ");
-    if (!p)
-        return 0;
-    p += strlen("claimed by agent ");
-    size_t n = 0;
-    while (p[n] && p[n] != '\n' && p[n] != ' ' && n + 1 < len)
-        n++;
-    memcpy(job, p, n);
-    job[n] = '\0';
-    return agent_job_id_valid(job);
+    char needle[STORE_DISPATCH_ID_MAX + 24];
+    snprintf(needle, sizeof needle, "claimed by agent %s", it->dispatch_id);
+    return it->notes && it->dispatch_id[0] && strstr(it->notes, needle) != NULL;
+}
+
+/* For a closed bead: which attempt's agent closed it, from its notes'
+ * "completed by agent <id>" (the id the prompt gave). Fills detail. */
+static void credit_close(struct dolt_conn *c, const struct reap_item *it, char *detail, size_t len)
+{
+    struct bead b;
+    snprintf(detail, len, "bead closed");
+    if (beads_read(c, it->bead_id, 1, &b))
+        return;
+    const char *key = "completed by agent ", *last = NULL;
+    for (const char *p = b.notes ? strstr(b.notes, key) : NULL; p; p = strstr(p + 1, key))
+        last = p;
+    if (last) {
+        last += strlen(key);
+        size_t n = strcspn(last, " \n\r\"");
+        if (n == strlen(it->dispatch_id) && strncmp(last, it->dispatch_id, n) == 0)
+            snprintf(detail, len, "bead closed by this attempt's agent (completed by agent %s)", it->dispatch_id);
+        else
+            snprintf(detail, len, "bead closed; the close names %.*s, not this attempt (%s)",
+                     (int)(n > 64 ? 64 : n), last, it->dispatch_id);
+    }
+    bead_free(&b);
 }
 
 /* Whether the bead's notes hold our own "released for retry" note for this
@@ -452,7 +527,7 @@ static int retry_or_give_up(struct dispatcher *d, struct dolt_conn *c, struct re
     if (rc)
         return rc;
     long max = (long)d->cfg->max_attempts;
-    char note[512];
+    char note[900];
     if (used < max) {
         snprintf(note, sizeof note, "reaper: %s, bead still in_progress; released for retry "
                  "(attempt %d/%ld)", what, used, max);
@@ -471,8 +546,8 @@ static int retry_or_give_up(struct dispatcher *d, struct dolt_conn *c, struct re
     return rc;
 }
 
-/* The old reaper's rule: no bead update for STALE_AFTER -> blocked, with
- * its note text (users grep for it). */
+/* The old reaper's rule, once rules.c decided it applies: no bead update
+ * for STALE_AFTER -> blocked, with its note text (users grep for it). */
 static int stale_rule(struct dispatcher *d, struct dolt_conn *c, struct reap_item *it, int64_t now)
 {
     int64_t age = quiet_ms(it, now);
@@ -523,7 +598,7 @@ static int queue_repost(struct dispatcher *d, struct dolt_conn *c, struct reap_p
 static int reap_attempt(struct dispatcher *d, struct dolt_conn *c, struct reap_pass *rp,
                         struct reap_item *it, int64_t now)
 {
-    char detail[300];
+    char detail[700];
     if (!it->found)
         return record_only(d, it, AS_RELEASED, "reopened", "bead no longer exists");
     int mine = it->assignee && strcmp(it->assignee, d->cfg->assignee) == 0;
@@ -561,7 +636,10 @@ static int reap_attempt(struct dispatcher *d, struct dolt_conn *c, struct reap_p
 
     /* posting, unknown, dispatched: the agent may have the job. */
     if (strcmp(it->status, "closed") == 0)
-        return record_only(d, it, AS_CLOSED, "closed", "bead closed");
+    {
+        credit_close(c, it, detail, sizeof detail);
+        return record_only(d, it, AS_CLOSED, "closed", detail);
+    }
     if (!mine) {
         snprintf(detail, sizeof detail, "bead reassigned to %.100s; stopped tracking",
                  it->assignee ? it->assignee : "nobody");
@@ -583,61 +661,103 @@ static int reap_attempt(struct dispatcher *d, struct dolt_conn *c, struct reap_p
         return record_only(d, it, AS_RELEASED, "reopened", detail);
     }
 
+    struct rules_facts f = {
+        .job = it->job, .status = it->job_status, .job_finished_ms = it->job_finished_ms,
+        .missed_passes = it->missed, .seen_maybe_running = it->seen_maybe_running, .now_ms = now,
+        .bead_updated_ms = now - quiet_ms(it, now), .dispatched_ms = it->dispatched_at,
+    };
+    struct rules_limits lim = {
+        .stale_after_ms = (int64_t)d->cfg->stale_after_ms, .job_timeout_ms = (int64_t)d->cfg->job_timeout_ms,
+        .min_missed_passes = MIN_MISSED_PASSES,
+    };
+    int64_t quiet_min = (now - rules_quiet_since(&f)) / 60000;
+
     if (it->state == AS_POSTING || it->state == AS_UNKNOWN) {
-        char job[STORE_JOB_ID_MAX];
-        if (find_agent_claim(it, job, sizeof job)) {
-            struct store_transition t = {.job_id = job, .detail = "job adopted from the agent's claim note"};
-            int rc = store_attempt_transition(d->env.store, it->attempt_id, it->state, AS_DISPATCHED, &t, now);
-            if (rc == 0) {
-                it->reason = "adopted";
-                snprintf(it->detail, sizeof it->detail, "adopted job %s from the bead's notes", job);
-                snprintf(it->job_id, sizeof it->job_id, "%s", job);
-            }
-            return rc;
+        /* The job id is unknown. Never re-POST: the agent may have it. Its
+         * claim note with our dispatch id proves it does; either way the
+         * bead's activity says whether it still works. */
+        int reached = agent_reached(it);
+        if (reached && it->state == AS_POSTING) {
+            snprintf(detail, sizeof detail, "reached the agent (its claim note carries dispatch %s); "
+                     "job id unknown, supervised by the bead's activity", it->dispatch_id);
+            struct store_transition t = {.detail = detail};
+            int rc = store_attempt_transition(d->env.store, it->attempt_id, AS_POSTING, AS_UNKNOWN, &t, now);
+            if (rc)
+                return rc;
+            it->state = AS_UNKNOWN;
+            it->reason = "reached";
+            set_detail(it, detail);
         }
-        /* No evidence either way. Never re-POST this attempt; once the bead
-         * has been quiet for STALE_AFTER the agent plainly isn't working on
-         * it, so release it for a new attempt (or block when none are left). */
-        int64_t age = quiet_ms(it, now);
-        if (age < (int64_t)d->cfg->stale_after_ms)
+        if (rules_no_job_id(&f, &lim) != RA_RETRY)
             return 0;
-        snprintf(detail, sizeof detail, "dispatch %s got no answer and no claim note from the agent "
-                 "in %lldm", it->dispatch_id, (long long)(age / 60000));
+        if (reached)
+            snprintf(detail, sizeof detail, "the agent of dispatch %s (job id unknown) has been quiet "
+                     "for %lldm", it->dispatch_id, (long long)quiet_min);
+        else
+            snprintf(detail, sizeof detail, "dispatch %s got no answer and no claim note from the agent "
+                     "in %lldm", it->dispatch_id, (long long)quiet_min);
         return retry_or_give_up(d, c, it, detail);
     }
 
-    /* dispatched */
-    switch (it->job) {
-    case JV_ALIVE: {
-        int64_t limit = (int64_t)(d->cfg->job_timeout_ms + d->cfg->stale_after_ms);
-        if (it->dispatched_at && now - it->dispatched_at > limit) {
-            char note[300];
-            snprintf(note, sizeof note, "reaper: job %s still %s after %lldm (limit %lldm) — blocking",
-                     it->job_id, agent_job_status_name(it->job_status),
-                     (long long)((now - it->dispatched_at) / 60000), (long long)(limit / 60000));
-            int rc = move_and_record(d, c, it, "blocked", note, "block", AS_BLOCKED, "hard_limit", 0);
-            if (rc == 0) {
-                it->reason = "blocked";
-                set_detail(it, note);
-            }
-            return rc;
+    /* dispatched. Recovery: a "dispatched: job=" note lost to a crash is owed. */
+    if (rp->recovery && it->notes && it->job_id[0]) {
+        char note[STORE_JOB_ID_MAX + 32];
+        snprintf(note, sizeof note, "dispatched: job=%s", it->job_id);
+        if (!strstr(it->notes, note)) {
+            owe_note(d, it->bead_id, note);
+            it->reason = "noted";
+            snprintf(it->detail, sizeof it->detail, "dispatched note was missing: written now");
         }
-        it->reason = NULL; /* alive: nothing to write */
+    }
+    switch (rules_dispatched(&f, &lim)) {
+    case RA_WAIT:
         return 0;
+    case RA_BLOCK_HARD_LIMIT: {
+        int64_t limit = lim.job_timeout_ms + lim.stale_after_ms;
+        char note[300];
+        snprintf(note, sizeof note, "reaper: job %s still %s after %lldm (limit %lldm) — blocking",
+                 it->job_id, agent_job_status_name(it->job_status),
+                 (long long)((now - it->dispatched_at) / 60000), (long long)(limit / 60000));
+        int rc = move_and_record(d, c, it, "blocked", note, "block", AS_BLOCKED, "hard_limit", 0);
+        if (rc == 0) {
+            it->reason = "blocked";
+            set_detail(it, note);
+        }
+        return rc;
     }
-    case JV_ENDED:
-        snprintf(detail, sizeof detail, "job %s %s", it->job_id, agent_job_status_name(it->job_status));
-        return retry_or_give_up(d, c, it, detail);
-    case JV_MISSING:
-        snprintf(detail, sizeof detail, "job %s not found at the agent (restarted, or record expired)",
-                 it->job_id);
-        return retry_or_give_up(d, c, it, detail);
-    case JV_NONE:
-    case JV_UNREACHABLE:
-    case JV_MALFORMED:
+    case RA_BLOCK_STALE:
         return stale_rule(d, c, it, now);
+    case RA_RETRY:
+        break;
     }
-    return 0;
+    if (it->job == RJ_MISSING)
+        snprintf(detail, sizeof detail, "job %s not found at the agent (%s)", it->job_id,
+                 it->seen_maybe_running ? "record expired after a timeout/error; bead quiet for "
+                                          "long enough"
+                                        : "restarted, or record expired");
+    else if (agent_job_meaning(it->job_status) == AJM_MAYBE_RUNNING)
+        snprintf(detail, sizeof detail, "%.300s; the service does not stop its agent, and the bead has "
+                 "been quiet for %lldm since", it->job_line, (long long)quiet_min);
+    else
+        snprintf(detail, sizeof detail, "%.300s", it->job_line);
+    return retry_or_give_up(d, c, it, detail);
+}
+
+/* A bead in progress, assigned to us, that the store does not track. */
+static int reap_orphan(struct dispatcher *d, struct dolt_conn *c, struct reap_item *it, int64_t now)
+{
+    struct rules_facts f = {
+        .job = it->job_id[0] ? it->job : RJ_NONE, .status = it->job_status,
+        .job_finished_ms = it->job_finished_ms, .missed_passes = it->missed, .now_ms = now,
+        .bead_updated_ms = now - quiet_ms(it, now),
+    };
+    struct rules_limits lim = {
+        .stale_after_ms = (int64_t)d->cfg->stale_after_ms, .job_timeout_ms = (int64_t)d->cfg->job_timeout_ms,
+        .min_missed_passes = MIN_MISSED_PASSES,
+    };
+    if (rules_orphan(&f, &lim) != RA_BLOCK_STALE)
+        return 0;
+    return stale_rule(d, c, it, now);
 }
 
 static int reap_apply(struct dolt_conn *c, void *arg)
@@ -651,9 +771,10 @@ static int reap_apply(struct dolt_conn *c, void *arg)
         if (rc)
             return rc; /* BS_ESTATE: the lock is gone, not ours to write; the pass ends here */
     }
+    pay_owed_notes(d, c);
     for (size_t i = 0; i < rp->n && !d->stopping; i++) {
         struct reap_item *it = &rp->items[i];
-        int rc = it->attempt_id ? reap_attempt(d, c, rp, it, now) : stale_rule(d, c, it, now);
+        int rc = it->attempt_id ? reap_attempt(d, c, rp, it, now) : reap_orphan(d, c, it, now);
         if (rc == BS_ECONN || rc == BS_EFULL || rc == BS_ERDONLY)
             return rc; /* Dolt or the store is down: the next pass retries */
         /* Anything else is this bead's problem: logged, and the pass goes
@@ -676,6 +797,7 @@ static int reap_apply(struct dolt_conn *c, void *arg)
             store_setting_set(d->env.store, "last_reap_result", result, now);
     }
     refresh_in_flight_gauge(d);
+    pay_owed_notes(d, c); /* those recovery found missing */
 
     /* Owed POSTs: record that they are about to go out, as the dispatcher does. */
     if (rp->repost && rp->repost->picks) {
@@ -696,9 +818,66 @@ static void apply_done(int rc, void *arg)
     pass_done(rp, rc);
 }
 
+/* The memo key of an item: its attempt id, or for an orphan minus a hash
+ * (FNV-1a) of its bead id. */
+static int64_t memo_key(const struct reap_item *it)
+{
+    if (it->attempt_id)
+        return it->attempt_id;
+    uint64_t h = 1469598103934665603ULL;
+    for (const unsigned char *p = (const unsigned char *)it->bead_id; *p; p++)
+        h = (h ^ *p) * 1099511628211ULL;
+    return -(int64_t)(h >> 2) - 1;
+}
+
+static int by_memo_key(const void *a, const void *b)
+{
+    int64_t x = ((const struct reap_memo *)a)->key, y = ((const struct reap_memo *)b)->key;
+    return (x > y) - (x < y);
+}
+
+/* Loop thread: what earlier passes saw, into each item, before apply. */
+static void memo_recall(struct reap_pass *rp)
+{
+    struct dispatcher *d = rp->d;
+    for (size_t i = 0; i < rp->n; i++) {
+        struct reap_item *it = &rp->items[i];
+        struct reap_memo key = {.key = memo_key(it)};
+        const struct reap_memo *m = d->nmemo ? bsearch(&key, d->memo, d->nmemo, sizeof key, by_memo_key) : NULL;
+        int missed_now = it->job == RJ_UNREACHABLE || it->job == RJ_UNUSABLE;
+        it->missed = missed_now ? (m ? m->missed : 0) + 1 : 0;
+        it->seen_maybe_running = (m && m->maybe_running) ||
+                                 (it->job == RJ_ANSWERED && agent_job_meaning(it->job_status) == AJM_MAYBE_RUNNING);
+    }
+}
+
+/* Loop thread: remember, for the next pass, what this one saw. */
+static void memo_store(struct reap_pass *rp)
+{
+    struct dispatcher *d = rp->d;
+    size_t n = 0;
+    for (size_t i = 0; i < rp->n; i++)
+        n += rp->items[i].missed > 0 || rp->items[i].seen_maybe_running;
+    struct reap_memo *v = n ? calloc(n, sizeof *v) : NULL;
+    if (n && !v)
+        return; /* keep the old memo: a pass later it is only less precise */
+    size_t k = 0;
+    for (size_t i = 0; i < rp->n; i++) {
+        const struct reap_item *it = &rp->items[i];
+        if (it->missed > 0 || it->seen_maybe_running)
+            v[k++] = (struct reap_memo){.key = memo_key(it), .missed = it->missed,
+                                        .maybe_running = it->seen_maybe_running};
+    }
+    qsort(v, n, sizeof *v, by_memo_key);
+    free(d->memo);
+    d->memo = v;
+    d->nmemo = n;
+}
+
 static void apply_submit(struct reap_pass *rp)
 {
     rp->jobs_ms = clock_now_ms();
+    memo_recall(rp);
     if (dolt_submit(rp->d->env.dolt, reap_apply, apply_done, rp))
         pass_done(rp, BS_EINVAL);
 }
@@ -710,20 +889,21 @@ static void pass_done(struct reap_pass *rp, int rc)
 {
     struct dispatcher *d = rp->d;
     size_t acted = 0, alive = 0;
+    if (rp->jobs_ms)
+        memo_store(rp);
     for (size_t i = 0; i < rp->n; i++) {
         struct reap_item *it = &rp->items[i];
+        if (it->job == RJ_UNREACHABLE)
+            metrics_count(MC_AGENT_ERRORS, "unreachable", 1);
         if (!it->reason) {
             alive += it->attempt_id != 0;
-            if (it->attempt_id && it->state == AS_DISPATCHED && it->job == JV_ALIVE)
+            if (it->attempt_id && it->state == AS_DISPATCHED && it->job == RJ_ANSWERED &&
+                agent_job_meaning(it->job_status) == AJM_ALIVE)
                 metrics_count(MC_REAPS, "alive", 1);
             continue;
         }
         acted++;
         metrics_count(MC_REAPS, it->reason, 1);
-        if (it->job == JV_UNREACHABLE)
-            metrics_count(MC_AGENT_ERRORS, "unreachable", 1);
-        else if (it->job == JV_MALFORMED)
-            metrics_count(MC_AGENT_ERRORS, "malformed", 1);
         log_info(it->attempt_id ? "reaped" : "orphan reaped", "bead", it->bead_id, "attempt",
                  it->attempt ? LOG_INT(it->attempt) : NULL, "job", it->job_id[0] ? it->job_id : NULL,
                  "dispatch", it->dispatch_id[0] ? it->dispatch_id : NULL, "reason", it->reason,

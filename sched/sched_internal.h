@@ -31,7 +31,39 @@ enum pick_state {
     PICK_UNCERTAIN, /* connection lost during the claim: left in claiming */
 };
 
-enum post_result { POST_DISPATCHED, POST_REFUSED, POST_UNKNOWN, POST_CANCELLED };
+/* What a POST's answer means for the attempt (agent_post_verdict):
+ * dispatched: 202, job id known; refused: the service refused this request
+ * (400/422), the claim is given back with a note and it counts as an
+ * attempt; unknown: the job may exist (never re-POSTed); given_back: not
+ * the bead's fault (service full, token or URL wrong, never sent): the
+ * claim is given back without a failure note and it is not an attempt. */
+enum post_result { POST_DISPATCHED, POST_REFUSED, POST_UNKNOWN, POST_CANCELLED, POST_GIVEN_BACK,
+                   POST_RESULT_COUNT };
+
+/* Gives the agent work only while it accepts our token and URL. */
+enum agent_gate {
+    GATE_UNCHECKED, /* not asked yet (start-up), or the check could not tell */
+    GATE_OPEN,      /* the token works */
+    GATE_TOKEN,     /* 401/403: the token is wrong */
+    GATE_URL,       /* 404 on /execute: the URL is wrong */
+};
+/* Token re-checks back off from this, doubling, to GATE_BACKOFF_CAP_MS. */
+#define GATE_BACKOFF_MS 5000
+#define GATE_BACKOFF_CAP_MS (5 * 60 * 1000)
+/* A service that says it is full: claims stop for RETRY_BACKOFF (at least
+ * FULL_BACKOFF_MIN_MS), doubling per full answer in a row, capped at 1 h;
+ * then one bead per cycle until one is accepted. */
+#define FULL_BACKOFF_MIN_MS 1000
+#define FULL_BACKOFF_CAP_MS (60LL * 60 * 1000)
+/* A job id that no service can hold (its ids are 12 hex digits): GET
+ * /jobs/<it> answers 404 when the token is good, 401/403 when not. */
+#define GATE_PROBE_JOB_ID "beads-sched-token-check"
+/* Beads remembered as deferred by a full service, at most. */
+#define DEFERRED_MAX 1000
+/* Notes owed to beads (a write that failed), retried on the worker. */
+#define OWED_NOTES_MAX 10000
+/* A batch of POST results that could not be journaled is retried after this. */
+#define RESULTS_RETRY_MS 1000
 
 /* One bead travelling through a cycle. Owned by the cycle until its POST
  * result is queued, then by the dispatcher's result list, then freed by the
@@ -52,8 +84,19 @@ struct pick {
     char *body;                 /* POST /execute JSON */
     int64_t posted_ms;
     enum post_result result;
+    enum agent_post_verdict verdict;
     long status;
     char job_id[AGENT_JOB_ID_MAX];
+    /* Progress of journaling this result, so a retried batch redoes nothing. */
+    int journaled;              /* dispatched/unknown committed to the store */
+    int reverted;               /* claim given back in Dolt (refused / given_back) */
+};
+
+/* A note a bead is owed (its write failed); worker-thread state. */
+struct owed_note {
+    struct owed_note *next;
+    char *bead_id;
+    char *note;
 };
 
 struct cycle {
@@ -71,6 +114,7 @@ struct cycle {
     struct pick *picks;
     size_t posts_pending;
     struct beads_ready *ready;  /* the readiness snapshot while selecting */
+    struct owed_note *undefer;  /* beads deferred while the service was full: their wait ends now */
     struct candidate *unready;  /* dry-run: beads that would be noted */
     size_t nunready;
 };
@@ -109,6 +153,44 @@ struct dispatcher {
     struct cycle *cur;
     struct pick *results;       /* POST results waiting to be journaled */
     int flush_in_flight;
+    int64_t results_retry_at;   /* a failed batch is retried then */
+    int results_failing;        /* the last batch failed (logged once per run of failures) */
+
+    /* Whether the agent accepts our token and URL (loop thread; the admin
+     * thread reads gate_reason). */
+    enum agent_gate gate;
+    _Atomic int gate_reason;    /* enum agent_gate, for /readyz */
+    int gate_check_in_flight;
+    int64_t gate_check_at;      /* next re-check while closed */
+    int64_t gate_backoff_ms;
+    /* The service said it is full (409/429) or could not be reached. */
+    int64_t full_until_ms;
+    int64_t full_backoff_ms;    /* 0: not full */
+    /* Beads given back because the service was full wait FULL_BACKOFF_CAP_MS
+     * each (at most one claim note per bead per hour while it stays full);
+     * once the service takes a job again their wait ends. Loop thread. */
+    struct owed_note *deferred;
+    size_t ndeferred;
+    int undefer;
+    long last_load;             /* active + queued at the last /health */
+    long full_load;             /* ...when the service last said full; less later: room again */
+
+    /* Worker-thread state: notes owed to beads. */
+    struct owed_note *owed_notes;
+    size_t nowed;
+
+    /* Loop-thread state of the reaper: attempts whose job gave no usable
+     * answer in the last pass (with how many passes in a row), and those
+     * seen timeout/error (the agent may still run). Sorted by attempt id. */
+    struct reap_memo *memo;
+    size_t nmemo;
+};
+
+/* What the reaper remembers about one attempt between passes. */
+struct reap_memo {
+    int64_t key;                /* attempt id; for an orphan, minus a hash of its bead id */
+    int missed;                 /* consecutive passes without a usable answer */
+    int maybe_running;          /* seen timeout/error */
 };
 
 
@@ -138,6 +220,12 @@ void cycle_maybe_done(struct dispatcher *d);
 int journal_picks(struct dispatcher *d, struct cycle *cy, enum pick_state which,
                   enum attempt_state from, enum attempt_state to, int64_t now);
 int build_bodies(struct dispatcher *d, struct cycle *cy);
+/* Queues a note for a bead whose note write failed; worker thread. */
+void owe_note(struct dispatcher *d, const char *bead_id, const char *note);
+/* Writes the notes owed; those that fail again stay owed. Worker thread. */
+void pay_owed_notes(struct dispatcher *d, struct dolt_conn *c);
+/* The agent refused our token on a GET: close the gate (loop thread). */
+void agent_gate_close(struct dispatcher *d, enum agent_gate why, long status);
 
 /* reap.c */
 void reap_pass_free(struct reap_pass *rp);

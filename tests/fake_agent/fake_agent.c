@@ -1,12 +1,37 @@
 /* fake-agent: an in-memory stand-in for claude-agent-service that keeps the
- * API contract of CONTRACTS.md section 2, plus test knobs under /_fake/.
+ * API contract of CONTRACTS.md section 2, including what the real service
+ * does badly, plus test knobs under /_fake/.
+ *
+ * What it copies from the real service (production version, "bounded
+ * semaphore"): FIFO queue behind `capacity` slots; 429 {"detail":"Queue
+ * full"} once active+queued reaches queue_limit (MAX_QUEUE_DEPTH); job
+ * records with only the keys the real one has set so far (output, stderr,
+ * exit_code once the agent exited; error for `error`); `timeout` marks the
+ * job and frees its slot but the agent process goes on running (and, with
+ * the agent side on, goes on writing to its bead); finished records are
+ * dropped job_ttl_ms after finishing, but only by the sweep that runs when
+ * some job finishes; 422 (body validation) is answered before 401. With
+ * single_slot on it is the older single-slot service instead: /health
+ * without counts, 409 {"detail":"Agent is busy"} while a job runs, jobs
+ * `running` at once, no eviction, and a timed-out job that stays `running`.
+ *
+ * Every job has an agent "process" (struct run), which starts when the job
+ * starts and ends on its own after job_ms (0: when told), or when a knob
+ * ends or kills it. The agent side (off unless --agent-db is given) plays
+ * the beads-task-runner in that process: it reads ONLY the prompt ("Task
+ * id:" and "Job id:" lines, see prompt_field), notes `claimed by agent
+ * <job id>` on the bead first, may note progress, and at the end closes the
+ * bead, blocks it or leaves it in_progress, writing over SQL the way bd
+ * does. /_fake/stats reports, per bead, whether two agent processes ever ran
+ * at once.
  *
  * Threading: libmicrohttpd runs one thread per connection (keep-alive
  * supported), so a delayed or hung reply blocks only its own connection. All
  * state sits behind one mutex. Job transitions are computed lazily: every
  * request first replays, in time order, what happened since the last one
- * (jobs finishing after job_ms, queued jobs taking freed slots), so no timer
- * thread is needed and timestamps are exact.
+ * (processes exiting, timeouts, queued jobs taking freed slots), so no timer
+ * thread is needed and timestamps are exact. The agent side has one thread
+ * of its own; it writes to the database without holding the lock.
  *
  * Delays (latency_ms, hang) are applied after the request was processed: the
  * job exists even if the client gave up waiting, which is what makes an
@@ -18,6 +43,7 @@
 #include <inttypes.h>
 #include <jansson.h>
 #include <microhttpd.h>
+#include <mysql.h>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -33,6 +59,7 @@
 #include <unistd.h>
 
 #define MAX_REQUEST_BODY (8u << 20)
+#define MAX_OUTPUT_BYTES ((int64_t)256 << 20)
 
 enum job_status { JS_QUEUED, JS_RUNNING, JS_COMPLETED, JS_FAILED, JS_TIMEOUT, JS_ERROR };
 static const char *const status_names[] = {"queued", "running", "completed", "failed", "timeout", "error"};
@@ -40,17 +67,46 @@ static const char *const status_names[] = {"queued", "running", "completed", "fa
 /* Contract endpoints, as a bit set for force_status_paths and counters. */
 enum endpoint { EP_NONE = 0, EP_HEALTH = 1, EP_EXECUTE = 2, EP_JOBS = 4, EP_BEADBOARD = 8 };
 
+/* What the agent side does when its process ends on its own. */
+enum outcome { OUT_CLOSE, OUT_BLOCK, OUT_LEAVE, OUT_NONE };
+static const char *const outcome_names[] = {"close", "block", "leave", "none"};
+
+struct job;
+
+/* The agent process of one job. Owned by S.runs; freed only at exit, so the
+ * agent thread may keep a pointer across unlocked database writes. */
+struct run {
+    struct job *job;          /* NULL once the record was evicted or forgotten */
+    char *bead;               /* task id from the prompt, else metadata.bead_id; may be NULL */
+    char *task_id, *sched_id; /* "Task id:" / "Job id:" from the prompt; NULL when absent */
+    int64_t start_ms;
+    int64_t run_from_ms;      /* job_ms counts from here (reset when job_ms changes) */
+    int64_t exit_ms;          /* when it exited or was killed; INT64_MAX while it runs */
+    int killed;               /* ended without its final actions */
+    int finish_now;           /* a knob ended the job: do the final actions now */
+    enum outcome outcome;     /* decided when it started */
+    /* agent side progress (agent thread only, under the lock) */
+    int claimed, notes_written, done, busy;
+    int64_t last_note_ms;
+    struct run *next;         /* S.runs, newest first */
+    struct run *bead_next;    /* same-bead chain in S.by_bead_runs */
+};
+
 struct job {
     char id[13];
     enum job_status status;
-    json_t *agent;          /* string or null */
+    int legacy;             /* created in single-slot mode: that version's record shape */
+    json_t *agent;          /* string */
     char *prompt;
     json_t *metadata;       /* object or null */
     int64_t created_ms, started_ms, finished_ms; /* epoch ms, -1 = null */
-    int64_t run_from_ms;    /* job_ms counts from here (reset when job_ms changes) */
-    int64_t timeout_ms;     /* from timeout_seconds */
-    int has_exit_code, exit_code;
-    const char *error;      /* static text or NULL */
+    int64_t timeout_ms;     /* of run time; from timeout_seconds or the timeout_ms knob */
+    int exited;             /* record has exit_code, output, stderr */
+    int exit_code;
+    int64_t output_bytes;   /* 0: one result line, like claude --output-format json */
+    char *stderr_text;
+    char *error;            /* for `error` */
+    struct run *run;        /* NULL until started */
     struct job *all_prev, *all_next; /* creation order */
     struct job *st_prev, *st_next;   /* in queued, running or finished */
     struct job *hnext;               /* id hash chain */
@@ -63,16 +119,24 @@ struct jlist {
 
 struct config {
     int64_t capacity, queue_limit, job_ms, job_ttl_ms, latency_ms, big_body_bytes;
+    int64_t timeout_ms, output_bytes, exit_code;
+    int64_t agent_claim_ms, agent_note_ms;
     int final_status;
+    int outcome;
     int force_status;
     unsigned force_paths;
     unsigned shape_paths;   /* endpoints malformed/truncated/big bodies apply to */
     int malformed, truncated, big_body_chunked, hang, no_response, drop_mid_body, delay_before;
+    int single_slot;
+    int proxy_status;       /* 0, or the status a proxy answers after the service did the work */
+    char *stderr_text;      /* NULL: the default for the status */
+    char *error_text;
 };
 
 static struct {
     pthread_mutex_t lock;
     pthread_cond_t wake;    /* hang turned off, or shutting down */
+    pthread_cond_t agent_wake; /* something the agent thread may act on */
     int shutting_down;
     struct config cfg;
     const char *token;      /* NULL: every authenticated call gets 401 */
@@ -87,6 +151,16 @@ static struct {
     int64_t next_end;
     int next_end_valid;
     json_t *by_bead;
+    /* agent processes */
+    struct run *runs;
+    struct run **run_buckets; /* by bead */
+    size_t nrun_buckets;
+    int64_t live_max;         /* most processes alive at once on one bead */
+    json_t *overlaps;         /* bead -> times a process started while another ran on it */
+    /* agent side */
+    const char *agent_db;     /* NULL: off */
+    int64_t agent_notes, agent_closes, agent_blocks, agent_errors;
+    char agent_last_error[256];
 } S = {.lock = PTHREAD_MUTEX_INITIALIZER};
 
 /* ---- time ---------------------------------------------------------------- */
@@ -167,7 +241,7 @@ static void hash_remove(struct job *j)
     S.njobs--;
 }
 
-static void list_push(struct jlist *l, struct job *j)
+static void jl_push(struct jlist *l, struct job *j)
 {
     j->st_next = NULL;
     j->st_prev = l->tail;
@@ -179,7 +253,7 @@ static void list_push(struct jlist *l, struct job *j)
     l->n++;
 }
 
-static void list_remove(struct jlist *l, struct job *j)
+static void jl_remove(struct jlist *l, struct job *j)
 {
     if (j->st_prev)
         j->st_prev->st_next = j->st_next;
@@ -193,7 +267,7 @@ static void list_remove(struct jlist *l, struct job *j)
     l->n--;
 }
 
-static struct jlist *list_of(const struct job *j)
+static struct jlist *jl_of(const struct job *j)
 {
     switch (j->status) {
     case JS_QUEUED: return &S.queued;
@@ -207,6 +281,8 @@ static void job_free(struct job *j)
     json_decref(j->agent);
     json_decref(j->metadata);
     free(j->prompt);
+    free(j->stderr_text);
+    free(j->error);
     free(j);
 }
 
@@ -214,7 +290,7 @@ static void job_free(struct job *j)
 static void job_drop(struct job *j)
 {
     S.next_end_valid = 0;
-    list_remove(list_of(j), j);
+    jl_remove(jl_of(j), j);
     hash_remove(j);
     if (j->all_prev)
         j->all_prev->all_next = j->all_next;
@@ -224,53 +300,179 @@ static void job_drop(struct job *j)
         j->all_next->all_prev = j->all_prev;
     else
         S.all_tail = j->all_prev;
+    if (j->run)
+        j->run->job = NULL; /* the process outlives its record */
     job_free(j);
+}
+
+/* ---- agent processes ------------------------------------------------------------ */
+
+/* The value of the first line of prompt that starts with key ("Task id: "),
+ * to the end of that line without trailing blanks; malloc'd, or NULL when no
+ * line has it or the value is empty. This is all the agent knows: the real
+ * service passes nothing but the prompt to the claude CLI. */
+static char *prompt_field(const char *prompt, const char *key)
+{
+    size_t klen = strlen(key);
+    for (const char *line = prompt; line && *line;) {
+        const char *eol = strchr(line, '\n');
+        size_t len = eol ? (size_t)(eol - line) : strlen(line);
+        if (len > klen && strncmp(line, key, klen) == 0) {
+            const char *v = line + klen;
+            size_t n = len - klen;
+            while (n && (v[n - 1] == ' ' || v[n - 1] == '\t' || v[n - 1] == '\r'))
+                n--;
+            return n ? strndup(v, n) : NULL;
+        }
+        line = eol ? eol + 1 : NULL;
+    }
+    return NULL;
+}
+
+/* metadata[key], or JSON null; borrowed reference. */
+static json_t *meta_get(const struct job *j, const char *key)
+{
+    json_t *v = json_is_object(j->metadata) ? json_object_get(j->metadata, key) : NULL;
+    return v ? v : json_null();
+}
+
+/* When r's process exits (or exited): set when known; without the agent side
+ * it exits on its own job_ms after it started; INT64_MAX: not yet known. */
+static int64_t run_exit(const struct run *r)
+{
+    if (r->exit_ms != INT64_MAX)
+        return r->exit_ms;
+    if (!S.agent_db && S.cfg.job_ms > 0)
+        return r->run_from_ms + S.cfg.job_ms;
+    return INT64_MAX;
+}
+
+static int run_alive(const struct run *r, int64_t t) { return r->start_ms <= t && t < run_exit(r); }
+
+static struct run **run_bucket(const char *bead)
+{
+    size_t h = 1469598103934665603u;
+    for (const char *p = bead; *p; p++)
+        h = (h ^ (unsigned char)*p) * 1099511628211u;
+    return &S.run_buckets[h & (S.nrun_buckets - 1)];
+}
+
+/* Starts j's agent process at t; notes it when another process is still
+ * alive on the same bead (two agents on one bead). */
+static void run_start(struct job *j, int64_t t)
+{
+    struct run *r = calloc(1, sizeof *r);
+    if (!r)
+        return; /* no process bookkeeping; the job itself still runs */
+    r->job = j;
+    r->task_id = prompt_field(j->prompt, "Task id: ");
+    r->sched_id = prompt_field(j->prompt, "Job id: ");
+    json_t *b = meta_get(j, "bead_id");
+    r->bead = r->task_id ? strdup(r->task_id) : json_is_string(b) ? strdup(json_string_value(b)) : NULL;
+    r->start_ms = r->run_from_ms = t;
+    r->exit_ms = INT64_MAX;
+    r->outcome = (enum outcome)S.cfg.outcome;
+    r->last_note_ms = t;
+    r->next = S.runs;
+    S.runs = r;
+    j->run = r;
+    if (r->bead && S.run_buckets) {
+        int alive = 1;
+        for (struct run *o = *run_bucket(r->bead); o; o = o->bead_next)
+            if (strcmp(o->bead, r->bead) == 0 && run_alive(o, t))
+                alive++;
+        if (alive > S.live_max)
+            S.live_max = alive;
+        if (alive > 1) {
+            json_t *n = json_object_get(S.overlaps, r->bead);
+            json_object_set_new(S.overlaps, r->bead, json_integer(n ? json_integer_value(n) + 1 : 1));
+        }
+        struct run **head = run_bucket(r->bead);
+        r->bead_next = *head;
+        *head = r;
+    }
+    pthread_cond_broadcast(&S.agent_wake);
+}
+
+/* Ends r at t: killed, or exited after (or without) its final actions. */
+static void run_end(struct run *r, int64_t t, int killed)
+{
+    if (!r || r->exit_ms != INT64_MAX)
+        return;
+    r->exit_ms = t;
+    r->killed = killed;
+    S.next_end_valid = 0;
+    pthread_cond_broadcast(&S.agent_wake);
 }
 
 /* ---- job lifecycle ----------------------------------------------------------- */
 
-/* Moves j to status st at time t, keeping lists and timestamps consistent. */
+/* Drops finished records older than job_ttl_ms at time t, as the real
+ * service's sweep does; it runs only when some job finishes. */
+static void sweep(int64_t t)
+{
+    struct job *j = S.finished.head, *next;
+    for (; j; j = next) {
+        next = j->st_next;
+        if (j->legacy)
+            continue; /* the single-slot version never evicts */
+        if (t - j->finished_ms <= S.cfg.job_ttl_ms)
+            break;    /* finished is in finishing order */
+        job_drop(j);
+    }
+}
+
+/* Moves j to status st at time t, keeping lists, timestamps and the record
+ * fields consistent. The process is the caller's business. */
 static void job_set_status(struct job *j, enum job_status st, int64_t t)
 {
     S.next_end_valid = 0;
-    list_remove(list_of(j), j);
+    jl_remove(jl_of(j), j);
     j->status = st;
-    j->has_exit_code = 0;
-    j->error = NULL;
+    j->exited = 0;
+    free(j->error);
+    free(j->stderr_text);
+    j->error = j->stderr_text = NULL;
     switch (st) {
     case JS_QUEUED:
         j->started_ms = j->finished_ms = -1;
         break;
     case JS_RUNNING:
-        j->started_ms = j->run_from_ms = t;
+        j->started_ms = t;
         j->finished_ms = -1;
+        if (!j->run)
+            run_start(j, t);
         break;
     default:
         if (j->started_ms < 0)
             j->started_ms = t;
         j->finished_ms = t;
         if (st == JS_COMPLETED || st == JS_FAILED) {
-            j->has_exit_code = 1;
-            j->exit_code = st == JS_COMPLETED ? 0 : 1;
+            j->exited = 1;
+            j->exit_code = st == JS_COMPLETED ? 0 : j->run && j->run->killed ? -9 : (int)S.cfg.exit_code;
+            j->output_bytes = S.cfg.output_bytes;
+            j->stderr_text = strdup(S.cfg.stderr_text ? S.cfg.stderr_text
+                                    : st == JS_FAILED ? "fake-agent: the agent failed\n" : "");
+        } else if (st == JS_ERROR) {
+            j->error = strdup(S.cfg.error_text ? S.cfg.error_text
+                              : "git failed (128): fatal: fake-agent: workspace preparation failed");
         }
-        if (st == JS_FAILED)
-            j->error = "fake-agent: job failed";
-        else if (st == JS_TIMEOUT)
-            j->error = "fake-agent: job timed out";
-        else if (st == JS_ERROR)
-            j->error = "fake-agent: agent error";
         break;
     }
-    list_push(list_of(j), j);
+    jl_push(jl_of(j), j);
+    if (st >= JS_COMPLETED && !j->legacy)
+        sweep(t);
 }
 
-/* When a running job ends (INT64_MAX: not on its own) and with what status. */
+/* When a running job ends (INT64_MAX: not on its own) and with what status:
+ * its process exits (final_status), or its run time passes timeout_ms
+ * (`timeout`, while the process goes on). */
 static int64_t job_end(const struct job *j, enum job_status *st)
 {
-    int64_t end = INT64_MAX;
+    int64_t end = j->run ? run_exit(j->run) : INT64_MAX;
     *st = (enum job_status)S.cfg.final_status;
-    if (S.cfg.job_ms > 0)
-        end = j->run_from_ms + S.cfg.job_ms;
+    if (j->run && j->run->exit_ms != INT64_MAX && j->run->killed)
+        *st = JS_FAILED; /* killed by a signal: the CLI's exit status is -9 */
     if (j->timeout_ms > 0 && j->started_ms + j->timeout_ms < end) {
         end = j->started_ms + j->timeout_ms;
         *st = JS_TIMEOUT;
@@ -278,14 +480,24 @@ static int64_t job_end(const struct job *j, enum job_status *st)
     return end;
 }
 
-static void start_queued(int64_t t)
+static void job_start(struct job *j, int64_t t)
 {
-    while (S.queued.head && S.running.n < S.cfg.capacity)
-        job_set_status(S.queued.head, JS_RUNNING, t);
+    job_set_status(j, JS_RUNNING, t);
+    if (j->timeout_ms <= 0) {
+        /* asyncio.wait_for with timeout <= 0 cancels before the CLI starts. */
+        run_end(j->run, t, 1);
+        job_set_status(j, JS_TIMEOUT, t);
+    }
 }
 
-/* Replays everything that happened up to now, in time order: running jobs
- * end, queued jobs take the freed slots at that moment, expired records go. */
+static void start_queued(int64_t t)
+{
+    while (S.queued.head && S.running.n < (S.cfg.single_slot ? 1 : S.cfg.capacity))
+        job_start(S.queued.head, t);
+}
+
+/* Replays everything that happened up to now, in time order: processes
+ * exit, jobs time out, queued jobs take the freed slots at that moment. */
 static void advance(int64_t now)
 {
     for (;;) {
@@ -310,33 +522,78 @@ static void advance(int64_t now)
             S.next_end_valid = 1;
             break;
         }
+        if (first_st != JS_TIMEOUT && first->run)
+            first->run->exit_ms = first_end; /* freeze: job_ms may change later */
         job_set_status(first, first_st, first_end);
         start_queued(first_end);
     }
     start_queued(now);
-    /* finished is in (almost exactly) finishing order. */
-    while (S.finished.head && S.finished.head->finished_ms + S.cfg.job_ttl_ms <= now)
-        job_drop(S.finished.head);
 }
 
+/* The record's `output`: every stdout line of the run. Without the
+ * output_bytes knob it is the one JSON line `claude -p --output-format json`
+ * prints; with it, lines of about 1 KiB adding up to output_bytes. */
+static json_t *output_json(const struct job *j)
+{
+    json_t *a = json_array();
+    if (j->output_bytes <= 0) {
+        json_array_append_new(a, json_string("{\"type\":\"result\",\"subtype\":\"success\",\"is_error\":false,"
+                                             "\"result\":\"fake agent finished\"}\n"));
+        return a;
+    }
+    char line[1024];
+    int64_t left = j->output_bytes;
+    for (long i = 0; left > 0; i++) {
+        size_t n = left < (int64_t)sizeof line - 1 ? (size_t)left : sizeof line - 1;
+        int h = snprintf(line, sizeof line, "line %ld of job %s ", i, j->id);
+        if ((size_t)h >= n) {
+            memset(line, 'x', n);
+        } else {
+            memset(line + h, 'x', n - (size_t)h);
+        }
+        line[n - 1] = '\n';
+        line[n] = '\0';
+        if (json_array_append_new(a, json_string(line)) != 0)
+            break;
+        left -= (int64_t)n;
+    }
+    return a;
+}
+
+/* The record as the real service returns it: only the keys it has set so
+ * far, in the order it sets them. */
 static json_t *job_json(const struct job *j)
 {
-    return json_pack("{s:s, s:s, s:O, s:s, s:O, s:o, s:o, s:o, s:o, s:o}",
-                     "job_id", j->id, "status", status_names[j->status],
-                     "agent", j->agent, "prompt", j->prompt,
-                     "metadata", j->metadata,
-                     "created_at", iso_time(j->created_ms),
-                     "started_at", iso_time(j->started_ms),
-                     "finished_at", iso_time(j->finished_ms),
-                     "exit_code", j->has_exit_code ? json_integer(j->exit_code) : json_null(),
-                     "error", j->error ? json_string(j->error) : json_null());
-}
-
-/* metadata[key], or JSON null; borrowed reference. */
-static json_t *meta_get(const struct job *j, const char *key)
-{
-    json_t *v = json_is_object(j->metadata) ? json_object_get(j->metadata, key) : NULL;
-    return v ? v : json_null();
+    json_t *o = json_object();
+    int shown_running = j->legacy && j->status == JS_TIMEOUT; /* never updated there */
+    json_object_set_new(o, "status", json_string(status_names[shown_running ? JS_RUNNING : j->status]));
+    json_object_set_new(o, "prompt", json_string(j->prompt));
+    json_object_set(o, "agent", j->agent);
+    if (j->legacy) {
+        json_object_set_new(o, "started_at", iso_time(j->started_ms));
+    } else {
+        json_object_set_new(o, "created_at", iso_time(j->created_ms));
+    }
+    json_object_set(o, "metadata", j->metadata);
+    if (!j->legacy && j->started_ms >= 0)
+        json_object_set_new(o, "started_at", iso_time(j->started_ms));
+    if (j->status < JS_COMPLETED || shown_running)
+        return o;
+    if (j->exited) {
+        json_object_set_new(o, "exit_code", json_integer(j->exit_code));
+        json_object_set_new(o, "output", output_json(j));
+        json_object_set_new(o, "stderr", json_string(j->stderr_text ? j->stderr_text : ""));
+    } else if (j->status == JS_ERROR) {
+        json_object_set_new(o, "error", json_string(j->error ? j->error : ""));
+    }
+    if (j->legacy) {
+        if (j->exited)
+            json_object_set_new(o, "finished_at", iso_time(j->finished_ms));
+        return o;
+    }
+    json_object_set_new(o, "finished_at", iso_time(j->finished_ms));
+    json_object_set_new(o, "finished_epoch", json_real((double)j->finished_ms / 1000.0));
+    return o;
 }
 
 /* ---- replies ------------------------------------------------------------------ */
@@ -345,6 +602,7 @@ struct reply {
     unsigned status;
     char *body;             /* malloc'd */
     size_t len;
+    int html;               /* a proxy's page, not the service's JSON */
 };
 
 static void reply_json(struct reply *r, unsigned status, json_t *v)
@@ -442,7 +700,7 @@ static enum MHD_Result reply_send(struct MHD_Connection *conn, struct reply *r,
     r->body = NULL;
     if (!resp)
         return MHD_NO;
-    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, "application/json");
+    MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->html ? "text/html" : "application/json");
     enum MHD_Result ret = MHD_queue_response(conn, r->status, resp);
     MHD_destroy_response(resp);
     return ret;
@@ -473,20 +731,26 @@ static void reply_delay(int64_t latency_ms, unsigned ep)
 
 /* ---- contract endpoints (called with the lock held) -------------------------- */
 
-static int authorized(struct MHD_Connection *conn)
+/* NULL when the Authorization header carries the token, else the real
+ * service's 401 detail: it checks "Bearer " case-sensitively and compares
+ * the rest exactly. */
+static const char *auth_refusal(struct MHD_Connection *conn)
 {
     const char *h = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
-    if (!S.token || !h || strncasecmp(h, "Bearer ", 7) != 0)
-        return 0;
-    h += 7;
-    while (*h == ' ')
-        h++;
-    return strcmp(h, S.token) == 0;
+    if (!S.token)
+        return "Service unauthenticated";
+    if (!h || strncmp(h, "Bearer ", 7) != 0)
+        return "Missing bearer token";
+    return strcmp(h + 7, S.token) == 0 ? NULL : "Invalid token";
 }
 
 static void do_health(struct reply *r)
 {
     advance(now_ms());
+    if (S.cfg.single_slot) {
+        reply_json(r, 200, json_pack("{s:s, s:b}", "status", "ok", "busy", S.running.n > 0));
+        return;
+    }
     reply_json(r, 200, json_pack("{s:s, s:b, s:i, s:i, s:I}", "status", "ok",
                                  "busy", S.running.n >= S.cfg.capacity,
                                  "active", S.running.n, "queued", S.queued.n,
@@ -523,60 +787,149 @@ static void new_job_id(char out[13])
     } while (job_find(out));
 }
 
+/* Appends one FastAPI/pydantic 1.x validation error to errs. */
+static void field_error(json_t *errs, const char *field, const char *msg, const char *type)
+{
+    json_t *loc = field ? json_pack("[s, s]", "body", field) : json_pack("[s]", "body");
+    json_array_append_new(errs, json_pack("{s:o, s:s, s:s}", "loc", loc, "msg", msg, "type", type));
+}
+
+/* pydantic 1.x `str`: strings, and numbers it turns into strings. */
+static void check_str(json_t *errs, json_t *req, const char *field)
+{
+    json_t *v = json_object_get(req, field);
+    if (!v)
+        field_error(errs, field, "field required", "value_error.missing");
+    else if (json_is_null(v))
+        field_error(errs, field, "none is not an allowed value", "type_error.none.not_allowed");
+    else if (!json_is_string(v) && !json_is_number(v))
+        field_error(errs, field, "str type expected", "type_error.str");
+}
+
+/* pydantic 1.x `str` value of a checked field, numbers spelled as Python would. */
+static json_t *str_value(json_t *v)
+{
+    char buf[64];
+    if (json_is_string(v))
+        return json_incref(v);
+    if (json_is_integer(v))
+        snprintf(buf, sizeof buf, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
+    else
+        snprintf(buf, sizeof buf, "%.17g", json_number_value(v));
+    return json_string(buf);
+}
+
+/* The body checks FastAPI makes before the handler runs (so before the
+ * token check): 422 with pydantic's error list. Returns the errors array
+ * (empty when the body is good); new reference. */
+static json_t *execute_errors(json_t *req, const json_error_t *jerr)
+{
+    json_t *errs = json_array();
+    if (!req) {
+        json_array_append_new(errs, json_pack("{s:[s, i], s:s, s:s}", "loc", "body", jerr->position,
+                                              "msg", jerr->text, "type", "value_error.jsondecode"));
+        return errs;
+    }
+    if (!json_is_object(req)) {
+        field_error(errs, NULL, "value is not a valid dict", "type_error.dict");
+        return errs;
+    }
+    check_str(errs, req, "prompt");
+    check_str(errs, req, "agent");
+    json_t *budget = json_object_get(req, "max_budget_usd");
+    if (budget && !json_is_number(budget))
+        field_error(errs, "max_budget_usd", "value is not a valid float", "type_error.float");
+    json_t *timeout = json_object_get(req, "timeout_seconds");
+    if (timeout && !json_is_number(timeout))
+        field_error(errs, "timeout_seconds", "value is not a valid integer", "type_error.integer");
+    json_t *metadata = json_object_get(req, "metadata");
+    if (metadata && !json_is_object(metadata) && !json_is_null(metadata))
+        field_error(errs, "metadata", "value is not a valid dict", "type_error.dict");
+    return errs;
+}
+
+/* FastAPI 0.92 reads the body as JSON when there is no Content-Type or it is
+ * application/json (or any application/...+json); any other type leaves it bytes, which then
+ * fail validation as "not a valid dict". */
+static int json_content_type(struct MHD_Connection *conn)
+{
+    const char *ct = conn ? MHD_lookup_connection_value(conn, MHD_HEADER_KIND,
+                                                        MHD_HTTP_HEADER_CONTENT_TYPE) : NULL;
+    if (!ct)
+        return 1;
+    size_t n = strcspn(ct, ";");
+    while (n && ct[n - 1] == ' ')
+        n--;
+    const char *slash = memchr(ct, '/', n);
+    if (!slash || (size_t)(slash - ct) != 11 || strncasecmp(ct, "application", 11) != 0)
+        return 0;
+    size_t sub = n - 12;
+    return (sub == 4 && strncasecmp(slash + 1, "json", 4) == 0) ||
+           (sub > 5 && strncasecmp(ct + n - 5, "+json", 5) == 0);
+}
+
 static void do_execute(struct MHD_Connection *conn, const char *body, size_t len, struct reply *r)
 {
-    if (conn && !authorized(conn)) {
-        reply_detail(r, 401, "Invalid or missing bearer token");
+    json_error_t jerr;
+    json_t *req = NULL, *errs;
+    if (!len) {
+        errs = json_array();
+        field_error(errs, NULL, "field required", "value_error.missing");
+    } else if (!json_content_type(conn)) {
+        errs = json_array();
+        field_error(errs, NULL, "value is not a valid dict", "type_error.dict");
+    } else {
+        req = json_loadb(body, len, 0, &jerr);
+        errs = execute_errors(req, &jerr);
+    }
+    if (json_array_size(errs)) {
+        reply_json(r, 422, json_pack("{s:o}", "detail", errs));
+        json_decref(req);
         return;
     }
-    json_error_t jerr;
-    json_t *req = json_loadb(body ? body : "", len, 0, &jerr);
-    json_t *prompt = req ? json_object_get(req, "prompt") : NULL;
-    json_t *agent = req ? json_object_get(req, "agent") : NULL;
-    json_t *budget = req ? json_object_get(req, "max_budget_usd") : NULL;
-    json_t *timeout = req ? json_object_get(req, "timeout_seconds") : NULL;
-    json_t *metadata = req ? json_object_get(req, "metadata") : NULL;
-    const char *bad = NULL;
-    if (!json_is_object(req))
-        bad = "body must be a JSON object";
-    else if (!json_is_string(prompt))
-        bad = "prompt: field required (string)";
-    else if (agent && !json_is_string(agent) && !json_is_null(agent))
-        bad = "agent: must be a string";
-    else if (budget && !json_is_number(budget))
-        bad = "max_budget_usd: must be a number";
-    else if (timeout && !json_is_integer(timeout))
-        bad = "timeout_seconds: must be an integer";
-    else if (metadata && !json_is_object(metadata) && !json_is_null(metadata))
-        bad = "metadata: must be an object or null";
-    if (bad) {
-        reply_detail(r, 422, bad);
+    json_decref(errs);
+    const char *refusal = conn ? auth_refusal(conn) : NULL;
+    if (refusal) {
+        reply_detail(r, 401, refusal);
         json_decref(req);
         return;
     }
     int64_t now = now_ms();
     advance(now);
-    if (S.running.n + S.queued.n >= S.cfg.queue_limit) {
-        reply_detail(r, 429, "Queue full");
+    if (S.cfg.single_slot ? S.running.n > 0 : S.running.n + S.queued.n >= S.cfg.queue_limit) {
+        reply_detail(r, S.cfg.single_slot ? 409 : 429, S.cfg.single_slot ? "Agent is busy" : "Queue full");
         json_decref(req);
         return;
     }
     struct job *j = calloc(1, sizeof *j);
-    char *p = strdup(json_string_value(prompt));
-    if (!j || !p) {
-        free(j);
-        free(p);
+    json_t *timeout = json_object_get(req, "timeout_seconds");
+    json_t *metadata = json_object_get(req, "metadata");
+    if (!j) {
+        json_decref(req);
+        reply_detail(r, 500, "out of memory");
+        return;
+    }
+    json_t *prompt = str_value(json_object_get(req, "prompt"));
+    j->prompt = prompt ? strdup(json_string_value(prompt)) : NULL;
+    json_decref(prompt);
+    j->agent = str_value(json_object_get(req, "agent"));
+    if (!j->prompt || !j->agent) {
+        job_free(j);
         json_decref(req);
         reply_detail(r, 500, "out of memory");
         return;
     }
     new_job_id(j->id);
-    j->prompt = p;
-    j->agent = agent ? json_incref(agent) : json_null();
+    j->legacy = S.cfg.single_slot;
     j->metadata = metadata ? json_deep_copy(metadata) : json_null();
     j->created_ms = now;
     j->started_ms = j->finished_ms = -1;
-    j->timeout_ms = (timeout ? json_integer_value(timeout) : 2700) * 1000;
+    /* pydantic 1.x int: a float is truncated */
+    int64_t timeout_s = !timeout ? 2700 : json_is_integer(timeout) ? json_integer_value(timeout)
+                                                                   : (int64_t)json_real_value(timeout);
+    if (timeout_s > 1000000000000LL)
+        timeout_s = 1000000000000LL; /* some 30,000 years: no overflow below */
+    j->timeout_ms = S.cfg.timeout_ms > 0 ? S.cfg.timeout_ms : timeout_s * 1000;
     json_decref(req);
     if (hash_insert(j) < 0) {
         job_free(j);
@@ -584,14 +937,17 @@ static void do_execute(struct MHD_Connection *conn, const char *body, size_t len
         return;
     }
     j->status = JS_QUEUED;
-    list_push(&S.queued, j);
+    jl_push(&S.queued, j);
     j->all_prev = S.all_tail;
     if (S.all_tail)
         S.all_tail->all_next = j;
     else
         S.all_head = j;
     S.all_tail = j;
-    start_queued(now);
+    if (j->legacy)
+        job_start(j, now); /* the single-slot version has no queue */
+    else
+        start_queued(now);
 
     S.posts++;
     json_t *bead = meta_get(j, "bead_id");
@@ -601,7 +957,8 @@ static void do_execute(struct MHD_Connection *conn, const char *body, size_t len
                             json_integer(cnt ? json_integer_value(cnt) + 1 : 1));
     }
     log_accepted(j, now);
-    reply_json(r, 202, json_pack("{s:s, s:s}", "job_id", j->id, "status", "queued"));
+    reply_json(r, 202, json_pack("{s:s, s:s}", "job_id", j->id, "status",
+                                 j->legacy ? "running" : "queued"));
 }
 
 /* BeadBoard's front door (CONTRACTS.md section 3), backed by this fake's own
@@ -614,7 +971,7 @@ static void do_beadboard(const char *method, const char *url, const char *body, 
 {
     advance(now_ms());
     if (strcmp(url, "/api/agent-status") == 0 && strcmp(method, "GET") == 0) {
-        reply_json(r, 200, json_pack("{s:b}", "busy", S.running.n >= S.cfg.capacity));
+        reply_json(r, 200, json_pack("{s:b}", "busy", S.running.n >= (S.cfg.single_slot ? 1 : S.cfg.capacity)));
         return;
     }
     if (strcmp(url, "/api/agent-dispatch") != 0 || strcmp(method, "POST") != 0) {
@@ -632,7 +989,7 @@ static void do_beadboard(const char *method, const char *url, const char *body, 
         reply_json(r, 400, json_pack("{s:s}", "error", "taskId required"));
         return;
     }
-    if (S.running.n >= S.cfg.capacity) {
+    if (S.running.n >= (S.cfg.single_slot ? 1 : S.cfg.capacity)) {
         json_decref(req);
         reply_json(r, 409, json_pack("{s:s}", "error", "agent busy"));
         return;
@@ -658,8 +1015,9 @@ static void do_beadboard(const char *method, const char *url, const char *body, 
 
 static void do_job_get(struct MHD_Connection *conn, const char *id, struct reply *r)
 {
-    if (!authorized(conn)) {
-        reply_detail(r, 401, "Invalid or missing bearer token");
+    const char *refusal = auth_refusal(conn);
+    if (refusal) {
+        reply_detail(r, 401, refusal);
         return;
     }
     advance(now_ms());
@@ -670,7 +1028,451 @@ static void do_job_get(struct MHD_Connection *conn, const char *id, struct reply
         reply_json(r, 200, job_json(j));
 }
 
-/* ---- test knobs (lock held) ------------------------------------------------------ */
+/* ---- agent side ------------------------------------------------------------------ */
+
+/* What the beads-task-runner does in its process, with bd replaced by the
+ * SQL bd runs (CONTRACTS.md section 4): a note reads the notes column and
+ * writes old + "\n" + new back (bd's read-modify-write, not an atomic
+ * append), sets updated_at to UTC now and adds an event; with Dolt (or its
+ * emulation) every write is followed by DOLT_ADD and DOLT_COMMIT. */
+
+struct db_caps {
+    int dolt, events, close_reason;
+};
+
+struct db_url {
+    char user[128], pass[128], host[128], name[128];
+    unsigned port;
+};
+
+/* mysql://user:password@host:port/database (the daemon's own form). */
+static int db_url_parse(const char *url, struct db_url *u)
+{
+    memset(u, 0, sizeof *u);
+    u->port = 3306;
+    if (strncmp(url, "mysql://", 8) != 0)
+        return -1;
+    const char *p = url + 8, *at = strrchr(p, '@'), *slash;
+    if (!at)
+        return -1;
+    const char *colon = memchr(p, ':', (size_t)(at - p));
+    if (colon) {
+        snprintf(u->user, sizeof u->user, "%.*s", (int)(colon - p), p);
+        snprintf(u->pass, sizeof u->pass, "%.*s", (int)(at - colon - 1), colon + 1);
+    } else {
+        snprintf(u->user, sizeof u->user, "%.*s", (int)(at - p), p);
+    }
+    p = at + 1;
+    slash = strchr(p, '/');
+    if (!slash || !slash[1])
+        return -1;
+    snprintf(u->name, sizeof u->name, "%s", slash + 1);
+    colon = memchr(p, ':', (size_t)(slash - p));
+    if (colon) {
+        snprintf(u->host, sizeof u->host, "%.*s", (int)(colon - p), p);
+        u->port = (unsigned)strtoul(colon + 1, NULL, 10);
+    } else {
+        snprintf(u->host, sizeof u->host, "%.*s", (int)(slash - p), p);
+    }
+    return u->host[0] && u->user[0] ? 0 : -1;
+}
+
+static void agent_error(MYSQL *db, const char *what)
+{
+    pthread_mutex_lock(&S.lock);
+    S.agent_errors++;
+    snprintf(S.agent_last_error, sizeof S.agent_last_error, "%s: %s", what,
+             db ? mysql_error(db) : "no connection");
+    pthread_mutex_unlock(&S.lock);
+    fprintf(stderr, "fake-agent: agent side: %s: %s\n", what, db ? mysql_error(db) : "no connection");
+}
+
+/* Runs sql and drains every result; 0 or -1. */
+static int db_exec(MYSQL *db, const char *sql)
+{
+    if (mysql_query(db, sql) != 0)
+        return -1;
+    do {
+        MYSQL_RES *res = mysql_store_result(db);
+        if (res)
+            mysql_free_result(res);
+        else if (mysql_field_count(db) != 0)
+            return -1;
+    } while (mysql_next_result(db) == 0);
+    return mysql_errno(db) ? -1 : 0;
+}
+
+/* The first column of the first row of sql, malloc'd ("" for NULL), or NULL
+ * when there is no row or the query failed (*failed set). */
+static char *db_value(MYSQL *db, const char *sql, int *failed)
+{
+    *failed = 0;
+    if (mysql_query(db, sql) != 0) {
+        *failed = 1;
+        return NULL;
+    }
+    MYSQL_RES *res = mysql_store_result(db);
+    if (!res) {
+        *failed = 1;
+        return NULL;
+    }
+    MYSQL_ROW row = mysql_fetch_row(res);
+    unsigned long *lens = row ? mysql_fetch_lengths(res) : NULL;
+    char *v = row ? strndup(row[0] ? row[0] : "", row[0] ? lens[0] : 0) : NULL;
+    mysql_free_result(res);
+    while (mysql_next_result(db) == 0)
+        ;
+    return v;
+}
+
+static MYSQL *db_open(struct db_caps *caps)
+{
+    struct db_url u;
+    if (db_url_parse(S.agent_db, &u) != 0) {
+        agent_error(NULL, "--agent-db is not mysql://user:password@host:port/database");
+        return NULL;
+    }
+    MYSQL *db = mysql_init(NULL);
+    unsigned timeout = 5;
+    if (!db)
+        return NULL;
+    mysql_options(db, MYSQL_OPT_CONNECT_TIMEOUT, &timeout);
+    if (!mysql_real_connect(db, u.host, u.user, u.pass, u.name, u.port, NULL, CLIENT_MULTI_RESULTS)) {
+        agent_error(db, "connect");
+        mysql_close(db);
+        return NULL;
+    }
+    int failed;
+    char *v = db_value(db, "SELECT dolt_version()", &failed);
+    caps->dolt = !failed;
+    free(v);
+    v = db_value(db, "SHOW TABLES LIKE 'events'", &failed);
+    caps->events = v != NULL;
+    free(v);
+    v = db_value(db, "SHOW COLUMNS FROM issues LIKE 'close_reason'", &failed);
+    caps->close_reason = v != NULL;
+    free(v);
+    return db;
+}
+
+/* 'text' quoted and escaped for db; malloc'd. */
+static char *sql_quote(MYSQL *db, const char *s)
+{
+    size_t n = strlen(s);
+    char *q = malloc(2 * n + 3);
+    if (!q)
+        return NULL;
+    q[0] = '\'';
+    unsigned long m = mysql_real_escape_string(db, q + 1, s, (unsigned long)n);
+    q[m + 1] = '\'';
+    q[m + 2] = '\0';
+    return q;
+}
+
+/* One bd write: sets (an SQL SET list, without updated_at) on the issue,
+ * adds an event and commits the way bd does. 0 or -1 (rolled back). */
+static int bd_write(MYSQL *db, const struct db_caps *caps, const char *task, const char *verb,
+                    const char *sets, const char *event_type, const char *event_json)
+{
+    char *qid = sql_quote(db, task), *qev = sql_quote(db, event_json ? event_json : "{}");
+    char *msg = NULL, *qmsg = NULL, *sql = NULL;
+    int rc = -1;
+    if (!qid || !qev || asprintf(&msg, "bd: %s %s", verb, task) < 0)
+        goto out;
+    qmsg = sql_quote(db, msg);
+    if (!qmsg || asprintf(&sql, "UPDATE issues SET %s, updated_at = UTC_TIMESTAMP() WHERE id = %s",
+                          sets, qid) < 0)
+        goto out;
+    if (db_exec(db, sql) != 0)
+        goto out;
+    free(sql);
+    sql = NULL;
+    if (caps->events &&
+        (asprintf(&sql, "INSERT INTO events (issue_id, event_type, actor, new_value) "
+                        "VALUES (%s, '%s', 'beads-task-runner', %s)", qid, event_type, qev) < 0 ||
+         db_exec(db, sql) != 0))
+        goto out;
+    free(sql);
+    sql = NULL;
+    if (caps->dolt) {
+        if (db_exec(db, "CALL DOLT_ADD('issues')") != 0 ||
+            (caps->events && db_exec(db, "CALL DOLT_ADD('events')") != 0) ||
+            asprintf(&sql, "CALL DOLT_COMMIT('-m', %s, '--author', "
+                           "'beads-task-runner <agent@fake-agent.invalid>')", qmsg) < 0 ||
+            db_exec(db, sql) != 0)
+            goto out;
+    } else if (db_exec(db, "COMMIT") != 0) {
+        goto out;
+    }
+    rc = 0;
+out:
+    if (rc != 0) {
+        agent_error(db, msg ? msg : "bd write");
+        mysql_query(db, "ROLLBACK");
+    }
+    free(qid);
+    free(qev);
+    free(msg);
+    free(qmsg);
+    free(sql);
+    return rc;
+}
+
+/* bd note: read the notes, append in the client, write the whole column. */
+static int bd_note(MYSQL *db, const struct db_caps *caps, const char *task, const char *text)
+{
+    char *qid = sql_quote(db, task), *sql = NULL, *old = NULL, *notes = NULL, *qnotes = NULL,
+         *sets = NULL, *ev = NULL;
+    int rc = -1, failed = 0;
+    if (!qid || db_exec(db, "START TRANSACTION") != 0 ||
+        asprintf(&sql, "SELECT notes FROM issues WHERE id = %s", qid) < 0)
+        goto out;
+    old = db_value(db, sql, &failed);
+    if (!old) {
+        if (!failed)
+            fprintf(stderr, "fake-agent: agent side: no bead %s to note on\n", task);
+        else
+            agent_error(db, "bd note: read notes");
+        mysql_query(db, "ROLLBACK");
+        goto out;
+    }
+    if (asprintf(&notes, "%s%s%s", old, *old ? "\n" : "", text) < 0)
+        goto out;
+    qnotes = sql_quote(db, notes);
+    json_t *e = json_pack("{s:s}", "notes", text);
+    ev = e ? json_dumps(e, JSON_COMPACT) : NULL;
+    json_decref(e);
+    if (!qnotes || asprintf(&sets, "notes = %s", qnotes) < 0)
+        goto out;
+    rc = bd_write(db, caps, task, "note", sets, "updated", ev);
+out:
+    free(qid);
+    free(sql);
+    free(old);
+    free(notes);
+    free(qnotes);
+    free(sets);
+    free(ev);
+    return rc;
+}
+
+static int bd_set_status(MYSQL *db, const struct db_caps *caps, const char *task, const char *status,
+                         const char *reason)
+{
+    char *sets = NULL, *qreason = reason ? sql_quote(db, reason) : NULL, *ev = NULL;
+    int closing = strcmp(status, "closed") == 0, rc = -1;
+    json_t *e = json_pack("{s:s}", "status", status);
+    if (reason)
+        json_object_set_new(e, "close_reason", json_string(reason));
+    ev = e ? json_dumps(e, JSON_COMPACT) : NULL;
+    json_decref(e);
+    if (db_exec(db, "START TRANSACTION") != 0) {
+        agent_error(db, "bd update");
+        goto out;
+    }
+    if (asprintf(&sets, "status = '%s'%s%s%s", status, closing ? ", closed_at = UTC_TIMESTAMP()" : "",
+                 closing && caps->close_reason && qreason ? ", close_reason = " : "",
+                 closing && caps->close_reason && qreason ? qreason : "") < 0)
+        goto out;
+    rc = bd_write(db, caps, task, closing ? "close" : "update", sets,
+                  closing ? "closed" : "status_changed", ev);
+out:
+    free(sets);
+    free(qreason);
+    free(ev);
+    return rc;
+}
+
+enum act_kind { ACT_CLAIM, ACT_NOTE, ACT_FINISH };
+
+struct act {
+    struct run *r;
+    enum act_kind kind;
+    char *task, *sched; /* copies */
+    int n;
+    enum outcome outcome;
+};
+
+/* Under the lock: the first action due at now (1, a filled), else 0 with
+ * *due the next time one will be. Ends processes without a task id when
+ * their time is up. */
+static int agent_pick(int64_t now, struct act *a, int64_t *due)
+{
+    *due = INT64_MAX;
+    for (struct run *r = S.runs; r; r = r->next) {
+        if (r->done || r->busy)
+            continue;
+        if (r->exit_ms != INT64_MAX && !r->finish_now) {
+            r->done = 1; /* killed, or exited without its final actions */
+            continue;
+        }
+        int64_t end = S.cfg.job_ms > 0 ? r->run_from_ms + S.cfg.job_ms : INT64_MAX;
+        int finishing = r->finish_now || now >= end;
+        enum act_kind kind;
+        if (!r->task_id) {
+            /* it cannot know its bead: it writes nothing */
+            if (finishing) {
+                r->done = 1;
+                run_end(r, now, 0);
+            } else if (end < *due) {
+                *due = end;
+            }
+            continue;
+        }
+        if (!r->claimed && r->sched_id && !finishing && now < r->start_ms + S.cfg.agent_claim_ms) {
+            if (r->start_ms + S.cfg.agent_claim_ms < *due)
+                *due = r->start_ms + S.cfg.agent_claim_ms;
+            continue;
+        }
+        if (!r->claimed && r->sched_id) {
+            kind = ACT_CLAIM;
+        } else if (finishing) {
+            kind = ACT_FINISH;
+        } else if (S.cfg.agent_note_ms > 0 && now >= r->last_note_ms + S.cfg.agent_note_ms) {
+            kind = ACT_NOTE;
+        } else {
+            r->claimed = 1;
+            if (S.cfg.agent_note_ms > 0 && r->last_note_ms + S.cfg.agent_note_ms < *due)
+                *due = r->last_note_ms + S.cfg.agent_note_ms;
+            if (end < *due)
+                *due = end;
+            continue;
+        }
+        a->r = r;
+        a->kind = kind;
+        a->task = strdup(r->task_id);
+        a->sched = r->sched_id ? strdup(r->sched_id) : NULL;
+        a->n = r->notes_written + 1;
+        a->outcome = r->outcome;
+        r->busy = 1;
+        return 1;
+    }
+    return 0;
+}
+
+/* Without the lock: the bd commands of one action. */
+static void agent_act(MYSQL *db, const struct db_caps *caps, const struct act *a, int64_t *notes,
+                      int64_t *closes, int64_t *blocks)
+{
+    char text[512];
+    const char *id = a->sched;
+    switch (a->kind) {
+    case ACT_CLAIM:
+        snprintf(text, sizeof text, "claimed by agent %s", id);
+        *notes += bd_note(db, caps, a->task, text) == 0;
+        break;
+    case ACT_NOTE:
+        snprintf(text, sizeof text, "progress %d: still working", a->n);
+        *notes += bd_note(db, caps, a->task, text) == 0;
+        break;
+    case ACT_FINISH:
+        if (a->outcome == OUT_CLOSE) {
+            if (id)
+                snprintf(text, sizeof text, "completed by agent %s", id);
+            else
+                snprintf(text, sizeof text, "completed (the prompt gave no job id)");
+            *notes += bd_note(db, caps, a->task, text) == 0;
+            *closes += bd_set_status(db, caps, a->task, "closed", text) == 0;
+        } else if (a->outcome == OUT_BLOCK) {
+            *blocks += bd_set_status(db, caps, a->task, "blocked", NULL) == 0;
+            *notes += bd_note(db, caps, a->task, "blocked: out of rails (fake agent told to block)") == 0;
+        } else if (a->outcome == OUT_LEAVE) {
+            *notes += bd_note(db, caps, a->task,
+                              "stopping here without finishing; the orchestrator decides next") == 0;
+        }
+        break;
+    }
+}
+
+static void *agent_main(void *arg)
+{
+    (void)arg;
+    MYSQL *db = NULL;
+    struct db_caps caps = {0};
+    pthread_mutex_lock(&S.lock);
+    while (!S.shutting_down) {
+        int64_t now = now_ms(), due;
+        advance(now);
+        struct act a = {0};
+        if (agent_pick(now, &a, &due)) {
+            pthread_mutex_unlock(&S.lock);
+            int64_t notes = 0, closes = 0, blocks = 0;
+            if (db && mysql_ping(db) != 0) {
+                mysql_close(db);
+                db = NULL;
+            }
+            if (!db)
+                db = db_open(&caps);
+            if (db)
+                agent_act(db, &caps, &a, &notes, &closes, &blocks);
+            pthread_mutex_lock(&S.lock);
+            S.agent_notes += notes;
+            S.agent_closes += closes;
+            S.agent_blocks += blocks;
+            struct run *r = a.r;
+            r->busy = 0;
+            if (a.kind == ACT_CLAIM)
+                r->claimed = 1;
+            else if (a.kind == ACT_NOTE)
+                r->notes_written++;
+            if (a.kind != ACT_FINISH) {
+                r->last_note_ms = now_ms();
+            } else {
+                r->done = 1;
+                r->finish_now = 0;
+                run_end(r, now_ms(), 0); /* exits after its final writes */
+            }
+            free(a.task);
+            free(a.sched);
+            continue;
+        }
+        if (S.next_end_valid && S.next_end < due)
+            due = S.next_end;
+        if (due == INT64_MAX) {
+            pthread_cond_wait(&S.agent_wake, &S.lock);
+        } else {
+            struct timespec until = {.tv_sec = due / 1000, .tv_nsec = (due % 1000) * 1000000};
+            pthread_cond_timedwait(&S.agent_wake, &S.lock, &until);
+        }
+    }
+    pthread_mutex_unlock(&S.lock);
+    if (db)
+        mysql_close(db);
+    mysql_thread_end();
+    return NULL;
+}
+
+/* ---- test knobs (lock held) ------------------------------------------------------ *
+ *
+ * POST /_fake/config {key: value, ...}; GET /_fake/config shows them all.
+ *   capacity, queue_limit     MAX_CONCURRENCY, MAX_QUEUE_DEPTH (10, 100)
+ *   job_ms                    how long an agent runs (0: until a knob ends it)
+ *   final_status              how a job ends when its agent exits (completed)
+ *   timeout_ms                run time before `timeout` (0: the request's
+ *                             timeout_seconds; the agent keeps running)
+ *   job_ttl_ms                JOB_TTL_SECONDS (3600000)
+ *   single_slot               the older single-slot service
+ *   output_bytes              stdout of a finished job (0: one result line)
+ *   exit_code, stderr, error  of failed / error records (null: defaults)
+ *   agent_outcome             agent side at the end: close|block|leave|none
+ *   agent_claim_ms            agent side: delay of the claim note (100)
+ *   agent_note_ms             agent side: progress note period (0: none)
+ *   latency_ms, hang, delay_before, no_response, drop_mid_body, malformed,
+ *   truncated, big_body_bytes, big_body_chunked, shape_paths,
+ *   force_status, force_status_paths
+ *                             transport faults (see reply_send, reply_delay);
+ *                             force_status answers instead of the service
+ *   proxy_status              a proxy's answer to POST /execute (e.g. 504,
+ *                             nginx's HTML page) AFTER the service did the
+ *                             work: the job exists and runs
+ * POST /_fake/jobs/{id} {"status": s, "process": "exit"|"kill"|"keep"}
+ *                             set a job's status and/or end its agent
+ * POST /_fake/complete-all {"status": s}   every queued and running job
+ * POST /_fake/forget          a restart: records and agent processes go
+ * GET  /_fake/stats           posts, per-bead POST counts, jobs (with the
+ *                             ids parsed from each prompt), live agent
+ *                             processes and overlaps per bead, agent side
+ *                             write counts */
 
 static int status_parse(const char *s)
 {
@@ -678,6 +1480,46 @@ static int status_parse(const char *s)
         if (strcmp(s, status_names[i]) == 0)
             return i;
     return -1;
+}
+
+enum process_mode { PROC_EXIT, PROC_KILL, PROC_KEEP };
+
+static int process_parse(const char *s)
+{
+    return strcmp(s, "exit") == 0 ? PROC_EXIT : strcmp(s, "kill") == 0 ? PROC_KILL
+         : strcmp(s, "keep") == 0 ? PROC_KEEP : -1;
+}
+
+static int default_process(enum job_status st)
+{
+    return st == JS_COMPLETED || st == JS_FAILED ? PROC_EXIT : st == JS_ERROR ? PROC_KILL : PROC_KEEP;
+}
+
+/* Ends r (or not) as a knob asked. exit: with the agent side on, its final
+ * writes come first (the agent thread ends it); a job still running then
+ * ends with final_status. kill: no final writes; a running job fails. */
+static void process_apply(struct run *r, int mode, int64_t now)
+{
+    if (!r || r->exit_ms != INT64_MAX || mode == PROC_KEEP)
+        return;
+    if (mode == PROC_EXIT && S.agent_db && r->task_id && !r->done) {
+        r->finish_now = 1;
+        if (!r->job || r->job->status != JS_RUNNING)
+            r->exit_ms = now; /* the record is final already */
+        S.next_end_valid = 0;
+        pthread_cond_broadcast(&S.agent_wake);
+        return;
+    }
+    run_end(r, now, mode == PROC_KILL);
+}
+
+static json_t *process_state(const struct run *r, int64_t now)
+{
+    if (!r)
+        return json_string("none");
+    if (run_alive(r, now))
+        return json_string("running");
+    return json_string(r->killed ? "killed" : "exited");
 }
 
 static json_t *paths_json(unsigned set)
@@ -696,7 +1538,7 @@ static json_t *config_json(void)
 {
     const struct config *c = &S.cfg;
     json_t *paths = paths_json(c->force_paths);
-    return json_pack("{s:I, s:I, s:I, s:I, s:s, s:I, s:i, s:o, s:o, s:b, s:b, s:I, s:b, s:b, s:b, s:b, s:b, s:b}",
+    json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:s, s:I, s:i, s:o, s:o, s:b, s:b, s:I, s:b, s:b, s:b, s:b, s:b, s:b}",
                      "capacity", (json_int_t)c->capacity, "queue_limit", (json_int_t)c->queue_limit,
                      "job_ms", (json_int_t)c->job_ms, "job_ttl_ms", (json_int_t)c->job_ttl_ms,
                      "final_status", status_names[c->final_status],
@@ -707,6 +1549,26 @@ static json_t *config_json(void)
                      "big_body_chunked", c->big_body_chunked, "hang", c->hang,
                      "no_response", c->no_response, "drop_mid_body", c->drop_mid_body,
                      "delay_before", c->delay_before, "token_set", S.token != NULL);
+    json_object_set_new(o, "single_slot", json_boolean(c->single_slot));
+    json_object_set_new(o, "proxy_status", json_integer(c->proxy_status));
+    json_object_set_new(o, "timeout_ms", json_integer(c->timeout_ms));
+    json_object_set_new(o, "output_bytes", json_integer(c->output_bytes));
+    json_object_set_new(o, "exit_code", json_integer(c->exit_code));
+    json_object_set_new(o, "stderr", c->stderr_text ? json_string(c->stderr_text) : json_null());
+    json_object_set_new(o, "error", c->error_text ? json_string(c->error_text) : json_null());
+    json_object_set_new(o, "agent_outcome", json_string(outcome_names[c->outcome]));
+    json_object_set_new(o, "agent_claim_ms", json_integer(c->agent_claim_ms));
+    json_object_set_new(o, "agent_note_ms", json_integer(c->agent_note_ms));
+    json_object_set_new(o, "agent_side", json_boolean(S.agent_db != NULL));
+    return o;
+}
+
+static int outcome_parse(const char *s)
+{
+    for (int i = 0; i < (int)(sizeof outcome_names / sizeof *outcome_names); i++)
+        if (strcmp(s, outcome_names[i]) == 0)
+            return i;
+    return -1;
 }
 
 static unsigned endpoint_parse(const char *s)
@@ -731,6 +1593,7 @@ static const char *config_apply(json_t *req)
     struct config c = S.cfg;
     const char *key;
     json_t *v;
+    json_t *stderr_v = NULL, *error_v = NULL; /* borrowed; applied at the end */
     if (!json_is_object(req))
         return "body must be a JSON object";
     json_object_foreach(req, key, v) {
@@ -749,6 +1612,29 @@ static const char *config_apply(json_t *req)
             num = &c.latency_ms;
         else if (strcmp(key, "big_body_bytes") == 0)
             num = &c.big_body_bytes;
+        else if (strcmp(key, "timeout_ms") == 0)
+            num = &c.timeout_ms;
+        else if (strcmp(key, "output_bytes") == 0)
+            num = &c.output_bytes;
+        else if (strcmp(key, "exit_code") == 0) {
+            num = &c.exit_code;
+            min = -255;
+        } else if (strcmp(key, "agent_claim_ms") == 0)
+            num = &c.agent_claim_ms;
+        else if (strcmp(key, "agent_note_ms") == 0)
+            num = &c.agent_note_ms;
+        else if (strcmp(key, "single_slot") == 0)
+            flag = &c.single_slot;
+        else if (strcmp(key, "agent_outcome") == 0) {
+            int o = json_is_string(v) ? outcome_parse(json_string_value(v)) : -1;
+            if (o < 0)
+                return "agent_outcome: close|block|leave|none";
+            c.outcome = o;
+        } else if (strcmp(key, "stderr") == 0 || strcmp(key, "error") == 0) {
+            if (!json_is_string(v) && !json_is_null(v))
+                return "stderr, error: a string or null (the default)";
+            *(strcmp(key, "stderr") == 0 ? &stderr_v : &error_v) = v;
+        }
         else if (strcmp(key, "malformed") == 0)
             flag = &c.malformed;
         else if (strcmp(key, "truncated") == 0)
@@ -768,6 +1654,11 @@ static const char *config_apply(json_t *req)
             if (st < JS_COMPLETED)
                 return "final_status: completed|failed|timeout|error";
             c.final_status = st;
+        } else if (strcmp(key, "proxy_status") == 0) {
+            if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 599 ||
+                (json_integer_value(v) > 0 && json_integer_value(v) < 100))
+                return "proxy_status: 0 or an HTTP status";
+            c.proxy_status = (int)json_integer_value(v);
         } else if (strcmp(key, "force_status") == 0) {
             if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 999 ||
                 (json_integer_value(v) > 0 && json_integer_value(v) < 100))
@@ -799,7 +1690,9 @@ static const char *config_apply(json_t *req)
         if (num) {
             if (strcmp(key, "capacity") == 0 || strcmp(key, "job_ttl_ms") == 0)
                 min = 1;
-            if (!json_is_integer(v) || json_integer_value(v) < min)
+            if (!json_is_integer(v) || json_integer_value(v) < min ||
+                (num == &c.output_bytes && json_integer_value(v) > MAX_OUTPUT_BYTES) ||
+                (num == &c.exit_code && json_integer_value(v) > 255))
                 return "number out of range";
             *num = json_integer_value(v);
         }
@@ -809,12 +1702,22 @@ static const char *config_apply(json_t *req)
             *flag = json_is_true(v);
         }
     }
+    if (stderr_v) {
+        c.stderr_text = json_is_string(stderr_v) ? strdup(json_string_value(stderr_v)) : NULL;
+        free(S.cfg.stderr_text);
+    }
+    if (error_v) {
+        c.error_text = json_is_string(error_v) ? strdup(json_string_value(error_v)) : NULL;
+        free(S.cfg.error_text);
+    }
     int64_t now = now_ms();
     advance(now); /* settle history under the old config */
     if (c.job_ms != S.cfg.job_ms)
-        for (struct job *j = S.running.head; j; j = j->st_next)
-            j->run_from_ms = now; /* the new job_ms counts from now */
+        for (struct run *r = S.runs; r; r = r->next)
+            if (r->exit_ms == INT64_MAX)
+                r->run_from_ms = now; /* the new job_ms counts from now */
     S.cfg = c;
+    pthread_cond_broadcast(&S.agent_wake);
     S.next_end_valid = 0; /* job_ms or the like may have changed */
     advance(now);
     pthread_cond_broadcast(&S.wake); /* hang may be off now */
@@ -842,6 +1745,10 @@ static void do_fake(const char *method, const char *url, const char *body, size_
         }
         reply_json(r, 200, config_json());
     } else if (post && strcmp(url, "/_fake/forget") == 0) {
+        /* A restart: every record goes, and so does every agent process. */
+        advance(now);
+        for (struct run *run = S.runs; run; run = run->next)
+            run_end(run, now, 1);
         while (S.all_head)
             job_drop(S.all_head);
         reply_json(r, 200, json_pack("{s:b}", "ok", 1));
@@ -855,7 +1762,9 @@ static void do_fake(const char *method, const char *url, const char *body, size_
             advance(now);
             int n = 0;
             while (S.running.head) {
-                job_set_status(S.running.head, (enum job_status)status, now);
+                struct job *j = S.running.head;
+                job_set_status(j, (enum job_status)status, now);
+                process_apply(j->run, default_process((enum job_status)status), now);
                 n++;
             }
             while (S.queued.head) {
@@ -865,16 +1774,25 @@ static void do_fake(const char *method, const char *url, const char *body, size_
             reply_json(r, 200, json_pack("{s:i}", "finished", n));
         }
     } else if (post && strncmp(url, "/_fake/jobs/", 12) == 0) {
-        json_t *st = json_object_get(req, "status");
+        /* {"status": s} and/or {"process": "exit"|"kill"|"keep"}: what
+         * happens to the agent process; by default completed/failed end it
+         * (exit: the agent side does its final writes first), error kills
+         * it, timeout (and anything else) leaves it running. */
+        json_t *st = json_object_get(req, "status"), *pr = json_object_get(req, "process");
         int status = json_is_string(st) ? status_parse(json_string_value(st)) : -1;
+        int process = json_is_string(pr) ? process_parse(json_string_value(pr)) : -1;
         advance(now);
         struct job *j = job_find(url + 12);
-        if (status < 0) {
+        if ((st && status < 0) || (!st && !pr)) {
             reply_detail(r, 422, "status: queued|running|completed|failed|timeout|error");
+        } else if (pr && process < 0) {
+            reply_detail(r, 422, "process: exit|kill|keep");
         } else if (!j) {
             reply_detail(r, 404, "Job not found");
         } else {
-            job_set_status(j, (enum job_status)status, now);
+            if (st)
+                job_set_status(j, (enum job_status)status, now);
+            process_apply(j->run, pr ? process : st ? default_process((enum job_status)status) : PROC_KEEP, now);
             advance(now);
             reply_json(r, 200, job_json(j));
         }
@@ -882,18 +1800,42 @@ static void do_fake(const char *method, const char *url, const char *body, size_
         advance(now);
         json_t *jobs = json_array();
         for (struct job *j = S.all_head; j; j = j->all_next)
-            json_array_append_new(jobs, json_pack("{s:s, s:s, s:O, s:O, s:O}", "job_id", j->id,
+            json_array_append_new(jobs, json_pack("{s:s, s:s, s:O, s:O, s:O, s:o, s:o, s:o}", "job_id", j->id,
                                                   "status", status_names[j->status],
                                                   "bead_id", meta_get(j, "bead_id"),
                                                   "dispatch_id", meta_get(j, "dispatch_id"),
-                                                  "attempt", meta_get(j, "attempt")));
-        reply_json(r, 200, json_pack("{s:I, s:O, s:o, s:{s:I, s:I, s:I}, s:i, s:i}",
+                                                  "attempt", meta_get(j, "attempt"),
+                                                  "task_id", j->run && j->run->task_id ? json_string(j->run->task_id) : json_null(),
+                                                  "prompt_job_id", j->run && j->run->sched_id ? json_string(j->run->sched_id) : json_null(),
+                                                  "process", process_state(j->run, now)));
+        int alive = 0;
+        json_t *alive_by_bead = json_object();
+        for (struct run *run = S.runs; run; run = run->next) {
+            if (!run_alive(run, now))
+                continue;
+            alive++;
+            if (run->bead) {
+                json_t *n = json_object_get(alive_by_bead, run->bead);
+                json_object_set_new(alive_by_bead, run->bead, json_integer(n ? json_integer_value(n) + 1 : 1));
+            }
+        }
+        reply_json(r, 200, json_pack("{s:I, s:O, s:o, s:{s:I, s:I, s:I}, s:i, s:i, "
+                                     "s:{s:i, s:o, s:I, s:O}, s:{s:b, s:I, s:I, s:I, s:I, s:s}}",
                                      "posts", (json_int_t)S.posts, "by_bead", S.by_bead,
                                      "jobs", jobs, "requests",
                                      "health", (json_int_t)S.n_health,
                                      "execute", (json_int_t)S.n_execute,
                                      "jobs", (json_int_t)S.n_jobs,
-                                     "active", S.running.n, "queued", S.queued.n));
+                                     "active", S.running.n, "queued", S.queued.n,
+                                     "processes", "alive", alive, "alive_by_bead", alive_by_bead,
+                                     "max_alive_per_bead", (json_int_t)S.live_max,
+                                     "overlaps", S.overlaps,
+                                     "agent", "on", S.agent_db != NULL,
+                                     "notes", (json_int_t)S.agent_notes,
+                                     "closes", (json_int_t)S.agent_closes,
+                                     "blocks", (json_int_t)S.agent_blocks,
+                                     "errors", (json_int_t)S.agent_errors,
+                                     "last_error", S.agent_last_error));
     } else {
         reply_detail(r, 404, "Not Found");
     }
@@ -980,6 +1922,19 @@ static enum MHD_Result handle(struct MHD_Connection *conn, const char *url, cons
         free(r.body);
         return MHD_NO; /* MHD closes the connection without a reply */
     }
+    if (cfg.proxy_status && ep == EP_EXECUTE) {
+        /* A proxy in front answers instead, after the service did the work
+         * (the job exists): nginx's page for that status. */
+        char page[256];
+        snprintf(page, sizeof page, "<html>\r\n<head><title>%d Proxy Error</title></head>\r\n<body>\r\n"
+                 "<center><h1>%d Proxy Error</h1></center>\r\n<hr><center>nginx</center>\r\n"
+                 "</body>\r\n</html>\r\n", cfg.proxy_status, cfg.proxy_status);
+        free(r.body);
+        r.body = strdup(page);
+        r.len = r.body ? strlen(r.body) : 0;
+        r.status = (unsigned)cfg.proxy_status;
+        r.html = 1;
+    }
     return reply_send(conn, &r, &cfg, ep);
 }
 
@@ -1040,6 +1995,12 @@ static void usage(FILE *f)
           "                  [--capacity N (10)] [--queue-limit N (100)]\n"
           "                  [--job-ms MS (0 = run until told)] [--job-ttl-ms MS (3600000)]\n"
           "                  [--final-status completed|failed|timeout|error]\n"
+          "                  [--timeout-ms MS (0 = the request's timeout_seconds)]\n"
+          "                  [--single-slot] (the older single-slot service)\n"
+          "                  [--agent-db mysql://user:password@host:port/db] (agent side on)\n"
+          "                  [--agent-outcome close|block|leave|none (close)]\n"
+          "                  [--agent-note-ms MS (0 = no progress notes)]\n"
+          "                  [--agent-claim-ms MS (100 = delay of the claim note)]\n"
           "                  [--idle-timeout-s S (5, 0 = none)] [--log FILE] [--port-file FILE]\n",
           f);
 }
@@ -1077,13 +2038,20 @@ int main(int argc, char **argv)
     S.cfg = (struct config){.capacity = 10, .queue_limit = 100, .job_ttl_ms = 3600000,
                             .final_status = JS_COMPLETED, .force_paths = EP_EXECUTE,
                             .shape_paths = EP_HEALTH | EP_EXECUTE | EP_JOBS,
-                            .big_body_chunked = 1};
+                            .big_body_chunked = 1, .exit_code = 1, .outcome = OUT_CLOSE,
+                            /* a real agent needs a workspace and a model call before its
+                             * first bd note; 0 would race every 202 with its claim */
+                            .agent_claim_ms = 100};
 
     for (int i = 1; i < argc; i++) {
         const char *opt = argv[i];
         if (strcmp(opt, "--help") == 0 || strcmp(opt, "-h") == 0) {
             usage(stdout);
             return 0;
+        }
+        if (strcmp(opt, "--single-slot") == 0) {
+            S.cfg.single_slot = 1;
+            continue;
         }
         if (i + 1 >= argc) {
             fprintf(stderr, "fake-agent: %s: missing value\n", opt);
@@ -1104,7 +2072,21 @@ int main(int argc, char **argv)
             bad = parse_i64(val, 0, &S.cfg.queue_limit);
         else if (strcmp(opt, "--job-ms") == 0)
             bad = parse_i64(val, 0, &S.cfg.job_ms);
-        else if (strcmp(opt, "--job-ttl-ms") == 0)
+        else if (strcmp(opt, "--timeout-ms") == 0)
+            bad = parse_i64(val, 0, &S.cfg.timeout_ms);
+        else if (strcmp(opt, "--agent-note-ms") == 0)
+            bad = parse_i64(val, 0, &S.cfg.agent_note_ms);
+        else if (strcmp(opt, "--agent-claim-ms") == 0)
+            bad = parse_i64(val, 0, &S.cfg.agent_claim_ms);
+        else if (strcmp(opt, "--agent-db") == 0) {
+            struct db_url u;
+            bad = db_url_parse(val, &u) != 0;
+            S.agent_db = val;
+        } else if (strcmp(opt, "--agent-outcome") == 0) {
+            int o = outcome_parse(val);
+            bad = o < 0;
+            S.cfg.outcome = o;
+        } else if (strcmp(opt, "--job-ttl-ms") == 0)
             bad = parse_i64(val, 1, &S.cfg.job_ttl_ms);
         else if (strcmp(opt, "--idle-timeout-s") == 0)
             bad = parse_i64(val, 0, &idle_s) || idle_s > 86400;
@@ -1122,7 +2104,9 @@ int main(int argc, char **argv)
             return 2;
         }
         if (bad) {
-            fprintf(stderr, "fake-agent: bad value for %s: %s\n", opt, val);
+            /* a database URL carries a password: never echo it */
+            fprintf(stderr, "fake-agent: bad value for %s: %s\n", opt,
+                    strcmp(opt, "--agent-db") == 0 ? "(not mysql://user:password@host:port/db)" : val);
             return 2;
         }
     }
@@ -1143,6 +2127,14 @@ int main(int argc, char **argv)
         }
     }
     S.by_bead = json_object();
+    S.overlaps = json_object();
+    S.nrun_buckets = 4096;
+    S.run_buckets = calloc(S.nrun_buckets, sizeof *S.run_buckets);
+    pthread_cond_init(&S.agent_wake, NULL);
+    if (!S.by_bead || !S.overlaps || !S.run_buckets) {
+        fprintf(stderr, "fake-agent: out of memory\n");
+        return 1;
+    }
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
@@ -1186,6 +2178,15 @@ int main(int argc, char **argv)
         MHD_stop_daemon(d);
         return 1;
     }
+    pthread_t agent_thread;
+    if (S.agent_db) {
+        if (mysql_library_init(0, NULL, NULL) != 0 ||
+            pthread_create(&agent_thread, NULL, agent_main, NULL) != 0) {
+            fprintf(stderr, "fake-agent: cannot start the agent side\n");
+            MHD_stop_daemon(d);
+            return 1;
+        }
+    }
     printf("fake-agent listening on %s:%u\n", bind_addr, actual);
     fflush(stdout);
 
@@ -1196,15 +2197,33 @@ int main(int argc, char **argv)
     pthread_mutex_lock(&S.lock);
     S.shutting_down = 1;
     pthread_cond_broadcast(&S.wake);
+    pthread_cond_broadcast(&S.agent_wake);
     pthread_mutex_unlock(&S.lock);
     MHD_stop_daemon(d);
+    if (S.agent_db) {
+        pthread_join(agent_thread, NULL);
+        mysql_library_end();
+    }
 
     while (S.all_head)
         job_drop(S.all_head);
     free(S.buckets);
+    while (S.runs) {
+        struct run *r = S.runs;
+        S.runs = r->next;
+        free(r->bead);
+        free(r->task_id);
+        free(r->sched_id);
+        free(r);
+    }
+    free(S.run_buckets);
+    free(S.cfg.stderr_text);
+    free(S.cfg.error_text);
     json_decref(S.by_bead);
+    json_decref(S.overlaps);
     if (S.log)
         fclose(S.log);
     pthread_cond_destroy(&S.wake);
+    pthread_cond_destroy(&S.agent_wake);
     return 0;
 }

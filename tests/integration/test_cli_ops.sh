@@ -32,7 +32,7 @@ status_and_history() {
   t_bead s1 "priority=0"; t_bead s2 "priority=1"
   t_once
   t_bead s3
-  t_fake config '{"force_status": 500}'
+  t_fake config '{"force_status": 429}'
   t_once
   t_fake config '{"force_status": 0}'
   t_eq "setup: s3 refused" refused "$(t_store "SELECT state FROM journal WHERE bead_id='s3'")"
@@ -90,7 +90,7 @@ status_and_history() {
   t_match "history: pause and resume listed without a bead" "^$ISO +- +paused +by the pause/resume command" "$(grep ' paused ' <<<"$out")"
   run out rc "$BS_BIN" history s3
   t_eq "history s3: its events in order" "claiming claimed posting refused" "$(tail -n +2 <<<"$out" | awk '{print $4}' | xargs)"
-  t_match "history s3: refusal detail" "refused +HTTP 500: " "$(tail -1 <<<"$out")"
+  t_match "history s3: refusal detail" "refused +claim given back, not an attempt: agent full: HTTP 429: " "$(tail -1 <<<"$out")"
   t_match "history s3: columns aligned" "^$ISO  s3    1        refused " "$(tail -1 <<<"$out")"
   run out rc "$BS_BIN" history --limit 2
   t_eq "history --limit 2: two rows" 3 "$(wc -l <<<"$out")"
@@ -141,7 +141,7 @@ explain_current() {
   t_once # dispatches fresh
 
   t_bead bo1
-  t_fake config '{"force_status": 500}'
+  t_fake config '{"force_status": 429}'
   t_once
   t_fake config '{"force_status": 0}'
   t_eq "setup: bo1 refused" refused "$(t_store "SELECT state FROM journal WHERE bead_id='bo1'")"

@@ -219,6 +219,15 @@ long fake_agent_posts_for(const struct fake_agent *fa, const char *bead_id)
     return v;
 }
 
+long fake_agent_max_alive_per_bead(const struct fake_agent *fa)
+{
+    json_t *stats = fake_agent_stats(fa);
+    json_t *n = json_object_get(json_object_get(stats, "processes"), "max_alive_per_bead");
+    long v = json_is_integer(n) ? (long)json_integer_value(n) : -1;
+    json_decref(stats);
+    return v;
+}
+
 long fake_agent_execute(const struct fake_agent *fa, const char *token, const char *bead_id,
                         char *job_id)
 {

@@ -58,6 +58,12 @@ json_t *fake_agent_stats(const struct fake_agent *fa);
 /* Accepted POST /execute count for one bead (from /_fake/stats), or -1. */
 long fake_agent_posts_for(const struct fake_agent *fa, const char *bead_id);
 
+/* The most agent processes ever alive at once on one bead (from
+ * /_fake/stats processes.max_alive_per_bead): more than 1 means two agents
+ * worked on one bead together (a timed-out job's agent counts while it
+ * runs). -1 on error. */
+long fake_agent_max_alive_per_bead(const struct fake_agent *fa);
+
 /* POST /execute {"prompt", "agent":"beads-task-runner", "metadata":{"bead_id"}}
  * with the token; on 202 copies the job id into job_id (13 bytes) when not
  * NULL. Returns the HTTP status or -1. */

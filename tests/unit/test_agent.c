@@ -27,7 +27,16 @@ static void test_health(void **state)
     assert_int_equal(agent_parse_health(full, strlen(full), &h, why, sizeof why), 0);
     assert_int_equal(agent_free_slots(&h), 0);
 
-    const char *bad[] = {"", "not json", "[]", "{\"busy\":false}",
+    /* The older single-slot service: busy only. */
+    const char *single = "{\"status\":\"ok\",\"busy\":false}";
+    assert_int_equal(agent_parse_health(single, strlen(single), &h, why, sizeof why), 0);
+    assert_true(h.single_slot);
+    assert_int_equal(agent_free_slots(&h), 1);
+    const char *single_busy = "{\"status\":\"ok\",\"busy\":true}";
+    assert_int_equal(agent_parse_health(single_busy, strlen(single_busy), &h, why, sizeof why), 0);
+    assert_int_equal(agent_free_slots(&h), 0);
+
+    const char *bad[] = {"", "not json", "[]", "{\"busy\":false,\"active\":1}", "{\"busy\":1}",
                          "{\"busy\":\"no\",\"active\":1,\"queued\":0,\"capacity\":1}",
                          "{\"busy\":false,\"active\":-1,\"queued\":0,\"capacity\":1}",
                          "{\"busy\":false,\"active\":1.5,\"queued\":0,\"capacity\":1}",
@@ -112,7 +121,7 @@ static void test_prompt(void **state)
                      .acceptance = "tests pass", .issue_type = "bug", .priority = 1};
     char *out = prompt_render("[{{id}}|{{title}}|P{{priority}}|{{type}}|{{acceptance_criteria}}|"
                               "{{dispatch_id}}|{{attempt}}/{{max_attempts}}] {{description}}",
-                              &b, "disp-9", 2, 3);
+                              &b, "disp-9", 2, 3, "/workspace/.beads");
     assert_non_null(out);
     /* Placeholders inside bead text are not expanded again. */
     assert_non_null(strstr(out, "[code-1|Fix {{id}} injection|P1|bug|tests pass|disp-9|2/3] "));

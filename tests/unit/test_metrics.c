@@ -23,18 +23,19 @@ struct series_rule {
     const char *name;
     const char *type;
     const char *label;              /* the one label allowed, or NULL */
-    const char *const values[12];   /* allowed values of label (NULL-terminated); empty: any */
+    const char *const values[16];   /* allowed values of label (NULL-terminated); empty: any */
 };
 
 static const struct series_rule rules[] = {
     {"beads_sched_dispatches_total", "counter", "outcome",
-     {"dispatched", "refused", "unknown", "lost_race", "released", NULL}},
+     {"dispatched", "refused", "unknown", "lost_race", "released", "given_back", NULL}},
     {"beads_sched_reaps_total", "counter", "reason",
      {"alive", "closed", "blocked", "reopened", "retrying", "gave_up", "stale", "adopted",
-      "lost_race", "recovered", "write_failed", NULL}},
+      "lost_race", "recovered", "write_failed", "reached", "noted", NULL}},
     {"beads_sched_dolt_errors_total", "counter", "kind", {"connection", "conflict", "io", NULL}},
     {"beads_sched_agent_errors_total", "counter", "kind",
-     {"refused", "unknown", "http_4xx", "http_5xx", "malformed", "unreachable", NULL}},
+     {"refused", "unknown", "http_4xx", "http_5xx", "malformed", "unreachable", "unusable",
+      "unauthorized", "full", NULL}},
     {"beads_sched_cycles_total", "counter", "kind", {"dispatch", "reap", "probe", NULL}},
     {"beads_sched_in_flight_attempts", "gauge", NULL, {NULL}},
     {"beads_sched_paused", "gauge", NULL, {NULL}},
@@ -47,6 +48,9 @@ static const struct series_rule rules[] = {
     {"beads_sched_dolt_up", "gauge", NULL, {NULL}},
     {"beads_sched_ready_beads", "gauge", NULL, {NULL}},
     {"process_resident_memory_bytes", "gauge", NULL, {NULL}},
+    {"beads_sched_agent_token_refused", "gauge", NULL, {NULL}},
+    {"beads_sched_agent_url_wrong", "gauge", NULL, {NULL}},
+    {"beads_sched_agent_full_backoff_seconds", "gauge", NULL, {NULL}},
     {"beads_sched_cycle_duration_seconds", "histogram", "le", {NULL}},
     {"beads_sched_dispatch_latency_seconds", "histogram", "le", {NULL}},
     {"beads_sched_build_info", "gauge", "version", {BEADS_SCHED_VERSION, NULL}},
