@@ -197,14 +197,43 @@ static int find_dispatched_note(const char *notes, char *job, size_t len)
     return agent_job_id_valid(job);
 }
 
+/* The claims a bead's notes record ("auto-dispatcher claimed at <time>
+ * (dispatch <id>)", ours or another instance's): how many, and the dispatch
+ * id of the last one (empty when it names none, as the old CronJobs'). */
+static int claims_in_notes(const char *notes, char *last_dispatch, size_t len)
+{
+    const char *key = "auto-dispatcher claimed at ", *tag = "(dispatch ";
+    int count = 0;
+    last_dispatch[0] = '\0';
+    for (const char *p = notes ? strstr(notes, key) : NULL; p; p = strstr(p + 1, key)) {
+        count++;
+        const char *eol = strchr(p, '\n');
+        const char *d = strstr(p, tag);
+        last_dispatch[0] = '\0';
+        if (!d || (eol && d > eol))
+            continue;
+        d += strlen(tag);
+        size_t n = strcspn(d, ") \n");
+        if (n > 0 && n < len) {
+            memcpy(last_dispatch, d, n);
+            last_dispatch[n] = '\0';
+        }
+    }
+    return count;
+}
+
 static int fill_orphan_notes(const struct bead *b, void *arg)
 {
     struct fill_ctx *f = arg;
     struct reap_pass *rp = f->rp;
     struct reap_item key = {.bead_id = (char *)b->id};
     struct reap_item *it = bsearch(&key, rp->items + f->tracked, rp->n - f->tracked, sizeof key, by_bead);
-    if (it && b->notes && !find_dispatched_note(b->notes, it->job_id, sizeof it->job_id))
+    if (!it)
+        return 0;
+    if (b->notes && !find_dispatched_note(b->notes, it->job_id, sizeof it->job_id))
         it->job_id[0] = '\0';
+    /* Another instance's attempt, to be adopted: its number and dispatch id. */
+    it->attempt = claims_in_notes(b->notes, it->dispatch_id, sizeof it->dispatch_id);
     return 0;
 }
 
@@ -647,6 +676,17 @@ static int reap_attempt(struct dispatcher *d, struct dolt_conn *c, struct reap_p
     }
     if (strcmp(it->status, "blocked") == 0)
         return record_only(d, it, AS_BLOCKED, "blocked", "bead set blocked (by the agent or a person)");
+    if (in_progress && it->notes && it->state == AS_DISPATCHED) {
+        /* Claimed again since (another instance took over while this one
+         * stood by): that attempt is the bead's now, not this one. */
+        char last[STORE_DISPATCH_ID_MAX];
+        if (claims_in_notes(it->notes, last, sizeof last) > 0 && last[0] &&
+            strcmp(last, it->dispatch_id) != 0) {
+            snprintf(detail, sizeof detail, "superseded: the bead was claimed again (dispatch %s); "
+                     "stopped tracking", last);
+            return record_only(d, it, AS_RELEASED, "reopened", detail);
+        }
+    }
     if (!in_progress) {
         if (strcmp(it->status, "open") == 0 && it->job_id[0] && released_by_us(c, it)) {
             /* Our own release, from a pass that died before recording it. */
@@ -743,9 +783,27 @@ static int reap_attempt(struct dispatcher *d, struct dolt_conn *c, struct reap_p
     return retry_or_give_up(d, c, it, detail);
 }
 
-/* A bead in progress, assigned to us, that the store does not track. */
+/* A bead in progress, assigned to us, that the store does not track.
+ * Another beads-sched instance's attempt (its claim note names a dispatch,
+ * its "dispatched: job=" note the job) is adopted: from the next pass on it
+ * is supervised as this instance's own, numbered on from the claims in the
+ * bead's notes. The rest (the old CronJobs' beads, hand edits, a dispatch
+ * this journal already knows) follow rules_orphan. */
 static int reap_orphan(struct dispatcher *d, struct dolt_conn *c, struct reap_item *it, int64_t now)
 {
+    if (it->job_id[0] && it->dispatch_id[0] && it->attempt > 0 && d->env.store) {
+        struct store_attempt a;
+        int rc = store_attempt_adopt(d->env.store, it->bead_id, it->dispatch_id, it->job_id,
+                                     it->attempt, clock_now_ms(), &a);
+        if (rc == 0) {
+            it->reason = "adopted";
+            snprintf(it->detail, sizeof it->detail, "another instance's attempt %d (dispatch %s, "
+                     "job %s) is now supervised here", a.attempt, it->dispatch_id, it->job_id);
+            return 0;
+        }
+        if (rc != BS_EINVAL)
+            return rc;
+    }
     struct rules_facts f = {
         .job = it->job_id[0] ? it->job : RJ_NONE, .status = it->job_status,
         .job_finished_ms = it->job_finished_ms, .missed_passes = it->missed, .now_ms = now,

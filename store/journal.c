@@ -8,6 +8,7 @@
 #include "log.h"
 
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 static const char *const state_names[AS_STATE_COUNT] = {
@@ -555,4 +556,75 @@ int store_setting_set(struct store *s, const char *key, const char *value, int64
         ret = run_write(s, st, rc, op);
     }
     return store_op_end(s, op, ret);
+}
+
+/* See store.h. */
+int store_attempt_adopt(struct store *s, const char *bead_id, const char *dispatch_id,
+                        const char *job_id, int from_notes, int64_t now_ms, struct store_attempt *out)
+{
+    const char *op = "attempt_adopt";
+    if (!fits(bead_id, STORE_BEAD_ID_MAX, true) || !fits(dispatch_id, STORE_DISPATCH_ID_MAX, true) ||
+        !fits(job_id, STORE_JOB_ID_MAX, true) || from_notes < 1)
+        return BS_EINVAL;
+    int ret = store_op_begin(s, op);
+    if (ret != 0)
+        return ret;
+    int attempt = 0;
+    int64_t id = 0;
+    char detail[STORE_DETAIL_MAX];
+    snprintf(detail, sizeof detail, "adopted from another instance: dispatch %s, job %s, %d claim(s) "
+             "on the bead", dispatch_id, job_id, from_notes);
+    sqlite3_stmt *st = store_stmt(s, SS_BEAD_BUMP_TO, op);
+    if (!st) {
+        ret = store_prepare_error(s);
+        goto out;
+    }
+    int rc = bind_text(st, 1, bead_id);
+    keep(&rc, sqlite3_bind_int(st, 2, from_notes));
+    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        attempt = sqlite3_column_int(st, 0);
+        rc = sqlite3_step(st);
+    }
+    ret = rc == SQLITE_DONE ? 0 : store_fail(s, op, rc);
+    store_stmt_done(st);
+    if (ret != 0)
+        goto out;
+    if (!(st = store_stmt(s, SS_ATTEMPT_ADOPT, op))) {
+        ret = store_prepare_error(s);
+        goto out;
+    }
+    rc = bind_text(st, 1, bead_id);
+    keep(&rc, sqlite3_bind_int(st, 2, attempt));
+    keep(&rc, bind_text(st, 3, dispatch_id));
+    keep(&rc, bind_text(st, 4, job_id));
+    keep(&rc, sqlite3_bind_int64(st, 5, now_ms));
+    keep(&rc, sqlite3_bind_int(st, 6, from_notes - 1));
+    keep(&rc, bind_text(st, 7, detail));
+    if ((ret = run_write(s, st, rc, op)) != 0)
+        goto out;
+    id = sqlite3_last_insert_rowid(s->db);
+    if (!(st = store_stmt(s, SS_EVENT_INSERT, op))) {
+        ret = store_prepare_error(s);
+        goto out;
+    }
+    rc = sqlite3_bind_int64(st, 1, now_ms);
+    keep(&rc, bind_text(st, 2, bead_id));
+    keep(&rc, sqlite3_bind_int64(st, 3, id));
+    keep(&rc, bind_text(st, 4, "adopted"));
+    keep(&rc, bind_text(st, 5, job_id));
+    keep(&rc, bind_text(st, 6, detail));
+    ret = run_write(s, st, rc, op);
+out:
+    ret = store_op_end(s, op, ret);
+    if (ret == 0 && out) {
+        memset(out, 0, sizeof *out);
+        out->id = id;
+        store_copy_text(out->bead_id, sizeof out->bead_id, bead_id, strlen(bead_id));
+        out->attempt = attempt;
+        store_copy_text(out->dispatch_id, sizeof out->dispatch_id, dispatch_id, strlen(dispatch_id));
+        store_copy_text(out->job_id, sizeof out->job_id, job_id, strlen(job_id));
+        out->state = AS_DISPATCHED;
+        out->created_at = now_ms;
+    }
+    return ret;
 }

@@ -74,9 +74,21 @@ static const char *const stmt_sql[SS_COUNT] = {
      * agent did not refuse it; counting starts over after the bead was given
      * up on (a person who reopens it wants it tried again). */
     [SS_BEAD_ATTEMPTS_USED] =
-        "SELECT COUNT(*) FROM journal WHERE bead_id = ?1 AND posting_at IS NOT NULL "
+        "SELECT COUNT(*) + COALESCE(SUM(prior_attempts), 0) FROM journal "
+        "WHERE bead_id = ?1 AND posting_at IS NOT NULL "
         "AND state <> 'refused' AND id > (SELECT COALESCE(MAX(id), 0) FROM journal "
         "WHERE bead_id = ?1 AND state = 'gave_up')",
+    /* An adopted attempt keeps the number the bead's notes give it, or the
+     * next of ours if that is higher. */
+    [SS_BEAD_BUMP_TO] =
+        "INSERT INTO bead_state (bead_id, attempts) "
+        "VALUES (?1, MAX(?2, COALESCE((SELECT MAX(attempt) FROM journal WHERE bead_id = ?1), 0) + 1)) "
+        "ON CONFLICT (bead_id) DO UPDATE SET attempts = MAX(attempts + 1, excluded.attempts) "
+        "RETURNING attempts",
+    [SS_ATTEMPT_ADOPT] =
+        "INSERT INTO journal (bead_id, attempt, dispatch_id, state, job_id, created_at, claimed_at, "
+        "posting_at, dispatched_at, prior_attempts, detail) "
+        "VALUES (?1, ?2, ?3, 'dispatched', ?4, ?5, ?5, ?5, ?5, ?6, ?7)",
     [SS_SETTING_GET] = "SELECT value FROM settings WHERE key = ?1",
     [SS_SETTING_SET] =
         "INSERT INTO settings (key, value, updated_at) VALUES (?1, ?2, ?3) "

@@ -95,6 +95,16 @@ struct store_attempt {
     char bead_updated_at[STORE_TS_MAX];         /* Dolt updated_at last written/seen, "" if none */
 };
 
+/* Adopts an attempt another beads-sched instance dispatched (a hand-over):
+ * a journal row straight in state dispatched with the other instance's
+ * dispatch_id and job_id, numbered from_notes (the claims the bead's notes
+ * count) or the next of ours if that is higher, carrying from_notes - 1
+ * prior attempts so MAX_ATTEMPTS counts the other instance's attempts too;
+ * plus an "adopted" event. BS_EINVAL for bad input or a dispatch_id this
+ * journal already has (then nothing is written). */
+int store_attempt_adopt(struct store *s, const char *bead_id, const char *dispatch_id,
+                        const char *job_id, int from_notes, int64_t now_ms, struct store_attempt *out);
+
 /* Starts a new attempt for bead_id in state claiming: bumps the bead's
  * attempt counter (which never decreases), inserts the journal row and a
  * "claiming" event. Fills *out. */

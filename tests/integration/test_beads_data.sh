@@ -248,7 +248,7 @@ for p in after_claiming_commit after_dolt_claim after_claimed_commit after_posti
          after_post_response after_dispatched_commit; do
   full_crash "$p"
 done
-full_crash after_dolt_revert 500
+full_crash after_dolt_revert 400 # a refusal of the bead itself: the claim is reverted
 
 # The reaper's own crash points on a full bead: its release note does not
 # fit, the events row tells the restarted reaper that it released the bead.

@@ -64,7 +64,8 @@ sleep 2 # a few reap passes over A's in-flight beads
 t_eq "A's in-flight beads stay in progress (none blocked or released)" 20 \
   "$(t_sql "SELECT count(*) FROM issues WHERE id IN ($(printf "'h%d'," $(seq 1 20) | sed 's/,$//')) AND status = 'in_progress'")"
 t_eq "every bead POSTed once after the take-over" "" "$(all_once)"
-t_eq "B's journal holds only what it dispatched" 5 "$(journal_count B)"
+t_eq "B's journal: the 5 it dispatched, and A's 20 in-flight attempts adopted" "5 20" \
+  "$(sqlite3 "$T_TMP/B.db" "SELECT count(*) FILTER (WHERE detail IS NULL OR detail NOT LIKE 'adopted%'), count(*) FILTER (WHERE detail LIKE 'adopted%') FROM journal" | tr '|' ' ')"
 
 # --- the lock lost while the process lives: it stops writing at once ---
 # A comes back as standby. Then B's lock session is killed and, in the same
@@ -87,32 +88,82 @@ t_wait 15 bash -c "[ \"\$(curl -sf $T_AGENT_URL/_fake/stats | jq .posts)\" = 30 
   && t_ok "once the neighbour lets go, one instance takes over and dispatches" || t_fail "dispatched $(($(t_posts) - 25)) of 5"
 t_eq "exactly one active" 1 "$(( $(active_of "$PORT_A") + $(active_of "$PORT_B") ))"
 t_eq "every bead POSTed once, all along" "" "$(all_once)"
-t_eq "no bead claimed by both instances" "" "$(comm -12 <(sqlite3 "$T_TMP/A.db" "SELECT DISTINCT bead_id FROM journal" | sort) <(sqlite3 "$T_TMP/B.db" "SELECT DISTINCT bead_id FROM journal" | sort) | xargs)"
+claims() { sqlite3 "$1" "SELECT DISTINCT bead_id FROM journal WHERE detail IS NULL OR detail NOT LIKE 'adopted%'" | sort; }
+t_eq "no bead claimed by both instances (adopting the other's attempt is not a claim)" "" \
+  "$(comm -12 <(claims "$T_TMP/A.db") <(claims "$T_TMP/B.db") | xargs)"
 
 kill -TERM "$PID_A" "$PID_B"
 set +e; wait "$PID_A"; ra=$?; wait "$PID_B"; rb=$?; set -e
 t_eq "both stop cleanly" "0 0" "$ra $rb"
 
 # --- the lock lost in the middle of a cycle: the claim batch asks first ---
-# C chooses a bead, then waits 2 s before claiming (a test seam). Meanwhile
+# C chooses a bead, then waits 5 s before claiming (a test seam). Meanwhile
 # its lock session is killed and a neighbour takes the lock. C's main
 # connection is fine; its claim must still not happen.
-BEADS_SCHED_DISPATCH_INTERVAL=10m BEADS_SCHED_TEST_CLAIM_MS=2000 start_daemon C
+BEADS_SCHED_DISPATCH_INTERVAL=10m BEADS_SCHED_TEST_CLAIM_MS=5000 start_daemon C
 t_wait 10 bash -c "[ \"\$(curl -s http://127.0.0.1:$PORT_C/metrics | awk '\$1==\"beads_sched_active\"{print \$2}')\" = 1 ]" \
   || t_fail "C never active"
-sleep 3 # C's start-up cycle (with its pause) is over; the next one starts on a change
+sleep 6 # C's start-up cycle (with its pause) is over; the next one starts on a change
 t_bead h31
-sleep 0.8 # the probe saw h31 (300 ms), C chose it and is inside the 2 s pause
+chosen_at=$SECONDS
+sleep 1 # the probe saw h31 (300 ms), C chose it and is inside the 5 s pause
 holder=$(t_sql "SELECT IS_USED_LOCK('$LOCK')")
-t_sql_root "$T_DB" -e "KILL CONNECTION $holder; SELECT GET_LOCK('$LOCK', 0); SELECT SLEEP(4)" >"$T_TMP/neighbour2.out" 2>&1 &
+t_sql_root "$T_DB" -e "KILL CONNECTION $holder; SELECT GET_LOCK('$LOCK', 0); SELECT SLEEP(10)" >"$T_TMP/neighbour2.out" 2>&1 &
 neighbour=$!
-sleep 2.5
+t_wait 5 bash -c "[ \"\$(mariadb --no-defaults -uroot --socket=$BS_TEST_MYSQL_DIR/mysqld.sock -N $T_DB -e \"SELECT IS_USED_LOCK('$LOCK')\")\" != $holder ]" \
+  || t_fail "the neighbour never took the lock"
+sleep $(( chosen_at + 7 - SECONDS )) # the pause is over: the claim batch has asked
 t_eq "the chosen bead was not claimed" "open" "$(t_sql "SELECT status FROM issues WHERE id = 'h31'")"
 t_eq "nothing POSTed" 30 "$(t_posts)"
 t_eq "no journal row for it" "" "$(sqlite3 "$T_TMP/C.db" "SELECT bead_id FROM journal WHERE bead_id = 'h31'")"
+t_match "C says why" 'role: standby|lock lost; writing nothing' "$(cat "$T_TMP/C.log")"
 wait "$neighbour" || true
-t_wait 15 bash -c "[ \"\$(curl -sf $T_AGENT_URL/_fake/stats | jq .posts)\" = 31 ]" \
+t_wait 20 bash -c "[ \"\$(curl -sf $T_AGENT_URL/_fake/stats | jq .posts)\" = 31 ]" \
   && t_ok "with the lock back, C dispatches it once" || t_fail "h31 never dispatched"
 t_eq "every bead POSTed once, all along" "" "$(all_once)"
 kill -TERM "$PID_C"; wait "$PID_C" || true
+t_agent_stop
+
+# --- hand-over with jobs in flight, supervised to their end ---
+# The agent side of the fake is on: each job notes "claimed by agent <id>"
+# and waits. The active instance is killed with six jobs running; the other
+# adopts them (numbered from the claims in the notes), leaves the running
+# ones alone, retries the one whose agent died, and sees the rest closed.
+t_new_db current
+export -f t_sql t_sql_root; export T_DB # for the t_wait conditions below
+t_agent --capacity 100 --queue-limit 100 --agent-db "$T_DOLT_URL" --job-ms 0
+t_env "$T_TMP/unused2.db"
+export BEADS_SCHED_PROBE_INTERVAL=300ms BEADS_SCHED_REAP_INTERVAL=1s BEADS_SCHED_RETRY_BACKOFF=1s
+start_daemon D
+t_wait 10 bash -c "[ \"\$(curl -s http://127.0.0.1:$PORT_D/metrics | awk '\$1==\"beads_sched_active\"{print \$2}')\" = 1 ]" \
+  || t_fail "D never active"
+start_daemon E
+for i in $(seq 1 6); do t_bead "x$i"; done
+t_wait 15 bash -c "[ \"\$(t_sql \"SELECT count(*) FROM issues WHERE notes LIKE '%claimed by agent%'\")\" = 6 ]" \
+  && t_ok "six jobs running, each agent's claim noted" || t_fail "claims: $(t_sql "SELECT count(*) FROM issues WHERE notes LIKE '%claimed by agent%'")"
+job() { t_stats | jq -r --arg b "$1" '[.jobs[] | select(.bead_id == $b)] | last | .job_id'; }
+# x5's first agent dies: D retries it (attempt 2) before it is killed itself.
+t_fake "jobs/$(job x5)" '{"process":"kill"}'
+t_wait 15 bash -c "[ \"\$(t_sql \"SELECT (LENGTH(notes) - LENGTH(REPLACE(notes, 'claimed by agent', ''))) DIV 16 FROM issues WHERE id = 'x5'\")\" = 2 ]" \
+  && t_ok "D retried x5 (attempt 2 running)" || t_fail "x5 not retried by D: $(t_sql "SELECT status FROM issues WHERE id = 'x5'")"
+kill -KILL "$PID_D"; wait "$PID_D" 2>/dev/null || true
+t_wait 10 bash -c "[ \"\$(sqlite3 $T_TMP/E.db \"SELECT count(*) FROM journal WHERE state = 'dispatched' AND detail LIKE 'adopted%'\" 2>/dev/null)\" = 6 ]" \
+  && t_ok "E adopts the six attempts D left" || t_fail "E adopted $(sqlite3 "$T_TMP/E.db" "SELECT count(*) FROM journal WHERE detail LIKE 'adopted%'")"
+t_eq "adopted attempts keep their number from the notes (x5: 2) and their job ids" "1,1,1,1,2,1" \
+  "$(sqlite3 "$T_TMP/E.db" "SELECT group_concat(attempt) FROM (SELECT attempt FROM journal WHERE job_id IS NOT NULL AND detail LIKE 'adopted%' ORDER BY bead_id)")"
+for i in 1 2 3 4; do t_fake "jobs/$(job "x$i")" '{"status":"completed"}'; done
+t_fake "jobs/$(job x5)" '{"process":"kill"}'
+t_wait 15 bash -c "[ \"\$(t_sql \"SELECT count(*) FROM issues WHERE id IN ('x1','x2','x3','x4') AND status = 'closed'\")\" = 4 ]" \
+  && t_ok "four agents finish and close their beads" || t_fail "closed: $(t_sql "SELECT group_concat(id) FROM issues WHERE status = 'closed'")"
+t_wait 15 bash -c "[ \"\$(sqlite3 $T_TMP/E.db \"SELECT count(*) FROM journal WHERE bead_id = 'x5' AND attempt = 3\")\" = 1 ]" \
+  && t_ok "x5, whose second agent died too, is retried as attempt 3" || t_fail "x5: $(sqlite3 "$T_TMP/E.db" "SELECT attempt, state FROM journal WHERE bead_id = 'x5'")"
+t_match "E's release note numbers on from D's attempts" 'released for retry \(attempt 2/3\)' \
+  "$(t_sql "SELECT notes FROM issues WHERE id = 'x5'")"
+t_wait 10 bash -c "[ \"\$(sqlite3 $T_TMP/E.db \"SELECT group_concat(state) FROM journal WHERE bead_id IN ('x1','x2','x3','x4')\")\" = closed,closed,closed,closed ]" \
+  && t_ok "the adopted attempts end closed in E's journal" || t_fail "E: $(sqlite3 "$T_TMP/E.db" "SELECT bead_id, state FROM journal ORDER BY bead_id")"
+t_eq "the running one is left alone" "in_progress" "$(t_sql "SELECT status FROM issues WHERE id = 'x6'")"
+t_eq "nothing blocked" 0 "$(t_sql "SELECT count(*) FROM issues WHERE status = 'blocked'")"
+t_eq "POSTs: six, D's retry of x5 and E's" 8 "$(t_posts)"
+t_eq "never two agents on one bead" "1" "$(t_stats | jq '.processes.max_alive_per_bead')"
+kill -TERM "$PID_E"; wait "$PID_E" || true
 t_done
