@@ -155,7 +155,7 @@ static int by_bead(const void *a, const void *b)
 static struct reap_item *find_item(struct reap_pass *rp, size_t n, const char *bead_id)
 {
     struct reap_item key = {.bead_id = (char *)bead_id};
-    return bsearch(&key, rp->items, n, sizeof key, by_bead);
+    return n ? bsearch(&key, rp->items, n, sizeof key, by_bead) : NULL;
 }
 
 struct fill_ctx {
@@ -232,7 +232,8 @@ static int reap_load(struct dolt_conn *c, void *arg)
     refresh_writer(d);
     if ((rc = store_attempts_active(d->env.store, collect_attempt, rp)))
         return rc;
-    qsort(rp->items, rp->n, sizeof *rp->items, by_bead);
+    if (rp->n)
+        qsort(rp->items, rp->n, sizeof *rp->items, by_bead);
     struct fill_ctx f = {rp, rp->n};
 
     /* Notes are read only where they are evidence (who claimed, which job). */
@@ -827,7 +828,8 @@ static void memo_store(struct reap_pass *rp)
             v[k++] = (struct reap_memo){.key = memo_key(it), .missed = it->missed,
                                         .maybe_running = it->seen_maybe_running};
     }
-    qsort(v, n, sizeof *v, by_memo_key);
+    if (n)
+        qsort(v, n, sizeof *v, by_memo_key);
     free(d->memo);
     d->memo = v;
     d->nmemo = n;
