@@ -4,9 +4,8 @@
 # right after the 202, a proxy's 504 after the service took the job, the
 # store locked by an operator, one GET /jobs that times out, two instances
 # on one database, a wrong token, a wrong URL, a full service, the
-# single-slot service, a
-# failed job with a multi-MiB record. The fake agent's agent side plays the
-# beads-task-runner: it knows only its prompt. Each situation ends with the
+# single-slot service, a failed job with a multi-MiB record. The fake
+# agent's agent side plays the beads-task-runner: it knows only its prompt. Each situation ends with the
 # same checks: one agent run at a time per bead, nothing lost, the journal
 # and the bead agree, the notes are few and true.
 source "$(dirname "$0")/lib.sh"
