@@ -913,6 +913,7 @@ static int record_results(struct dolt_conn *c, void *arg)
     char note[1200];
     int rc = 0, any = 0;
     TEST_PAUSE("RECORD_RESULTS");
+    pay_owed_notes(d, c);
     for (struct pick *p = f->list; p; p = p->next)
         any |= (p->result == POST_DISPATCHED || p->result == POST_UNKNOWN) && !p->journaled;
     if (any) {

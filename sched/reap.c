@@ -926,7 +926,8 @@ static void memo_store(struct reap_pass *rp)
             v[k++] = (struct reap_memo){.key = memo_key(it), .missed = it->missed,
                                         .maybe_running = it->seen_maybe_running};
     }
-    qsort(v, n, sizeof *v, by_memo_key);
+    if (n)
+        qsort(v, n, sizeof *v, by_memo_key);
     free(d->memo);
     d->memo = v;
     d->nmemo = n;

@@ -3,9 +3,9 @@
 # situation per function: a `timeout` whose agent keeps working, a crash
 # right after the 202, a proxy's 504 after the service took the job, the
 # store locked by an operator, one GET /jobs that times out, two instances
-# on one database, a wrong token, a full service, the single-slot service, a
-# failed job with a multi-MiB record. The fake agent's agent side plays the
-# beads-task-runner: it knows only its prompt. Each situation ends with the
+# on one database, a wrong token, a wrong URL, a full service, the
+# single-slot service, a failed job with a multi-MiB record. The fake
+# agent's agent side plays the beads-task-runner: it knows only its prompt. Each situation ends with the
 # same checks: one agent run at a time per bead, nothing lost, the journal
 # and the bead agree, the notes are few and true.
 source "$(dirname "$0")/lib.sh"
@@ -255,6 +255,32 @@ wrong_token() {
   t_agent_stop
 }
 
+# --- a wrong URL: 404 on /execute ---
+wrong_url() {
+  t_new_db current dolt
+  t_agent --capacity 10
+  t_env "$T_TMP/url.db"; fast_env
+  local aport; aport=$(free_port)
+  export BEADS_SCHED_LISTEN=127.0.0.1:$aport
+  t_bead wu1
+  t_fake config '{"force_status": 404}'
+  "$BS_BIN" run 2>"$T_TMP/url.log" & local pid=$!
+  sleep 4
+  t_eq "wrong URL: the claim given back" open "$(t_sql "SELECT status FROM issues WHERE id='wu1'")"
+  t_eq "wrong URL: no failure note" 0 "$(t_notes_count wu1 'dispatch failed')"
+  t_eq "wrong URL: one POST, then no more claims" 1 "$(t_stats | jq -r '.requests.execute')"
+  t_match "wrong URL: /readyz 503 says why" "^503 agent URL answers 404 on /execute" \
+    "$(curl -s -w '%{http_code} ' -o "$T_TMP/ready.txt" "http://127.0.0.1:$aport/readyz"; cat "$T_TMP/ready.txt")"
+  t_match "wrong URL: the metric says why" "beads_sched_agent_url_wrong 1" "$(curl -s "http://127.0.0.1:$aport/metrics")"
+  t_fake config '{"force_status": 0}' # the service is found there again
+  t_wait 20 bash -c "[ \"\$(sqlite3 '$BEADS_SCHED_STORE' \"SELECT state FROM journal WHERE bead_id='wu1' ORDER BY attempt DESC LIMIT 1\")\" = dispatched ]" \
+    && t_ok "wrong URL: claims resume once it answers" || t_fail "wrong URL: never resumed"
+  kill -TERM "$pid"; wait "$pid" || true
+  unset BEADS_SCHED_LISTEN
+  end_checks "wrong URL" 3 wu1
+  t_agent_stop
+}
+
 # --- a full service (429): claims given back without notes, backing off ---
 full_agent() {
   t_new_db current dolt
@@ -325,7 +351,7 @@ big_failed_record() {
 
 only=${BS_ONLY:-}
 for f in timeout_keeps_running crash_after_202 proxy_504 store_locked one_missed_answer two_instances \
-         wrong_token full_agent single_slot big_failed_record; do
+         wrong_token wrong_url full_agent single_slot big_failed_record; do
   [ -z "$only" ] || [[ " $only " == *" $f "* ]] || continue
   echo "# $f"
   $f
