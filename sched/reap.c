@@ -422,6 +422,20 @@ static int64_t quiet_ms(const struct reap_item *it, int64_t now)
     return it->age_ms + (since_load > 0 ? since_load : 0);
 }
 
+/* A duration for a note: whole minutes ("31m", as the old reaper wrote),
+ * or seconds under a minute ("45s") so a short STALE_AFTER never reads
+ * "0m". */
+static const char *note_span(int64_t ms, char *buf, size_t len)
+{
+    if (ms < 0)
+        ms = 0;
+    if (ms < 60000)
+        snprintf(buf, len, "%llds", (long long)(ms / 1000));
+    else
+        snprintf(buf, len, "%lldm", (long long)(ms / 60000));
+    return buf;
+}
+
 /* Whether the agent's "claimed by agent <id>" note carries this attempt's
  * dispatch id (the job id the prompt gave it): proof that this attempt
  * reached the agent. The id is the scheduler's own, never the service's
@@ -583,8 +597,9 @@ static int stale_rule(struct dispatcher *d, struct dolt_conn *c, struct reap_ite
     if (age < (int64_t)d->cfg->stale_after_ms)
         return 0;
     char note[256];
-    snprintf(note, sizeof note, "reaper: no progress for %lldm (threshold %llum) — blocking",
-             (long long)(age / 60000), (unsigned long long)(d->cfg->stale_after_ms / 60000));
+    char a[24], t[24];
+    snprintf(note, sizeof note, "reaper: no progress for %s (threshold %s) — blocking",
+             note_span(age, a, sizeof a), note_span((int64_t)d->cfg->stale_after_ms, t, sizeof t));
     int rc = move_and_record(d, c, it, "blocked", note, "block", AS_BLOCKED, "stale", 0);
     if (rc == 0) {
         it->reason = "stale";
@@ -710,7 +725,8 @@ static int reap_attempt(struct dispatcher *d, struct dolt_conn *c, struct reap_p
         .stale_after_ms = (int64_t)d->cfg->stale_after_ms, .job_timeout_ms = (int64_t)d->cfg->job_timeout_ms,
         .min_missed_passes = MIN_MISSED_PASSES,
     };
-    int64_t quiet_min = (now - rules_quiet_since(&f)) / 60000;
+    char quiet[24];
+    note_span(now - rules_quiet_since(&f), quiet, sizeof quiet);
 
     if (it->state == AS_POSTING || it->state == AS_UNKNOWN) {
         /* The job id is unknown. Never re-POST: the agent may have it. Its
@@ -732,10 +748,10 @@ static int reap_attempt(struct dispatcher *d, struct dolt_conn *c, struct reap_p
             return 0;
         if (reached)
             snprintf(detail, sizeof detail, "the agent of dispatch %s (job id unknown) has been quiet "
-                     "for %lldm", it->dispatch_id, (long long)quiet_min);
+                     "for %s", it->dispatch_id, quiet);
         else
             snprintf(detail, sizeof detail, "dispatch %s got no answer and no claim note from the agent "
-                     "in %lldm", it->dispatch_id, (long long)quiet_min);
+                     "in %s", it->dispatch_id, quiet);
         return retry_or_give_up(d, c, it, detail);
     }
 
@@ -755,9 +771,10 @@ static int reap_attempt(struct dispatcher *d, struct dolt_conn *c, struct reap_p
     case RA_BLOCK_HARD_LIMIT: {
         int64_t limit = lim.job_timeout_ms + lim.stale_after_ms;
         char note[300];
-        snprintf(note, sizeof note, "reaper: job %s still %s after %lldm (limit %lldm) — blocking",
+        char ran[24], lim_s[24];
+        snprintf(note, sizeof note, "reaper: job %s still %s after %s (limit %s) — blocking",
                  it->job_id, agent_job_status_name(it->job_status),
-                 (long long)((now - it->dispatched_at) / 60000), (long long)(limit / 60000));
+                 note_span(now - it->dispatched_at, ran, sizeof ran), note_span(limit, lim_s, sizeof lim_s));
         int rc = move_and_record(d, c, it, "blocked", note, "block", AS_BLOCKED, "hard_limit", 0);
         if (rc == 0) {
             it->reason = "blocked";
@@ -777,7 +794,7 @@ static int reap_attempt(struct dispatcher *d, struct dolt_conn *c, struct reap_p
                                         : "restarted, or record expired");
     else if (agent_job_meaning(it->job_status) == AJM_MAYBE_RUNNING)
         snprintf(detail, sizeof detail, "%.300s; the service does not stop its agent, and the bead has "
-                 "been quiet for %lldm since", it->job_line, (long long)quiet_min);
+                 "been quiet for %s since", it->job_line, quiet);
     else
         snprintf(detail, sizeof detail, "%.300s", it->job_line);
     return retry_or_give_up(d, c, it, detail);

@@ -75,7 +75,7 @@ timeout_keeps_running() {
   t_wait 30 bash -c "[ \"\$(mariadb --no-defaults -uroot --socket=$BS_TEST_MYSQL_DIR/mysqld.sock -N $T_DB -e \"SELECT status FROM issues WHERE id='tk2'\")\" = blocked ]" || true
   kill -TERM "$pid"; wait "$pid" || true
   t_match "timeout, then quiet: release note says the agent was not stopped" \
-    "reaper: job [0-9a-f]{12} timeout; the service does not stop its agent, and the bead has been quiet for [0-9]+m since, bead still in_progress; released for retry \\(attempt 1/2\\)" \
+    "reaper: job [0-9a-f]{12} timeout; the service does not stop its agent, and the bead has been quiet for [0-9]+s since, bead still in_progress; released for retry \\(attempt 1/2\\)" \
     "$(t_sql "SELECT notes FROM issues WHERE id='tk2'")"
   t_eq "timeout, then quiet: blocked after MAX_ATTEMPTS" blocked "$(t_sql "SELECT status FROM issues WHERE id='tk2'")"
   t_eq "timeout, then quiet: two POSTs, one per attempt" 2 "$(t_posts)"
@@ -184,7 +184,7 @@ one_missed_answer() {
   t_wait 15 bash -c "[ \"\$(mariadb --no-defaults -uroot --socket=$BS_TEST_MYSQL_DIR/mysqld.sock -N $T_DB -e \"SELECT status FROM issues WHERE id='ms1'\")\" = blocked ]" || true
   t_fake config '{"hang": false}'
   kill -TERM "$pid"; wait "$pid" || true
-  t_match "unreachable twice: the old stale rule" "reaper: no progress for [0-9]+m \\(threshold 0m\\) — blocking" "$(t_sql "SELECT notes FROM issues WHERE id='ms1'")"
+  t_match "unreachable twice: the old stale rule" "reaper: no progress for [0-9]+s \\(threshold [1-9][0-9]*s\\) — blocking" "$(t_sql "SELECT notes FROM issues WHERE id='ms1'")"
   end_checks "one missed answer" 3 ms1
   unset BEADS_SCHED_HTTP_TIMEOUT
   t_agent_stop

@@ -134,6 +134,33 @@ set +e; wait "$pid"; rc=$?; set -e
 t_eq "SIGTERM with the store replaced: exit 0" 0 "$rc"
 t_agent_stop
 
+# --- a once that could not do its work says so in its exit status ---
+t_new_db current
+t_agent --capacity 10
+t_env "$T_TMP/once.db"
+set +e
+"$BS_BIN" once 2>"$T_TMP/once-empty.log"; rc=$?
+set -e
+t_eq "once with nothing ready: exit 0" 0 "$rc"
+t_bead o1
+set +e
+BEADS_SCHED_AGENT_TOKEN=wrong-token "$BS_BIN" once 2>"$T_TMP/once-token.log"; rc=$?
+set -e
+t_eq "once against an agent refusing the token: exit 1" 1 "$rc"
+t_eq "...and the bead was not touched" "open" "$(t_sql "SELECT status FROM issues WHERE id = 'o1'")"
+t_fake config '{"force_status": 400}'
+set +e
+"$BS_BIN" once 2>"$T_TMP/once-400.log"; rc=$?
+set -e
+t_eq "once whose bead the service refused: exit 1" 1 "$rc"
+t_match "...saying why" 'once: not every ready bead was handed to the agent' "$(cat "$T_TMP/once-400.log")"
+t_fake config '{"force_status": 0}'
+t_bead o2 # o1 waits out its retry backoff
+"$BS_BIN" once 2>"$T_TMP/once-ok.log" \
+  && t_ok "once that dispatched its bead: exit 0" || t_fail "once that dispatched: exit $?: $(tail -3 "$T_TMP/once-ok.log")"
+t_eq "...and it did" "in_progress" "$(t_sql "SELECT status FROM issues WHERE id = 'o2'")"
+t_agent_stop
+
 # --- a commit author Dolt would refuse: exit 2 before anything ---
 for bad in "ACTOR=beads (sched)" "ACTOR=" "ACTOR_EMAIL=a b@example.com" "ACTOR_EMAIL=x>y@example.com"; do
   set +e

@@ -201,6 +201,8 @@ race() {
   t_eq "race: no release note written" 0 "$(t_sql "SELECT notes LIKE '%released for retry%' FROM issues WHERE id='w1'")"
   t_match "race: lost race recorded" "lost_race" "$(t_store "SELECT group_concat(event, ' ') FROM history WHERE bead_id='w1'")"
   t_eq "race: attempt ends closed" closed "$(t_store "SELECT state FROM journal WHERE bead_id='w1'")"
+  t_match "race: logged as a lost race" 'reason=lost_race' "$(cat "$T_TMP/race.log")"
+  t_eq "race: never called an unknown error" 0 "$(grep -c 'unknown error' "$T_TMP/race.log" || true)"
   t_agent_stop
 }
 race
