@@ -51,6 +51,26 @@ t_eq "stop signal" "SIGTERM" "$(jq -r '.StopSignal' <<<"$meta")"
 t_eq "no secret in the image's environment" "" \
   "$(jq -r '.Env[] | select(test("TOKEN|PASSWORD|SECRET"; "i"))' <<<"$meta")"
 
+# The manifests and the Terraform module against that metadata
+# (tests/deploy/check.py --image-inspect), and proof that the check sees
+# an image that declares another user, port, volume or command.
+podman image inspect "$IMAGE" >"$T_TMP/inspect.json"
+if python3 "$SRC/tests/deploy/check.py" --source "$SRC" --bin "$BS_BIN" --image-inspect "$T_TMP/inspect.json" \
+     >"$T_TMP/check.out" 2>&1; then
+  t_ok "ops/k8s and ops/terraform agree with the image's metadata: $(grep -c '^ok - .*image' "$T_TMP/check.out") checks"
+else
+  grep -v '^ok' "$T_TMP/check.out"
+  t_fail "ops/k8s or ops/terraform disagree with the image's metadata"
+fi
+jq '.[0].Config.User = "10002:10002" | .[0].Config.ExposedPorts = {"9465/tcp": {}}
+    | .[0].Config.Volumes = {"/data": {}} | .[0].Config.Cmd = ["once"]' "$T_TMP/inspect.json" >"$T_TMP/other.json"
+python3 "$SRC/tests/deploy/check.py" --source "$SRC" --bin "$BS_BIN" --image-inspect "$T_TMP/other.json" \
+  >"$T_TMP/other.out" 2>&1 || true
+for what in "user 10002:10002" "port 9465" "VOLUME /data" "CMD ['once']"; do
+  t_eq "an image with another $what fails the check for ops/k8s and ops/terraform" "k8s terraform" \
+    "$(grep -F "image's $what" "$T_TMP/other.out" | sed -n 's|^FAIL - ops/\([a-z0-9]*\) .*|\1|p' | xargs)"
+done
+
 ROOT=$(podman image mount "$IMAGE")
 STAGE=$T_TMP/stage
 DAEMON=
