@@ -123,7 +123,15 @@ def run(args):
     PR_SET_NO_NEW_PRIVS = 38
     if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         sys.exit("podrun.py: prctl(PR_SET_NO_NEW_PRIVS): %s" % os.strerror(ctypes.get_errno()))
-    os.execve(args.argv[0], args.argv, env)
+    # A command without a slash is looked up in the image's PATH, as
+    # container runtimes do.
+    prog = args.argv[0]
+    if "/" not in prog:
+        for d in env.get("PATH", "/usr/bin:/bin").split(":"):
+            if d and os.access(os.path.join(d, prog), os.X_OK):
+                prog = os.path.join(d, prog)
+                break
+    os.execve(prog, args.argv, env)
 
 
 def main():

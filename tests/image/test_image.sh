@@ -151,13 +151,15 @@ VOL=$T_TMP/volume
 install -d -o "$uid" -g "$gid" -m 0750 "$VOL"
 
 LOG=$T_TMP/daemon.log
+# start_pod [ARGV...]: the image's ENTRYPOINT + CMD, or ARGV as a pod's
+# `command` would replace them.
 start_pod() {
   rm -rf "$STAGE" && mkdir "$STAGE"
   python3 "$PODRUN" run --root "$ROOT" --stage "$STAGE" --user "$USER_SPEC" --workdir "$WORKDIR" \
     --volume "$VOL:$VOLUME" \
     --secret "$T_TMP/secrets$(dirname "$TOKEN_FILE"):$(dirname "$TOKEN_FILE")" \
     --secret "$T_TMP/secrets$(dirname "$PW_FILE"):$(dirname "$PW_FILE")" \
-    --env-file "$T_TMP/pod.env" -- "${ENTRY[@]}" 2>>"$LOG" &
+    --env-file "$T_TMP/pod.env" -- "${@:-${ENTRY[@]}}" 2>>"$LOG" &
   DAEMON=$!
 }
 # kubectl exec: the pod's mount namespace and root, the pod's user.
@@ -188,7 +190,7 @@ fi
 
 # ---- start, as the pod does ----
 start_pod
-t_wait 20 logged "agent healthy" || { cat "$LOG"; t_fail "the image's daemon did not start"; t_done; }
+t_wait 20 logged "agent healthy" || { cat "$LOG" || true; ls -la "$T_TMP" || true; t_fail "the image's daemon did not start"; t_done; }
 t_ok "started from the image: $(grep -o '"msg":"started"[^}]*' "$LOG" | head -1)"
 t_eq "runs as the image's user" "$uid $gid" \
   "$(awk '/^Uid:/ {u=$2} /^Gid:/ {g=$2} END {print u, g}' "/proc/$DAEMON/status")"
@@ -256,7 +258,7 @@ t_eq "the store is on the volume, owned by the image's user" "$uid:$gid" \
 # ---- a restart on the same volume recovers ----
 : >"$LOG"
 start_pod
-t_wait 20 logged "recovery done" || { cat "$LOG"; t_fail "no recovery after the restart"; t_done; }
+t_wait 20 logged "recovery done" || { cat "$LOG" || true; ls -la "$T_TMP" || true; t_fail "no recovery after the restart"; t_done; }
 t_match "restart: recovery found the attempt in flight" '"in_flight":"?1"?[,}]' "$(grep '"msg":"recovery done"' "$LOG")"
 t_bead smoke-2 "updated_at=UTC_TIMESTAMP()"
 if t_wait 5 both_notes smoke-2; then t_ok "restart: a new bead is dispatched"; else t_fail "restart: smoke-2 not dispatched"; fi
@@ -265,7 +267,7 @@ t_eq "restart: smoke-1 was not sent again" 2 "$(t_posts)"
 stop_pod KILL
 : >"$LOG"
 start_pod
-t_wait 20 logged "recovery done" || { cat "$LOG"; t_fail "no recovery after a kill"; t_done; }
+t_wait 20 logged "recovery done" || { cat "$LOG" || true; ls -la "$T_TMP" || true; t_fail "no recovery after a kill"; t_done; }
 t_match "after a kill: recovery found both attempts in flight" '"in_flight":"?2"?[,}]' "$(grep '"msg":"recovery done"' "$LOG")"
 t_wait 10 test "$(http_code /readyz)" = 200 || true
 t_eq "after a kill: ready again" 200 "$(http_code /readyz)"
@@ -274,4 +276,28 @@ t_eq "after a kill: the store passes its integrity check" ok "$(pod_exec sqlite3
 stop_pod TERM
 t_eq "SIGTERM again: exit status 0 within 10 s (took $STOP_TOOK s)" 0 "$STOP_STATUS"
 t_eq "every log line is a JSON object" "$(wc -l <"$LOG")" "$(jq -c . "$LOG" 2>/dev/null | wc -l)"
+
+# ---- the runbook's restore, in a helper pod on the same volume ----
+# (`command: ["sleep", "3600"]`, kubectl cp in, then the runbook's own
+# `sh -c` script, taken from ops/RUNBOOK.md.)
+script=$(awk '/kubectl exec beads-sched-restore -- sh -c '"'"'/ { on = 1; next }
+              on { if ($0 ~ /'"'"'$/) { sub(/'"'"'$/, ""); print; exit } print }' "$SRC/ops/RUNBOOK.md")
+t_match "the runbook's restore script found" 'mv restore.db beads-sched.db' "$script"
+start_pod sleep 3600
+helper_up() { [[ $(readlink "/proc/$DAEMON/exe") == */busybox ]]; }
+t_wait 10 helper_up || t_fail "the helper pod did not start"
+tar cf - -C "$T_TMP/cp" backup.db | pod_exec tar xf - -C "$VOLUME"
+pod_exec mv "$VOLUME/backup.db" "$VOLUME/restore.db"
+status=0
+out=$(pod_exec sh -c "$script" 2>&1) || status=$?
+t_eq "runbook restore: the script runs with the image's tools" 0 "$status"
+t_match "... and lists the restored store" 'beads-sched\.db\.before-restore' "$out"
+stop_pod KILL
+: >"$LOG"
+start_pod
+t_wait 20 logged "recovery done" || { cat "$LOG" || true; ls -la "$T_TMP" || true; t_fail "no start on the restored store"; t_done; }
+t_match "runbook restore: the daemon starts on the restored store (1 attempt in flight at the backup)" \
+  '"in_flight":"?1"?[,}]' "$(grep '"msg":"recovery done"' "$LOG")"
+stop_pod TERM
+t_eq "... and stops with status 0" 0 "$STOP_STATUS"
 t_done
