@@ -13,6 +13,27 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 jobs=$(nproc 2>/dev/null || echo 2)
 
+# The container image (ops/image/build.sh) is built in the background while
+# the two trees compile: most of its time goes to downloading and unpacking
+# Debian packages, which leaves a core free. It must be done before ctest,
+# whose image test (label "image") then finds it current, and so that the
+# heavy build never runs beside the timed tests.
+image_pid= image_log=build/image-build.log
+if [ "$(id -u)" -ne 0 ]; then
+  image_skip="building the image needs root"
+elif ! command -v podman >/dev/null 2>&1; then
+  image_skip="podman is not installed (bash ops/dev/setup.sh installs it)"
+else
+  image_skip=
+  mkdir -p build
+  echo "== container image: building in the background (log: $image_log)"
+  # Its own process group, so that a failed build of the trees stops it.
+  setsid bash -c 'start=$SECONDS; bash ops/image/build.sh; rc=$?
+                  echo "image build step: $((SECONDS - start)) s"; exit $rc' >"$image_log" 2>&1 &
+  image_pid=$!
+  trap '[ -z "$image_pid" ] || kill -- -"$image_pid" 2>/dev/null || true' EXIT
+fi
+
 echo "== build (build/)"
 BUILD_JOBS=$jobs bash ops/build.sh build RelWithDebInfo -DBEADS_SCHED_TEST_HOOKS=ON \
   ${TEST_MYSQL_PORT:+-DBS_TEST_MYSQL_PORT=$TEST_MYSQL_PORT}
@@ -22,17 +43,18 @@ BUILD_JOBS=$jobs bash ops/build.sh build-asan Debug -DBEADS_SCHED_SANITIZE=ON \
   -DBS_TEST_MYSQL_PORT="${ASAN_MYSQL_PORT:-33923}"
 
 status=0
-# The container image, built here so that its test (ctest label "image")
-# finds it current and the heavy build does not run beside other tests.
 echo "== container image (ops/image/build.sh)"
-if [ "$(id -u)" -ne 0 ]; then
-  echo "SKIPPED: building the image needs root; the image test will be skipped too"
-elif ! command -v podman >/dev/null 2>&1; then
-  echo "SKIPPED: podman is not installed (bash ops/dev/setup.sh installs it); the image test will be skipped too"
+if [ -n "$image_skip" ]; then
+  echo "SKIPPED: $image_skip; the image test will be skipped too"
 else
-  start=$SECONDS
-  bash ops/image/build.sh || status=1
-  echo "image build step: $((SECONDS - start)) s"
+  if wait "$image_pid"; then
+    grep -E '^(image/build.sh|image build step)' "$image_log"
+  else
+    tail -40 "$image_log"
+    echo "FAILED: ops/image/build.sh (log: $image_log)"
+    status=1
+  fi
+  image_pid=
 fi
 
 echo "== unit tests under ASan + UBSan"
