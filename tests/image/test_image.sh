@@ -171,14 +171,20 @@ logged() { grep -q "\"msg\":\"$1\"" "$LOG" 2>/dev/null; }
 http_code() { curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$PORT$1" || true; }
 # stop_pod SIGNAL: sends it, waits at most 10 s (then a kill, as the
 # kubelet does after the grace period); sets STOP_STATUS and STOP_TOOK.
+# (No watchdog subshell: one killed right after its fork can still run this
+# script's EXIT trap, which removes $T_TMP.)
+alive() {
+  local st
+  st=$(awk '{print $3}' "/proc/$DAEMON/stat" 2>/dev/null) || return 1
+  [ -n "$st" ] && [ "$st" != Z ]
+}
 stop_pod() {
-  local start=$SECONDS watchdog
+  local start=$SECONDS
   STOP_STATUS=0
   kill -"$1" "$DAEMON"
-  ( sleep 10; kill -KILL "$DAEMON" 2>/dev/null ) &
-  watchdog=$!
-  wait "$DAEMON" || STOP_STATUS=$?
-  kill "$watchdog" 2>/dev/null || true
+  while alive && [ $((SECONDS - start)) -lt 10 ]; do sleep 0.1; done
+  alive && kill -KILL "$DAEMON"
+  wait "$DAEMON" 2>/dev/null || STOP_STATUS=$?
   DAEMON=
   STOP_TOOK=$((SECONDS - start))
 }
