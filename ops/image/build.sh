@@ -74,7 +74,9 @@ make_base() {
     command -v debootstrap >/dev/null || die "debootstrap is not installed (apt-get install debootstrap)"
     local mirror=${DEBIAN_MIRROR:-$(mirror_for "$SUITE")}
     [ -n "$mirror" ] || die "no Debian mirror for '$SUITE' in /etc/apt/sources.list or /etc/apt/sources.list.d/ (set DEBIAN_MIRROR)"
-    local security; security=$(mirror_for "$SUITE-security")
+    local updates security
+    updates=$(mirror_for "$SUITE-updates")
+    security=$(mirror_for "$SUITE-security")
     local root=$cache/root.$$
     rm -rf "$root"
     say "debootstrap --variant=minbase $SUITE from $mirror (once; cached in $cache)"
@@ -84,11 +86,11 @@ make_base() {
       rm -rf "$root"
       die "debootstrap failed (log: $cache/debootstrap.log)"
     fi
-    # The image's apt gets the same archives as this machine: the release,
-    # its updates and its security fixes.
+    # The image's apt gets the archives this machine's apt has: the release
+    # and, where listed, its updates and its security fixes.
     {
       echo "deb $mirror $SUITE main"
-      echo "deb $mirror $SUITE-updates main"
+      [ -z "$updates" ] || echo "deb $updates $SUITE-updates main"
       [ -z "$security" ] || echo "deb $security $SUITE-security main"
     } >"$root/etc/apt/sources.list"
     rm -rf "$root"/var/cache/apt/archives/*.deb "$root"/var/lib/apt/lists/* "$root"/var/log/*.log

@@ -26,10 +26,11 @@ BINARIES="/usr/local/bin/beads-sched /usr/bin/sqlite3 /usr/bin/busybox"
 # ncurses-base's terminal descriptions (230 kB) for `kubectl exec -it`.
 DATA="/etc/ssl/certs/ca-certificates.crt /usr/lib/ssl/openssl.cnf /etc/ssl/openssl.cnf
       /lib/terminfo"
-PLUGINS=/usr/lib/x86_64-linux-gnu/libmariadb3/plugin
+PLUGINS=$(echo /usr/lib/*/libmariadb3/plugin)
 
 mkdir -p "$out"
-# Debian's merged /usr: the ELF interpreter is /lib64/ld-linux-x86-64.so.2.
+# Debian's merged /usr: the ELF interpreter's path (/lib64/ld-linux-x86-64.so.2
+# on amd64) goes through these links.
 for d in bin lib lib64 sbin; do
   [ -L "/$d" ] && ln -s "usr/$d" "$out/$d"
 done
@@ -62,6 +63,7 @@ libs() {
 
 files=()
 for b in $BINARIES; do files+=("$b"); done
+[ -d "$PLUGINS" ] || die "libmariadb's plugin directory not found (/usr/lib/*/libmariadb3/plugin)"
 for f in "$PLUGINS"/*.so; do files+=("$f"); done
 for f in "${files[@]}"; do
   copy "$f"

@@ -86,9 +86,12 @@ elfs=()
 while IFS= read -r f; do
   [ "$(head -c4 "$f" | od -An -c | tr -d ' ')" = '177ELF' ] && elfs+=("${f#"$ROOT"}")
 done < <(find "$ROOT" -xdev -type f \( -perm -u+x -o -name '*.so*' \))
+# The loader the daemon names as its interpreter (PT_INTERP).
+loader=$(readelf -l "$ROOT/usr/local/bin/beads-sched" | sed -n 's/.*interpreter: \(.*\)]$/\1/p')
+t_match "the daemon's loader is in the image" '^/' "$loader"
 missing=""
 for f in "${elfs[@]}"; do
-  out=$(chroot "$ROOT" /lib64/ld-linux-x86-64.so.2 --list "$f" 2>&1) || out+=" (status $?)"
+  out=$(chroot "$ROOT" "$loader" --list "$f" 2>&1) || out+=" (status $?)"
   if grep -q 'not found' <<<"$out"; then missing+=" $f:$(grep 'not found' <<<"$out" | tr -s ' \n' ' ')"; fi
 done
 t_match "the image's loader lists ELF files" '[0-9]+' "${#elfs[@]}"
