@@ -47,8 +47,10 @@ echo "== container image (ops/image/build.sh)"
 if [ -n "$image_skip" ]; then
   echo "SKIPPED: $image_skip; the image test will be skipped too"
 else
+  waited=$SECONDS
   if wait "$image_pid"; then
     grep -E '^(image/build.sh|image build step)' "$image_log"
+    echo "(waited $((SECONDS - waited)) s for it after the builds)"
   else
     tail -40 "$image_log"
     echo "FAILED: ops/image/build.sh (log: $image_log)"
