@@ -9,9 +9,12 @@
 # against the test MariaDB (with the Dolt emulation) and the fake agent;
 # the health endpoints on the image's port; the image's sqlite3 reading the
 # history views and making the runbook's backup (tar, as kubectl cp does);
-# SIGTERM; restarts on the same volume after a stop and after a kill. And
-# what must not be in the image: a missing library, a compiler, test hooks,
-# shell history, the build tree, secrets, set-uid files.
+# SIGTERM; restarts on the same volume after a stop and after a kill; the
+# runbook's restore script in a helper pod. The manifests and the Terraform
+# module against the image's metadata (tests/deploy/check.py
+# --image-inspect). And what must not be in the image: a missing library,
+# a compiler, test hooks, shell history, the build tree, secrets, set-uid
+# files.
 # Skipped (exit 77) where podman is not installed or not run as root.
 set -euo pipefail
 SKIP=77
