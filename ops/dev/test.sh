@@ -3,13 +3,36 @@
 # MariaDB started privately by ctest, fake agent service) in build/, then
 # the unit tests again under AddressSanitizer + UndefinedBehaviorSanitizer in
 # build-asan/. Both builds go through ops/build.sh, the script the container
-# image uses. Usage: ops/dev/test.sh [extra ctest args]
+# image uses. Then the container image itself (ops/image/build.sh; skipped,
+# and said so, without podman or root), which the image test runs as the
+# pod would. Usage: ops/dev/test.sh [extra ctest args]
 # TEST_MYSQL_PORT and ASAN_MYSQL_PORT move the private test MariaDB of each
 # build to another loopback port (defaults 33917 and 33923; a port given
 # once stays in that build directory's CMake cache).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 jobs=$(nproc 2>/dev/null || echo 2)
+
+# The container image (ops/image/build.sh) is built in the background while
+# the two trees compile: most of its time goes to downloading and unpacking
+# Debian packages, which leaves a core free. It must be done before ctest,
+# whose image test (label "image") then finds it current, and so that the
+# heavy build never runs beside the timed tests.
+image_pid= image_log=build/image-build.log
+if [ "$(id -u)" -ne 0 ]; then
+  image_skip="building the image needs root"
+elif ! command -v podman >/dev/null 2>&1; then
+  image_skip="podman is not installed (bash ops/dev/setup.sh installs it)"
+else
+  image_skip=
+  mkdir -p build
+  echo "== container image: building in the background (log: $image_log)"
+  # Its own process group, so that a failed build of the trees stops it.
+  setsid bash -c 'start=$SECONDS; bash ops/image/build.sh; rc=$?
+                  echo "image build step: $((SECONDS - start)) s"; exit $rc' >"$image_log" 2>&1 &
+  image_pid=$!
+  trap '[ -z "$image_pid" ] || kill -- -"$image_pid" 2>/dev/null || true' EXIT
+fi
 
 echo "== build (build/)"
 BUILD_JOBS=$jobs bash ops/build.sh build RelWithDebInfo -DBEADS_SCHED_TEST_HOOKS=ON \
@@ -20,6 +43,22 @@ BUILD_JOBS=$jobs bash ops/build.sh build-asan Debug -DBEADS_SCHED_SANITIZE=ON \
   -DBS_TEST_MYSQL_PORT="${ASAN_MYSQL_PORT:-33923}"
 
 status=0
+echo "== container image (ops/image/build.sh)"
+if [ -n "$image_skip" ]; then
+  echo "SKIPPED: $image_skip; the image test will be skipped too"
+else
+  waited=$SECONDS
+  if wait "$image_pid"; then
+    grep -E '^(image/build.sh|image build step)' "$image_log"
+    echo "(waited $((SECONDS - waited)) s for it after the builds)"
+  else
+    tail -40 "$image_log"
+    echo "FAILED: ops/image/build.sh (log: $image_log)"
+    status=1
+  fi
+  image_pid=
+fi
+
 echo "== unit tests under ASan + UBSan"
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
   UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Consistency of the deployment files with the program they deploy.
 
-    check.py --source DIR --bin BEADS_SCHED [--admin-h FILE]
+    check.py --source DIR --bin BEADS_SCHED [--admin-h FILE] [--image-inspect FILE]
 
 Checks ops/Dockerfile, ops/k8s/*.yaml, ops/terraform/*.tf and the docs in
 ops/ against what the binary and the sources say:
@@ -17,7 +17,11 @@ ops/ against what the binary and the sources say:
 - every YAML file parses; the kill switch scales to 0; the pod runs as the
   image's user, read-only, with the store on its volume and the secrets as
   files;
-- the libraries the binary links come from ops/packages/runtime.txt.
+- the libraries the binary links come from ops/packages/runtime.txt;
+- with --image-inspect FILE (`podman image inspect IMAGE > FILE`): the
+  manifests and the module against what the built image declares, not the
+  Dockerfile's text: user, exposed port, volume, entrypoint and command,
+  stop signal, tag.
 
 Prints one "ok - " or "FAIL - " line per check; exits 1 if any failed.
 Uses python3 and PyYAML only.
@@ -168,6 +172,9 @@ def main():
     ap.add_argument("--source", required=True)
     ap.add_argument("--bin", required=True)
     ap.add_argument("--admin-h")
+    ap.add_argument("--image-inspect", metavar="FILE",
+                    help="output of `podman image inspect IMAGE`: also check the manifests and the module "
+                         "against what the built image declares")
     a = ap.parse_args()
     src = a.source
     ops = os.path.join(src, "ops")
@@ -191,9 +198,14 @@ def main():
     # (-DBEADS_SCHED_... are CMake options, not settings.)
     known(re.findall(r"(?<!-D)BEADS_SCHED_[A-Z0-9_]+", dtext), "Dockerfile text")
     froms = [args for ins, args in instrs if ins == "FROM"]
-    check(len(froms) == 2 and froms[0].startswith("debian:bookworm ")
-          and froms[1].startswith("debian:bookworm-slim"),
-          "Dockerfile: build stage on debian:bookworm, runtime on debian:bookworm-slim", repr(froms))
+    check(len(froms) == 3 and froms[0] == "debian:bookworm AS build"
+          and froms[1] == "debian:bookworm-slim AS rootfs" and froms[2] == "scratch",
+          "Dockerfile: build stage on debian:bookworm, rootfs on debian:bookworm-slim, image on scratch",
+          repr(froms))
+    check(re.search(r"RUN bash /tmp/rootfs\.sh /rootfs (\d+)\b", dtext) and
+          re.search(r"COPY ops/packages/runtime\.txt ops/image/rootfs\.sh /tmp/", dtext) and
+          "COPY --from=rootfs /rootfs/ /" in dtext,
+          "Dockerfile: the image is the tree ops/image/rootfs.sh assembles")
     runs = [args for ins, args in instrs if ins == "RUN"]
     build_runs = [r for r in runs if "ops/build.sh" in r]
     check(len(build_runs) == 1, "Dockerfile builds with ops/build.sh (the script CI uses)")
@@ -425,6 +437,66 @@ def main():
           re.search(r'drop\s*=\s*\["ALL"\]', container_tf),
           "ops/terraform container: read-only root, no privilege escalation, no capabilities")
     check(re.search(r"enable_service_links\s*=\s*false", sts_tf), "ops/terraform service links off")
+
+    # ---------------- the built image's metadata ----------------
+    # What the image really declares (podman image inspect), not the
+    # Dockerfile's text: user, port, volume, entrypoint and command.
+    if a.image_inspect:
+        try:
+            info = json.loads(read(a.image_inspect))
+            info = info[0] if isinstance(info, list) else info
+            cfg = info["Config"]
+        except (ValueError, KeyError, IndexError, TypeError) as e:
+            sys.exit("check.py: %s is not the output of podman image inspect: %s" % (a.image_inspect, e))
+        ienv = dict(e.partition("=")[::2] for e in cfg.get("Env") or [])
+        iuser = str(cfg.get("User") or "")
+        m = re.match(r"^(\d+)(?::(\d+))?$", iuser)
+        check(m and int(m.group(1)) != 0, "image: USER is a numeric non-root uid:gid", repr(iuser))
+        iuid = int(m.group(1)) if m else None
+        igid = int(m.group(2) or m.group(1)) if m else None
+        check(psc.get("runAsUser") == iuid and psc.get("runAsGroup") == igid and psc.get("fsGroup") == igid,
+              "ops/k8s runAsUser, runAsGroup, fsGroup are the image's user %s" % iuser, repr(psc))
+        check([hcl_attr(pod_sc, k) for k in ("run_as_user", "run_as_group", "fs_group")] ==
+              [str(iuid), str(igid), str(igid)],
+              "ops/terraform run_as_user, run_as_group, fs_group are the image's user %s" % iuser)
+        iports = sorted(cfg.get("ExposedPorts") or {})
+        iport = int(iports[0].split("/")[0]) if len(iports) == 1 and iports[0].endswith("/tcp") else None
+        check(iport is not None, "image: exposes one TCP port", repr(iports))
+        check(listen_port(ienv.get("BEADS_SCHED_LISTEN")) == iport and lport == iport,
+              "image: its LISTEN and the pod's LISTEN are its exposed port %s" % iport,
+              "image LISTEN %r, pod LISTEN %r" % (ienv.get("BEADS_SCHED_LISTEN"), podenv.get("BEADS_SCHED_LISTEN")))
+        check(list(ports.values()) == [iport] and sp.get("port") == iport and
+              str(ann.get("prometheus.io/port")) == str(iport) and
+              all(port_of(c.get(p, {}).get("httpGet", {}).get("port")) == iport
+                  for p in ("livenessProbe", "readinessProbe")),
+              "ops/k8s containerPort, probes, Service and scrape port are the image's port %s" % iport)
+        check(tport == str(iport), "ops/terraform admin_port is the image's port %s" % iport, repr(tport))
+        ivols = sorted(cfg.get("Volumes") or {})
+        ivol = ivols[0] if len(ivols) == 1 else None
+        check(ivol is not None, "image: one VOLUME", repr(ivols))
+        check(store_mounts and mounts[store_mounts[0]]["mountPath"] == ivol and storedir == ivol,
+              "ops/k8s mounts the store's claim at the image's VOLUME %s, and STORE is in it" % ivol,
+              "store dir %r" % storedir)
+        check(store_dir == ivol and os.path.dirname(tfenv.get("BEADS_SCHED_STORE", "")) == ivol,
+              "ops/terraform store_dir is the image's VOLUME %s" % ivol, repr(store_dir))
+        check(os.path.dirname(ienv.get("BEADS_SCHED_STORE", "")) == ivol,
+              "image: its STORE is in its VOLUME", repr(ienv.get("BEADS_SCHED_STORE")))
+        ientry, icmd = cfg.get("Entrypoint") or [], cfg.get("Cmd") or []
+        check(ientry == [binpath], "image: ENTRYPOINT is the installed binary %s" % binpath, repr(ientry))
+        check("command" not in c and c.get("args") == icmd,
+              "ops/k8s keeps the image's ENTRYPOINT (no command) and its args are the image's CMD %s" % icmd,
+              "command %r, args %r" % (c.get("command"), c.get("args")))
+        targs = hcl_attr(container_tf, "args")
+        check(not re.search(r"(?m)^\s*command\s*=", container_tf) and targs and json.loads(targs) == icmd,
+              "ops/terraform keeps the image's ENTRYPOINT (no command) and its args are the image's CMD %s" % icmd,
+              repr(targs))
+        check(cfg.get("StopSignal") in (None, "", "SIGTERM", "15"), "image: stops on SIGTERM",
+              repr(cfg.get("StopSignal")))
+        tags = [t.rsplit(":", 1)[1] for t in info.get("RepoTags") or [] if ":" in t]
+        ktag = [i.get("newTag") for i in kust.get("images", []) if i.get("name") == "beads-sched"]
+        check(ktag and ktag[0] in tags and defaults.get("image_tag") in tags,
+              "ops/k8s and ops/terraform deploy the built image's tag", "image tags %r, kustomization %r, "
+              "terraform %r" % (tags, ktag, defaults.get("image_tag")))
 
     # ---------------- docs ----------------
     for doc in ("RUNBOOK.md", os.path.join("k8s", "README.md")):
