@@ -129,6 +129,7 @@ struct config {
     int malformed, truncated, big_body_chunked, hang, no_response, drop_mid_body, delay_before;
     int single_slot;
     int proxy_status;       /* 0, or the status a proxy answers after the service did the work */
+    char reply_job_id[64];  /* "": the job's id; else the id a 202 names instead (a hostile service) */
     char *stderr_text;      /* NULL: the default for the status */
     char *error_text;
 };
@@ -146,6 +147,8 @@ static struct {
     struct job **buckets;
     size_t nbuckets, njobs;
     int64_t posts, n_health, n_execute, n_jobs;
+    int64_t n_stray;          /* requests to no contract path (GET /, /jobs/a/b, ...) */
+    int64_t n_reply_id_gets;  /* GET /jobs/<reply_job_id> */
     /* Earliest time a running job can end, so advance() need not scan every
      * running job on every request; valid until a job or the config changes. */
     int64_t next_end;
@@ -1462,6 +1465,10 @@ static void *agent_main(void *arg)
  *   force_status, force_status_paths
  *                             transport faults (see reply_send, reply_delay);
  *                             force_status answers instead of the service
+ *   reply_job_id              a 202 names this job id instead of the job's own
+ *                             (".." and the like); stats count GETs of it
+ *                             (requests.reply_id_gets) and of stray paths
+ *                             (requests.stray)
  *   proxy_status              a proxy's answer to POST /execute (e.g. 504,
  *                             nginx's HTML page) AFTER the service did the
  *                             work: the job exists and runs
@@ -1551,6 +1558,7 @@ static json_t *config_json(void)
                      "delay_before", c->delay_before, "token_set", S.token != NULL);
     json_object_set_new(o, "single_slot", json_boolean(c->single_slot));
     json_object_set_new(o, "proxy_status", json_integer(c->proxy_status));
+    json_object_set_new(o, "reply_job_id", json_string(c->reply_job_id));
     json_object_set_new(o, "timeout_ms", json_integer(c->timeout_ms));
     json_object_set_new(o, "output_bytes", json_integer(c->output_bytes));
     json_object_set_new(o, "exit_code", json_integer(c->exit_code));
@@ -1654,6 +1662,10 @@ static const char *config_apply(json_t *req)
             if (st < JS_COMPLETED)
                 return "final_status: completed|failed|timeout|error";
             c.final_status = st;
+        } else if (strcmp(key, "reply_job_id") == 0) {
+            if (!json_is_string(v) || strlen(json_string_value(v)) >= sizeof c.reply_job_id)
+                return "reply_job_id: a string under 64 bytes (\"\" for the real id)";
+            snprintf(c.reply_job_id, sizeof c.reply_job_id, "%s", json_string_value(v));
         } else if (strcmp(key, "proxy_status") == 0) {
             if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > 599 ||
                 (json_integer_value(v) > 0 && json_integer_value(v) < 100))
@@ -1819,13 +1831,15 @@ static void do_fake(const char *method, const char *url, const char *body, size_
                 json_object_set_new(alive_by_bead, run->bead, json_integer(n ? json_integer_value(n) + 1 : 1));
             }
         }
-        reply_json(r, 200, json_pack("{s:I, s:O, s:o, s:{s:I, s:I, s:I}, s:i, s:i, "
+        reply_json(r, 200, json_pack("{s:I, s:O, s:o, s:{s:I, s:I, s:I, s:I, s:I}, s:i, s:i, "
                                      "s:{s:i, s:o, s:I, s:O}, s:{s:b, s:I, s:I, s:I, s:I, s:s}}",
                                      "posts", (json_int_t)S.posts, "by_bead", S.by_bead,
                                      "jobs", jobs, "requests",
                                      "health", (json_int_t)S.n_health,
                                      "execute", (json_int_t)S.n_execute,
                                      "jobs", (json_int_t)S.n_jobs,
+                                     "stray", (json_int_t)S.n_stray,
+                                     "reply_id_gets", (json_int_t)S.n_reply_id_gets,
                                      "active", S.running.n, "queued", S.queued.n,
                                      "processes", "alive", alive, "alive_by_bead", alive_by_bead,
                                      "max_alive_per_bead", (json_int_t)S.live_max,
@@ -1883,8 +1897,10 @@ static enum MHD_Result handle(struct MHD_Connection *conn, const char *url, cons
             do_fake(method, url, rc->body, rc->len, &r);
         else if (strncmp(url, "/api/", 5) == 0)
             do_beadboard(method, url, rc->body, rc->len, &r);
-        else
+        else {
+            S.n_stray++;
             reply_detail(&r, 404, "Not Found");
+        }
         pthread_mutex_unlock(&S.lock);
         return reply_send(conn, &r, &cfg, 0);
     }
@@ -1912,8 +1928,17 @@ static enum MHD_Result handle(struct MHD_Connection *conn, const char *url, cons
         do_health(&r);
     else if (ep == EP_EXECUTE)
         do_execute(conn, rc->body, rc->len, &r);
-    else
+    else {
+        if (cfg.reply_job_id[0] && strcmp(url + 6, cfg.reply_job_id) == 0)
+            S.n_reply_id_gets++;
         do_job_get(conn, url + 6, &r);
+    }
+    if (ep == EP_EXECUTE && r.status == 202 && cfg.reply_job_id[0]) {
+        /* The job exists under its own id; the answer names another. */
+        free(r.body);
+        r.body = NULL;
+        reply_json(&r, 202, json_pack("{s:s, s:s}", "job_id", cfg.reply_job_id, "status", "queued"));
+    }
     pthread_mutex_unlock(&S.lock);
 
     if (!cfg.delay_before)

@@ -4,7 +4,8 @@
 # right after the 202, a proxy's 504 after the service took the job, the
 # store locked by an operator, one GET /jobs that times out, two instances
 # on one database, a wrong token, a wrong URL, a full service, the
-# single-slot service, a failed job with a multi-MiB record. The fake
+# single-slot service, a failed job with a multi-MiB record, a 202 naming
+# the job "..". The fake
 # agent's agent side plays the beads-task-runner: it knows only its prompt. Each situation ends with the
 # same checks: one agent run at a time per bead, nothing lost, the journal
 # and the bead agree, the notes are few and true.
@@ -349,9 +350,32 @@ big_failed_record() {
   t_agent_stop
 }
 
+# --- a 202 naming the job "..": never a GET /jobs/.. (which is GET /) ---
+dotdot_job_id() {
+  local id
+  for id in '..' '.' 'x/../health'; do
+    t_new_db current dolt
+    agent_side --agent-note-ms 300 --job-ms 0
+    t_env "$T_TMP/dd.db"; fast_env
+    rm -f "$T_TMP/dd.db"
+    t_bead dd1
+    t_fake config "$(jq -cn --arg id "$id" '{reply_job_id: $id}')"
+    "$BS_BIN" run 2>"$T_TMP/dd.log" & local pid=$!
+    sleep 5 # a dozen reap passes
+    t_eq "job id '$id': one POST, never repeated" 1 "$(t_stats | jq -r '.requests.execute')"
+    t_eq "job id '$id': no GET of it, nor of any path it would make" "0 0" \
+      "$(t_stats | jq -r '"\(.requests.reply_id_gets) \(.requests.stray)"')"
+    t_eq "job id '$id': the attempt is unknown (a 202 that can't be used), the bead with its agent" \
+      "unknown in_progress" "$(t_store "SELECT state FROM journal WHERE bead_id='dd1'") $(t_sql "SELECT status FROM issues WHERE id='dd1'")"
+    kill -TERM "$pid"; wait "$pid" || true
+    end_checks "job id '$id'" 1 dd1
+    t_agent_stop
+  done
+}
+
 only=${BS_ONLY:-}
 for f in timeout_keeps_running crash_after_202 proxy_504 store_locked one_missed_answer two_instances \
-         wrong_token wrong_url full_agent single_slot big_failed_record; do
+         wrong_token wrong_url full_agent single_slot big_failed_record dotdot_job_id; do
   [ -z "$only" ] || [[ " $only " == *" $f "* ]] || continue
   echo "# $f"
   $f
