@@ -818,7 +818,7 @@ static int reap_orphan(struct dispatcher *d, struct dolt_conn *c, struct reap_it
                      "job %s) is now supervised here", a.attempt, it->dispatch_id, it->job_id);
             return 0;
         }
-        if (rc != BS_EINVAL)
+        if (rc != BS_ESTATE && rc != BS_EINVAL)
             return rc;
     }
     struct rules_facts f = {

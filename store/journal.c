@@ -174,28 +174,37 @@ static int read_one_attempt(struct store *s, sqlite3_stmt *st, int bind_rc, cons
     return ret;
 }
 
-/* See store.h. Validation: bead_id 1..STORE_BEAD_ID_MAX-1 bytes, dispatch_id
- * 1..STORE_DISPATCH_ID_MAX-1 bytes, else BS_EINVAL; a dispatch_id already in
- * the journal is a constraint violation, BS_EINVAL. On any failure nothing
- * is written (the counter is not bumped) and *out is untouched. */
-int store_attempt_create(struct store *s, const char *bead_id, const char *dispatch_id,
-                         int64_t now_ms, struct store_attempt *out)
+/* A new journal row and its first event, in one unit of work: claiming
+ * (a claim of ours about to be made) or, with a job_id, dispatched (an
+ * attempt adopted from another instance, numbered at least from_notes,
+ * carrying from_notes - 1 prior attempts). Fills *out (may be NULL) on
+ * success; on failure nothing is written. */
+struct new_attempt {
+    const char *bead_id, *dispatch_id;
+    const char *job_id; /* NULL: a claim of ours (claiming) */
+    int from_notes;     /* adopted only */
+    const char *detail; /* adopted only */
+    int64_t now_ms;
+};
+
+static int attempt_insert(struct store *s, const char *op, const struct new_attempt *n,
+                          struct store_attempt *out)
 {
-    const char *op = "attempt_create";
-    if (!fits(bead_id, STORE_BEAD_ID_MAX, true) || !fits(dispatch_id, STORE_DISPATCH_ID_MAX, true))
-        return BS_EINVAL;
+    int adopted = n->job_id != NULL;
     int ret = store_op_begin(s, op);
     if (ret != 0)
         return ret;
 
     int attempt = 0;
     int64_t id = 0;
-    sqlite3_stmt *st = store_stmt(s, SS_BEAD_BUMP, op);
+    sqlite3_stmt *st = store_stmt(s, adopted ? SS_BEAD_BUMP_TO : SS_BEAD_BUMP, op);
     if (!st) {
         ret = store_prepare_error(s);
         goto out;
     }
-    int rc = bind_text(st, 1, bead_id);
+    int rc = bind_text(st, 1, n->bead_id);
+    if (adopted)
+        keep(&rc, sqlite3_bind_int(st, 2, n->from_notes));
     if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         attempt = sqlite3_column_int(st, 0);
         rc = sqlite3_step(st);
@@ -205,42 +214,68 @@ int store_attempt_create(struct store *s, const char *bead_id, const char *dispa
     if (ret != 0)
         goto out;
 
-    if (!(st = store_stmt(s, SS_ATTEMPT_INSERT, op))) {
+    if (!(st = store_stmt(s, adopted ? SS_ATTEMPT_ADOPT : SS_ATTEMPT_INSERT, op))) {
         ret = store_prepare_error(s);
         goto out;
     }
-    rc = bind_text(st, 1, bead_id);
+    rc = bind_text(st, 1, n->bead_id);
     keep(&rc, sqlite3_bind_int(st, 2, attempt));
-    keep(&rc, bind_text(st, 3, dispatch_id));
-    keep(&rc, sqlite3_bind_int64(st, 4, now_ms));
+    keep(&rc, bind_text(st, 3, n->dispatch_id));
+    if (adopted) {
+        keep(&rc, bind_text(st, 4, n->job_id));
+        keep(&rc, sqlite3_bind_int64(st, 5, n->now_ms));
+        keep(&rc, sqlite3_bind_int(st, 6, n->from_notes - 1));
+        keep(&rc, bind_text(st, 7, n->detail));
+    } else {
+        keep(&rc, sqlite3_bind_int64(st, 4, n->now_ms));
+    }
     if ((ret = run_write(s, st, rc, op)) != 0)
         goto out;
+    if (adopted && sqlite3_changes(s->db) == 0) {
+        ret = BS_ESTATE; /* a dispatch this journal already has: nothing to adopt */
+        goto out;
+    }
     id = sqlite3_last_insert_rowid(s->db);
 
     if (!(st = store_stmt(s, SS_EVENT_INSERT, op))) {
         ret = store_prepare_error(s);
         goto out;
     }
-    rc = sqlite3_bind_int64(st, 1, now_ms);
-    keep(&rc, bind_text(st, 2, bead_id));
+    rc = sqlite3_bind_int64(st, 1, n->now_ms);
+    keep(&rc, bind_text(st, 2, n->bead_id));
     keep(&rc, sqlite3_bind_int64(st, 3, id));
-    keep(&rc, bind_text(st, 4, attempt_state_name(AS_CLAIMING)));
-    keep(&rc, sqlite3_bind_null(st, 5));
-    keep(&rc, sqlite3_bind_null(st, 6));
+    keep(&rc, bind_text(st, 4, adopted ? "adopted" : attempt_state_name(AS_CLAIMING)));
+    keep(&rc, adopted ? bind_text(st, 5, n->job_id) : sqlite3_bind_null(st, 5));
+    keep(&rc, adopted ? bind_text(st, 6, n->detail) : sqlite3_bind_null(st, 6));
     ret = run_write(s, st, rc, op);
 out:
     ret = store_op_end(s, op, ret);
     if (ret == 0 && out) {
         memset(out, 0, sizeof *out);
         out->id = id;
-        store_copy_text(out->bead_id, sizeof out->bead_id, bead_id, strlen(bead_id));
+        store_copy_text(out->bead_id, sizeof out->bead_id, n->bead_id, strlen(n->bead_id));
         out->attempt = attempt;
-        store_copy_text(out->dispatch_id, sizeof out->dispatch_id, dispatch_id,
-                        strlen(dispatch_id));
-        out->state = AS_CLAIMING;
-        out->created_at = now_ms;
+        store_copy_text(out->dispatch_id, sizeof out->dispatch_id, n->dispatch_id,
+                        strlen(n->dispatch_id));
+        if (adopted)
+            store_copy_text(out->job_id, sizeof out->job_id, n->job_id, strlen(n->job_id));
+        out->state = adopted ? AS_DISPATCHED : AS_CLAIMING;
+        out->created_at = n->now_ms;
     }
     return ret;
+}
+
+/* See store.h. Validation: bead_id 1..STORE_BEAD_ID_MAX-1 bytes, dispatch_id
+ * 1..STORE_DISPATCH_ID_MAX-1 bytes, else BS_EINVAL; a dispatch_id already in
+ * the journal is a constraint violation, BS_EINVAL. On any failure nothing
+ * is written (the counter is not bumped) and *out is untouched. */
+int store_attempt_create(struct store *s, const char *bead_id, const char *dispatch_id,
+                         int64_t now_ms, struct store_attempt *out)
+{
+    if (!fits(bead_id, STORE_BEAD_ID_MAX, true) || !fits(dispatch_id, STORE_DISPATCH_ID_MAX, true))
+        return BS_EINVAL;
+    struct new_attempt n = {.bead_id = bead_id, .dispatch_id = dispatch_id, .now_ms = now_ms};
+    return attempt_insert(s, "attempt_create", &n, out);
 }
 
 /* See store.h. Also BS_EINVAL for a move the state machine forbids
@@ -562,69 +597,13 @@ int store_setting_set(struct store *s, const char *key, const char *value, int64
 int store_attempt_adopt(struct store *s, const char *bead_id, const char *dispatch_id,
                         const char *job_id, int from_notes, int64_t now_ms, struct store_attempt *out)
 {
-    const char *op = "attempt_adopt";
     if (!fits(bead_id, STORE_BEAD_ID_MAX, true) || !fits(dispatch_id, STORE_DISPATCH_ID_MAX, true) ||
         !fits(job_id, STORE_JOB_ID_MAX, true) || from_notes < 1)
         return BS_EINVAL;
-    int ret = store_op_begin(s, op);
-    if (ret != 0)
-        return ret;
-    int attempt = 0;
-    int64_t id = 0;
     char detail[STORE_DETAIL_MAX];
     snprintf(detail, sizeof detail, "adopted from another instance: dispatch %s, job %s, %d claim(s) "
              "on the bead", dispatch_id, job_id, from_notes);
-    sqlite3_stmt *st = store_stmt(s, SS_BEAD_BUMP_TO, op);
-    if (!st) {
-        ret = store_prepare_error(s);
-        goto out;
-    }
-    int rc = bind_text(st, 1, bead_id);
-    keep(&rc, sqlite3_bind_int(st, 2, from_notes));
-    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        attempt = sqlite3_column_int(st, 0);
-        rc = sqlite3_step(st);
-    }
-    ret = rc == SQLITE_DONE ? 0 : store_fail(s, op, rc);
-    store_stmt_done(st);
-    if (ret != 0)
-        goto out;
-    if (!(st = store_stmt(s, SS_ATTEMPT_ADOPT, op))) {
-        ret = store_prepare_error(s);
-        goto out;
-    }
-    rc = bind_text(st, 1, bead_id);
-    keep(&rc, sqlite3_bind_int(st, 2, attempt));
-    keep(&rc, bind_text(st, 3, dispatch_id));
-    keep(&rc, bind_text(st, 4, job_id));
-    keep(&rc, sqlite3_bind_int64(st, 5, now_ms));
-    keep(&rc, sqlite3_bind_int(st, 6, from_notes - 1));
-    keep(&rc, bind_text(st, 7, detail));
-    if ((ret = run_write(s, st, rc, op)) != 0)
-        goto out;
-    id = sqlite3_last_insert_rowid(s->db);
-    if (!(st = store_stmt(s, SS_EVENT_INSERT, op))) {
-        ret = store_prepare_error(s);
-        goto out;
-    }
-    rc = sqlite3_bind_int64(st, 1, now_ms);
-    keep(&rc, bind_text(st, 2, bead_id));
-    keep(&rc, sqlite3_bind_int64(st, 3, id));
-    keep(&rc, bind_text(st, 4, "adopted"));
-    keep(&rc, bind_text(st, 5, job_id));
-    keep(&rc, bind_text(st, 6, detail));
-    ret = run_write(s, st, rc, op);
-out:
-    ret = store_op_end(s, op, ret);
-    if (ret == 0 && out) {
-        memset(out, 0, sizeof *out);
-        out->id = id;
-        store_copy_text(out->bead_id, sizeof out->bead_id, bead_id, strlen(bead_id));
-        out->attempt = attempt;
-        store_copy_text(out->dispatch_id, sizeof out->dispatch_id, dispatch_id, strlen(dispatch_id));
-        store_copy_text(out->job_id, sizeof out->job_id, job_id, strlen(job_id));
-        out->state = AS_DISPATCHED;
-        out->created_at = now_ms;
-    }
-    return ret;
+    struct new_attempt n = {.bead_id = bead_id, .dispatch_id = dispatch_id, .job_id = job_id,
+                            .from_notes = from_notes, .detail = detail, .now_ms = now_ms};
+    return attempt_insert(s, "attempt_adopt", &n, out);
 }

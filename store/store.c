@@ -88,7 +88,7 @@ static const char *const stmt_sql[SS_COUNT] = {
     [SS_ATTEMPT_ADOPT] =
         "INSERT INTO journal (bead_id, attempt, dispatch_id, state, job_id, created_at, claimed_at, "
         "posting_at, dispatched_at, prior_attempts, detail) "
-        "VALUES (?1, ?2, ?3, 'dispatched', ?4, ?5, ?5, ?5, ?5, ?6, ?7)",
+        "VALUES (?1, ?2, ?3, 'dispatched', ?4, ?5, ?5, ?5, ?5, ?6, ?7) ON CONFLICT DO NOTHING",
     [SS_SETTING_GET] = "SELECT value FROM settings WHERE key = ?1",
     [SS_SETTING_SET] =
         "INSERT INTO settings (key, value, updated_at) VALUES (?1, ?2, ?3) "

@@ -100,8 +100,8 @@ struct store_attempt {
  * dispatch_id and job_id, numbered from_notes (the claims the bead's notes
  * count) or the next of ours if that is higher, carrying from_notes - 1
  * prior attempts so MAX_ATTEMPTS counts the other instance's attempts too;
- * plus an "adopted" event. BS_EINVAL for bad input or a dispatch_id this
- * journal already has (then nothing is written). */
+ * plus an "adopted" event. BS_EINVAL for bad input, BS_ESTATE (quietly) for
+ * a dispatch_id this journal already has; then nothing is written. */
 int store_attempt_adopt(struct store *s, const char *bead_id, const char *dispatch_id,
                         const char *job_id, int from_notes, int64_t now_ms, struct store_attempt *out);
 

@@ -573,6 +573,37 @@ static void test_daemon_lock(void **state)
 
 /* ---- the journal ------------------------------------------------------ */
 
+/* An attempt another instance left in progress, adopted: numbered from the
+ * claims on the bead, dispatched at once, and counting the attempts before
+ * it towards MAX_ATTEMPTS; its dispatch id can be adopted only once. */
+static void test_attempt_adopt(void **state)
+{
+    struct fx *f = *state;
+    struct store *s = open_ok(f, STORE_OPEN_DAEMON);
+    struct store_attempt a;
+    assert_int_equal(store_attempt_adopt(s, "bd-9", "d-other-2", "abcdef012345", 2, 1000, &a), 0);
+    assert_int_equal(a.attempt, 2);
+    assert_int_equal(a.state, AS_DISPATCHED);
+    assert_string_equal(a.job_id, "abcdef012345");
+    int used = -1;
+    assert_int_equal(store_bead_attempts_used(s, "bd-9", &used), 0);
+    assert_int_equal(used, 2); /* the other instance's first attempt and this one */
+    struct store_attempt g;
+    assert_int_equal(store_attempt_get(s, a.id, &g), 0);
+    assert_int_equal(g.state, AS_DISPATCHED);
+    assert_int_equal(g.dispatched_at, 1000);
+    assert_true(strstr(g.detail, "adopted from another instance") != NULL);
+    /* Once only. */
+    assert_int_equal(store_attempt_adopt(s, "bd-9", "d-other-2", "abcdef012345", 2, 1100, NULL), BS_ESTATE);
+    assert_int_equal(store_attempt_adopt(s, "bd-9", "d-x", "abcdef012345", 0, 1100, NULL), BS_EINVAL);
+    /* Our next attempt numbers on. */
+    move_ok(s, a.id, AS_DISPATCHED, AS_RETRYING, NULL, 2000);
+    struct store_attempt b;
+    assert_int_equal(store_attempt_create(s, "bd-9", "d-ours-3", 3000, &b), 0);
+    assert_int_equal(b.attempt, 3);
+    store_close(s);
+}
+
 static void test_journal_flow(void **state)
 {
     struct fx *f = *state;
@@ -1213,6 +1244,7 @@ int main(void)
         T(test_read_missing_file),
         T(test_read_mode),
         T(test_daemon_lock),
+        T(test_attempt_adopt),
         T(test_journal_flow),
         T(test_transition_cas_and_rules),
         T(test_attempt_counter),
