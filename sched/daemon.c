@@ -305,16 +305,16 @@ static void on_cycle(void *arg, int ok)
 {
     struct daemon *d = arg;
     if (d->opts.once) {
-        /* `once` reports whether it did its work: a cycle that failed, a
-         * bead it could not hand over, or an agent refusing our token or
-         * URL (nothing claimed at all) is exit status 1. */
+        /* `once` says whether it could do its work: a cycle that failed
+         * (Dolt or the agent unreachable, results not journaled) or an
+         * agent refusing our token or URL (nothing could be claimed at all)
+         * is exit status 1. A bead the service refused or found full is
+         * work done: its outcome is in the journal and on the bead. */
         char why[160] = "";
         int refusing = d->dispatcher && dispatcher_agent_refusing(d->dispatcher, why, sizeof why);
-        int shortfall = d->dispatcher ? dispatcher_shortfall(d->dispatcher) : 0;
-        if (ok && (refusing || shortfall))
-            log_error("once: not every ready bead was handed to the agent", "refused",
-                      refusing ? why : NULL, "not_dispatched", shortfall ? LOG_INT(shortfall) : NULL);
-        d->exit_status = ok && !refusing && !shortfall ? 0 : 1;
+        if (ok && refusing)
+            log_error("once: nothing could be handed to the agent", "reason", why);
+        d->exit_status = ok && !refusing ? 0 : 1;
         daemon_stop(d);
     }
 }

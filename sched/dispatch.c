@@ -77,8 +77,6 @@ void dispatcher_free(struct dispatcher *d)
 int64_t dispatcher_dolt_ok_at(const struct dispatcher *d) { return d->dolt_ok_ms; }
 
 int dispatcher_dolt_ready(const struct dispatcher *d) { return d->dolt_ok; }
-
-int dispatcher_shortfall(const struct dispatcher *d) { return d->shortfall; }
 int dispatcher_agent_refusing(const struct dispatcher *d, char *why, size_t len)
 {
     switch ((enum agent_gate)d->gate_reason) {
@@ -607,7 +605,6 @@ static void claimed_done(int rc, void *arg)
             log_info("lost race", "bead", p->bead_id, "attempt", LOG_INT(p->attempt), "dispatch",
                      p->dispatch_id, "detail", p->detail);
         } else if (p->state == PICK_NOT_CLAIMED || p->state == PICK_UNCERTAIN) {
-            d->shortfall++;
             if (p->state == PICK_NOT_CLAIMED)
                 metrics_count(MC_DISPATCHES, "released", 1);
             log_warn("claim failed", "bead", p->bead_id, "attempt", LOG_INT(p->attempt),
@@ -1131,8 +1128,6 @@ static void results_done(int rc, void *arg)
     for (struct pick *p = f->list; p; p = p->next) {
         char ms[32];
         snprintf(ms, sizeof ms, "%.0f", (double)(clock_now_ms() - p->posted_ms));
-        if (p->result != POST_DISPATCHED && p->result != POST_CANCELLED)
-            d->shortfall++;
         switch (p->result) {
         case POST_DISPATCHED:
             metrics_count(MC_DISPATCHES, "dispatched", 1);

@@ -68,9 +68,6 @@ int64_t dispatcher_dolt_ok_at(const struct dispatcher *d);
  * reads and writes, a reap), 0 before the first answer and after any
  * connection error. Safe from any thread. */
 int dispatcher_dolt_ready(const struct dispatcher *d);
-/* Picks of this process that did not end dispatched: refused, given back,
- * outcome unknown, or not claimed for a reason other than a lost race. */
-int dispatcher_shortfall(const struct dispatcher *d);
 /* Whether the agent service refuses our token or URL (claims stopped);
  * fills why. Safe from any thread. */
 int dispatcher_agent_refusing(const struct dispatcher *d, char *why, size_t len);

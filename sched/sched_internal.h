@@ -154,7 +154,6 @@ struct dispatcher {
     struct pick *results;       /* POST results waiting to be journaled */
     int flush_in_flight;
     int64_t results_retry_at;   /* a failed batch is retried then */
-    int shortfall;              /* picks that did not end dispatched (for `once`'s exit status) */
     int results_failing;        /* the last batch failed (logged once per run of failures) */
 
     /* Whether the agent accepts our token and URL (loop thread; the admin
