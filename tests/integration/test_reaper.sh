@@ -98,9 +98,10 @@ chaos() {
   # for a new attempt once their bead has been quiet for STALE_AFTER; those
   # whose 202 was lost are known by their agent's claim note, and their
   # agents keep working.
-  # (STALE_AFTER is 10 s: with 300 beads one round of the test's agents
-  # noting takes seconds, and a quiet agent is rightly taken for a stopped one.)
-  export BEADS_SCHED_STALE_AFTER=10s
+  # (STALE_AFTER is 20 s: with 300 beads one round of the test's agents
+  # noting takes seconds, more on a loaded machine, and a quiet agent is
+  # rightly taken for a stopped one.)
+  export BEADS_SCHED_STALE_AFTER=20s
   "$BS_BIN" run 2>>"$T_TMP/chaos.log" & local pid=$!
   local deadline=$((SECONDS + 90))
   while [ $SECONDS -lt $deadline ]; do
