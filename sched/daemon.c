@@ -30,7 +30,6 @@ struct daemon {
     struct dispatcher *dispatcher;
     struct lease *lease;      /* NULL: SINGLE_ACTIVE off, or a dry run */
     int role_decided;         /* `once`: the lock's first answer came */
-    int role_write_in_flight; /* the store is being told the role */
     uv_signal_t sigterm, sigint;
     uv_signal_t sighup, sigusr1, sigusr2, sigalrm; /* logged, never fatal */
     uv_timer_t probe_timer;
@@ -341,7 +340,6 @@ static int role_note_work(struct dolt_conn *c, void *arg)
 static void role_note_done(int rc, void *arg)
 {
     struct role_note *n = arg;
-    n->d->role_write_in_flight = 0;
     if (rc)
         log_warn("could not record the role in the store", "error", bs_strerror(rc));
     free(n);
@@ -379,9 +377,7 @@ static void on_role(void *arg, int active)
     if (!n)
         return;
     *n = (struct role_note){d, active, lease_since_ms(d->lease)};
-    if (dolt_submit(d->dolt, role_note_work, role_note_done, n) == 0)
-        d->role_write_in_flight = 1;
-    else
+    if (dolt_submit(d->dolt, role_note_work, role_note_done, n) != 0)
         free(n);
 }
 

@@ -16,11 +16,9 @@
 #include <string.h>
 
 struct lease {
-    uv_loop_t *loop;
     struct dolt *worker;
     uv_timer_t timer;
     char name[LEASE_NAME_MAX + 1];
-    uint64_t interval_ms;
     lease_change_fn on_change;
     void *arg;
     int in_flight;            /* an upkeep item is queued or running */
@@ -150,9 +148,7 @@ int lease_start(struct lease **out, uv_loop_t *loop, const struct dolt_options *
     struct lease *l = calloc(1, sizeof *l);
     if (!l)
         return BS_ENOMEM;
-    l->loop = loop;
     memcpy(l->name, name, strlen(name) + 1);
-    l->interval_ms = interval_ms;
     l->on_change = on_change;
     l->arg = arg;
     int rc = dolt_start(&l->worker, loop, opts);
