@@ -20,6 +20,24 @@ start_daemon() {
 }
 journal_count() { sqlite3 "$T_TMP/$1.db" "SELECT count(*) FROM journal" 2>/dev/null || echo 0; }
 all_once() { t_stats | jq -r '.by_bead | to_entries[] | select(.value != 1) | .key' | xargs; }
+# neighbour_takes_lock SECONDS: a neighbour session waits for the lock,
+# then the holder's lock session is killed: the server hands the lock to
+# the waiting neighbour at once (no instance can take it back in between),
+# which holds it SECONDS. Sets NEIGHBOUR (its pid).
+neighbour_takes_lock() {
+  local holder now
+  holder=$(t_sql "SELECT IS_USED_LOCK('$LOCK')")
+  t_sql_root "$T_DB" -e "SELECT GET_LOCK('$LOCK', 20); SELECT SLEEP($1)" >>"$T_TMP/neighbour.out" 2>&1 &
+  NEIGHBOUR=$!
+  sleep 0.5
+  t_sql_root -e "KILL CONNECTION $holder"
+  for _ in $(seq 50); do
+    now=$(t_sql "SELECT IS_USED_LOCK('$LOCK')")
+    [ -n "$now" ] && [ "$now" != NULL ] && [ "$now" != "$holder" ] && return 0
+    sleep 0.1
+  done
+  t_fail "the neighbour never took the lock (holder $holder, now ${now:-none})"
+}
 
 t_new_db current
 t_agent --capacity 100 --queue-limit 100
@@ -68,22 +86,19 @@ t_eq "B's journal: the 5 it dispatched, and A's 20 in-flight attempts adopted" "
   "$(sqlite3 "$T_TMP/B.db" "SELECT count(*) FILTER (WHERE detail IS NULL OR detail NOT LIKE 'adopted%'), count(*) FILTER (WHERE detail LIKE 'adopted%') FROM journal" | tr '|' ' ')"
 
 # --- the lock lost while the process lives: it stops writing at once ---
-# A comes back as standby. Then B's lock session is killed and, in the same
-# breath, a neighbour takes the lock: B still has its main connection but
-# must not claim anything from then on, and neither may A.
+# A comes back as standby. Then B's lock session is killed while a
+# neighbour waits for the lock, so the neighbour gets it: B still has its
+# main connection but must not claim anything from then on, nor may A.
 start_daemon A
 sleep 1
 t_eq "A back as standby" 0 "$(active_of "$PORT_A")"
-holder=$(t_sql "SELECT IS_USED_LOCK('$LOCK')")
-t_sql_root -N "$T_DB" -e "KILL CONNECTION $holder; SELECT GET_LOCK('$LOCK', 0); SELECT SLEEP(4)" >"$T_TMP/neighbour.out" 2>&1 &
-neighbour=$!
-sleep 0.5
+neighbour_takes_lock 4
 for i in $(seq 26 30); do t_bead "h$i"; done
 sleep 2
 t_eq "nobody claims while a neighbour holds the lock" 25 "$(t_posts)"
 t_eq "h26..h30 still open" 5 "$(t_sql "SELECT count(*) FROM issues WHERE id IN ('h26','h27','h28','h29','h30') AND status = 'open'")"
 t_eq "neither instance active" "0 0" "$(active_of "$PORT_A") $(active_of "$PORT_B")"
-wait "$neighbour" || true
+wait "$NEIGHBOUR" || true
 t_wait 15 bash -c "[ \"\$(curl -sf $T_AGENT_URL/_fake/stats | jq .posts)\" = 30 ]" \
   && t_ok "once the neighbour lets go, one instance takes over and dispatches" || t_fail "dispatched $(($(t_posts) - 25)) of 5"
 t_eq "exactly one active" 1 "$(( $(active_of "$PORT_A") + $(active_of "$PORT_B") ))"
@@ -107,17 +122,13 @@ sleep 6 # C's start-up cycle (with its pause) is over; the next one starts on a 
 t_bead h31
 chosen_at=$SECONDS
 sleep 1 # the probe saw h31 (300 ms), C chose it and is inside the 5 s pause
-holder=$(t_sql "SELECT IS_USED_LOCK('$LOCK')")
-t_sql_root "$T_DB" -e "KILL CONNECTION $holder; SELECT GET_LOCK('$LOCK', 0); SELECT SLEEP(10)" >"$T_TMP/neighbour2.out" 2>&1 &
-neighbour=$!
-t_wait 5 bash -c "[ \"\$(mariadb --no-defaults -uroot --socket=$BS_TEST_MYSQL_DIR/mysqld.sock -N $T_DB -e \"SELECT IS_USED_LOCK('$LOCK')\")\" != $holder ]" \
-  || t_fail "the neighbour never took the lock"
-sleep $(( chosen_at + 7 - SECONDS )) # the pause is over: the claim batch has asked
+neighbour_takes_lock 10
+wait_s=$(( chosen_at + 7 - SECONDS )); [ "$wait_s" -gt 0 ] && sleep "$wait_s" # the pause is over: the claim batch has asked
 t_eq "the chosen bead was not claimed" "open" "$(t_sql "SELECT status FROM issues WHERE id = 'h31'")"
 t_eq "nothing POSTed" 30 "$(t_posts)"
 t_eq "no journal row for it" "" "$(sqlite3 "$T_TMP/C.db" "SELECT bead_id FROM journal WHERE bead_id = 'h31'")"
 t_match "C says why" 'role: standby|lock lost; writing nothing' "$(cat "$T_TMP/C.log")"
-wait "$neighbour" || true
+wait "$NEIGHBOUR" || true
 t_wait 20 bash -c "[ \"\$(curl -sf $T_AGENT_URL/_fake/stats | jq .posts)\" = 31 ]" \
   && t_ok "with the lock back, C dispatches it once" || t_fail "h31 never dispatched"
 t_eq "every bead POSTed once, all along" "" "$(all_once)"
