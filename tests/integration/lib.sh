@@ -70,6 +70,9 @@ t_fake() { curl -sf -X POST "$T_AGENT_URL/_fake/$1" -H 'Content-Type: applicatio
 t_stats() { curl -sf "$T_AGENT_URL/_fake/stats"; }
 t_posts() { t_stats | jq -r "${1:-.posts}"; }
 
+# free_port: a loopback TCP port free right now (for admin endpoints).
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+
 # t_env STORE: exports the daemon's configuration for the current db/agent.
 t_env() {
   export BEADS_SCHED_DOLT_URL=$T_DOLT_URL BEADS_SCHED_AGENT_URL=$T_AGENT_URL

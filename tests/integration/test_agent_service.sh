@@ -11,7 +11,6 @@
 # and the bead agree, the notes are few and true.
 source "$(dirname "$0")/lib.sh"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 fast_env() { # intervals for tests
   export BEADS_SCHED_REAP_INTERVAL=1s BEADS_SCHED_RETRY_BACKOFF=1s BEADS_SCHED_STALE_AFTER=2s

@@ -5,7 +5,6 @@
 # without dispatching anything twice.
 source "$(dirname "$0")/lib.sh"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 metric() { curl -s -m 2 "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1 == m {print $2}'; }
 active_of() { metric "$1" beads_sched_active; }
 # start_daemon NAME: runs an instance with store NAME.db and an admin port;

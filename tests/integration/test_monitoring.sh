@@ -7,7 +7,6 @@ source "$(dirname "$0")/lib.sh"
 
 MON=$BS_SOURCE_DIR/ops/monitoring
 CHECK=$BS_SOURCE_DIR/tests/monitoring/check_queries.py
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 if out=$(promtool check rules "$MON/alerts.yml" 2>&1); then t_ok "promtool check rules alerts.yml"; else t_fail "promtool check rules: $out"; fi
 if out=$(cd "$MON" && promtool test rules alerts_test.yml 2>&1); then t_ok "promtool test rules alerts_test.yml"; else t_fail "promtool test rules: $out"; fi

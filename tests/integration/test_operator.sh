@@ -5,7 +5,6 @@
 # author Dolt would refuse.
 source "$(dirname "$0")/lib.sh"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 code() { curl -s -o /dev/null -m 2 -w '%{http_code}' "$1" || true; }
 
 t_new_db current

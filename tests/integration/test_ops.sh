@@ -3,7 +3,6 @@
 # when Dolt stops), and SIGTERM during a busy cycle.
 source "$(dirname "$0")/lib.sh"
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
 # --- admin endpoint against a private MariaDB we can stop ---
 PRIV=$T_TMP/privdb
