@@ -11,7 +11,7 @@
  * paused_now. Nothing is written anywhere. Exit 0 whether or not the bead
  * would be dispatched; 1 when it does not exist or Dolt cannot be reached. */
 #include "cli.h"
-#include "dispatch.h"
+#include "candidates.h"
 
 #include "agent.h"
 #include "beads.h"

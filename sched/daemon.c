@@ -2,7 +2,7 @@
 
 #include "admin.h"
 #include "clock.h"
-#include "dispatch.h"
+#include "runner.h"
 #include "dolt.h"
 #include "errors.h"
 #include "http.h"
@@ -27,13 +27,11 @@ struct daemon {
     struct store *store;
     struct http_client *http;
     struct dolt *dolt;
-    struct dispatcher *dispatcher;
+    struct runner *runner;
     struct lease *lease;      /* NULL: SINGLE_ACTIVE off, or a dry run */
     int role_decided;         /* `once`: the lock's first answer came */
     uv_signal_t sigterm, sigint;
     uv_signal_t sighup, sigusr1, sigusr2, sigalrm; /* logged, never fatal */
-    uv_timer_t probe_timer;
-    uv_timer_t reap_timer;
     uv_timer_t heartbeat;     /* proves to /healthz that the loop turns */
     uv_timer_t prune_timer;   /* retention, off the hot path */
     uv_timer_t watchdog;      /* bounds an orderly stop */
@@ -76,12 +74,8 @@ static void daemon_stop(struct daemon *d)
     if (d->stopping)
         return;
     d->stopping = 1;
-    if (d->dispatcher)
-        dispatcher_stop(d->dispatcher);
-    uv_timer_stop(&d->probe_timer);
-    uv_close((uv_handle_t *)&d->probe_timer, on_handle_closed);
-    uv_timer_stop(&d->reap_timer);
-    uv_close((uv_handle_t *)&d->reap_timer, on_handle_closed);
+    if (d->runner)
+        runner_stop(d->runner);
     uv_timer_stop(&d->heartbeat);
     uv_close((uv_handle_t *)&d->heartbeat, on_handle_closed);
     uv_timer_stop(&d->prune_timer);
@@ -142,7 +136,7 @@ static void on_other_signal(uv_signal_t *s, int signum)
         break;
     case SIGUSR1:
         log_info("status", "signal", "SIGUSR1", "store", d->store_lost ? "lost" : "ok", "dolt",
-                 d->dispatcher && dispatcher_dolt_ready(d->dispatcher) ? "ok" : "unreachable",
+                 d->runner && runner_dolt_ready(d->runner) ? "ok" : "unreachable",
                  "paused", d->cfg->paused ? "true" : "false");
         break;
     default:
@@ -173,11 +167,12 @@ static int store_usable(struct daemon *d)
     return !bad;
 }
 
-static void probe_tick(uv_timer_t *t)
+/* Whether the runner may start work: not stopping, the store usable, the
+ * active instance. */
+static int may_run(void *arg)
 {
-    struct daemon *d = t->data;
-    if (!d->stopping && store_usable(d) && lease_active(d->lease))
-        dispatcher_tick(d->dispatcher);
+    struct daemon *d = arg;
+    return !d->stopping && store_usable(d) && lease_active(d->lease);
 }
 
 #define HEARTBEAT_MS 1000
@@ -226,9 +221,9 @@ static int admin_ready(void *arg, char *why, size_t len)
     }
     int standby = d->lease && !lease_active(d->lease);
     int64_t ok_at = standby ? lease_dolt_ok_ms(d->lease)
-                            : d->dispatcher ? dispatcher_dolt_ok_at(d->dispatcher) : 0;
+                            : d->runner ? runner_dolt_ok_at(d->runner) : 0;
     int answered = standby ? lease_dolt_ok(d->lease)
-                           : d->dispatcher && dispatcher_dolt_ready(d->dispatcher);
+                           : d->runner && runner_dolt_ready(d->runner);
     if (!standby && ok_at == 0 && d->lease && lease_dolt_ok(d->lease)) {
         /* Just became active: the lock's connection speaks for Dolt until
          * the dispatcher's first probe. */
@@ -247,7 +242,7 @@ static int admin_ready(void *arg, char *why, size_t len)
         snprintf(why, len, "dolt not reached for %lld ms", (long long)(clock_now_ms() - ok_at));
         return 0;
     }
-    if (d->dispatcher && dispatcher_agent_refusing(d->dispatcher, why, len))
+    if (d->runner && runner_agent_refusing(d->runner, why, len))
         return 0;
     return 1;
 }
@@ -293,13 +288,6 @@ static void prune_tick(uv_timer_t *t)
         d->prune_in_flight = 1;
 }
 
-static void reap_tick(uv_timer_t *t)
-{
-    struct daemon *d = t->data;
-    if (!d->stopping && store_usable(d) && lease_active(d->lease))
-        dispatcher_reap(d->dispatcher);
-}
-
 static void on_cycle(void *arg, int ok)
 {
     struct daemon *d = arg;
@@ -310,7 +298,7 @@ static void on_cycle(void *arg, int ok)
          * is exit status 1. A bead the service refused or found full is
          * work done: its outcome is in the journal and on the bead. */
         char why[160] = "";
-        int refusing = d->dispatcher && dispatcher_agent_refusing(d->dispatcher, why, sizeof why);
+        int refusing = d->runner && runner_agent_refusing(d->runner, why, sizeof why);
         if (ok && refusing)
             log_error("once: nothing could be handed to the agent", "reason", why);
         d->exit_status = ok && !refusing ? 0 : 1;
@@ -357,7 +345,7 @@ static void on_role(void *arg, int active)
         if (d->role_decided++)
             return;
         if (active) {
-            dispatcher_once(d->dispatcher);
+            runner_once(d->runner);
         } else {
             log_error(lease_dolt_ok(d->lease) ? "another beads-sched instance holds the lock; "
                                                 "once does nothing"
@@ -369,9 +357,8 @@ static void on_role(void *arg, int active)
     }
     if (active) {
         /* Recovery and a first cycle now, not at the next probe tick. */
-        dispatcher_recover_again(d->dispatcher);
-        if (!d->stopping && store_usable(d))
-            dispatcher_tick(d->dispatcher);
+        if (!d->stopping)
+            runner_recover_again(d->runner);
     }
     struct role_note *n = d->store && d->dolt && !d->stopping ? malloc(sizeof *n) : NULL;
     if (!n)
@@ -421,11 +408,9 @@ int daemon_run(const struct config *cfg, const struct daemon_opts *opts)
         free(d);
         return 1;
     }
-    d->probe_timer.data = d->reap_timer.data = d->heartbeat.data = d->prune_timer.data = d;
+    d->heartbeat.data = d->prune_timer.data = d;
     d->sigterm.data = d->sigint.data = d;
     d->sighup.data = d->sigusr1.data = d->sigusr2.data = d->sigalrm.data = d;
-    uv_timer_init(&d->loop, &d->probe_timer);
-    uv_timer_init(&d->loop, &d->reap_timer);
     uv_timer_init(&d->loop, &d->heartbeat);
     uv_timer_init(&d->loop, &d->prune_timer);
     uv_timer_init(&d->loop, &d->watchdog);
@@ -449,12 +434,13 @@ int daemon_run(const struct config *cfg, const struct daemon_opts *opts)
         log_error("cannot start clients", "error", bs_strerror(rc));
         failed = 1;
     } else {
-        struct dispatch_env env = {
+        struct runner_env env = {
             .loop = &d->loop, .cfg = cfg, .store = d->store, .dolt = d->dolt, .http = d->http,
-            .dry_run = opts->dry_run, .on_cycle = on_cycle, .may_write = may_write, .arg = d,
+            .dry_run = opts->dry_run, .may_run = may_run, .may_write = may_write,
+            .on_cycle = on_cycle, .arg = d,
         };
-        if ((rc = dispatcher_init(&d->dispatcher, &env))) {
-            log_error("cannot start dispatcher", "error", bs_strerror(rc));
+        if ((rc = runner_init(&d->runner, &env))) {
+            log_error("cannot start the scheduler", "error", bs_strerror(rc));
             failed = 1;
         }
     }
@@ -478,12 +464,11 @@ int daemon_run(const struct config *cfg, const struct daemon_opts *opts)
         daemon_stop(d);
     } else if (opts->once) {
         if (!d->lease)
-            dispatcher_once(d->dispatcher); /* else on the lock's first answer */
+            runner_once(d->runner); /* else on the lock's first answer */
     } else {
         /* The first probe tick runs start-up recovery; dispatching starts
          * once it has settled every attempt the last run left. */
-        uv_timer_start(&d->probe_timer, probe_tick, 0, cfg->probe_interval_ms);
-        uv_timer_start(&d->reap_timer, reap_tick, cfg->reap_interval_ms, cfg->reap_interval_ms);
+        runner_start(d->runner);
         uv_timer_start(&d->heartbeat, heartbeat_tick, HEARTBEAT_MS, HEARTBEAT_MS);
         uv_timer_start(&d->prune_timer, prune_tick, 60 * 1000, PRUNE_EVERY_MS);
         metrics_gauge_set(MG_PAUSED, cfg->paused);
@@ -502,7 +487,7 @@ int daemon_run(const struct config *cfg, const struct daemon_opts *opts)
     int closed = uv_loop_close(&d->loop);
     if (closed)
         log_error("event loop did not close cleanly", "error", uv_strerror(closed));
-    dispatcher_free(d->dispatcher);
+    runner_free(d->runner);
     store_close(d->store);
     int status = (closed || failed) ? 1 : d->exit_status;
     free(d);

@@ -120,6 +120,8 @@ static void upkeep_done(int rc, void *arg)
         l->dolt_ok = 1;
     } else {
         l->dolt_ok = 0;
+        if (rc == BS_ECONN) /* the lock's connection is a Dolt connection too */
+            metrics_count(MC_DOLT_ERRORS, "connection", 1);
     }
     if (l->stopping)
         return;

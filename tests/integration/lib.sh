@@ -24,7 +24,7 @@ trap 't_on_err $? $LINENO "$BASH_COMMAND"' ERR
 t_cleanup() {
   for p in "${T_AGENT_PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
   for d in "${T_DBS[@]}"; do t_sql_root -e "DROP DATABASE IF EXISTS \`$d\`" 2>/dev/null || true; done
-  rm -rf "$T_TMP"
+  if [ -n "${T_KEEP:-}" ]; then echo "# kept $T_TMP" >&2; else rm -rf "$T_TMP"; fi
 }
 trap t_cleanup EXIT
 

@@ -1,0 +1,2 @@
+/* Temporary: the state table arrives with the attempt module. */
+#include "store.h"

@@ -1,0 +1,101 @@
+#ifndef BS_POSTER_H
+#define BS_POSTER_H
+/* The poster sends POST /execute for claimed attempts and journals what
+ * came back, for the dispatcher's cycles and for recovery's owed POSTs
+ * alike: dispatched and unknown in one store transaction, then the
+ * `dispatched:` notes; refusals and claims given back revert the claim in
+ * Dolt, then are journaled (DESIGN.md's protocol). Results that cannot be
+ * journaled wait in memory and are retried; nothing the agent said is lost.
+ *
+ * Threads: poster_send, poster_retry and the callbacks run on the loop
+ * thread; the journaling runs on the Dolt worker; poster_build_bodies and
+ * poster_journal are worker functions. */
+#include <stdint.h>
+
+#include "agent.h"
+#include "beads.h"
+#include "owed.h"
+#include "session.h"
+#include "store.h"
+#include "throttle.h"
+
+/* Where an attempt stands while a cycle carries it. */
+enum pick_state {
+    PICK_NEW,         /* chosen, nothing recorded */
+    PICK_CLAIMING,    /* journal row in claiming */
+    PICK_CLAIMED,     /* Dolt CAS succeeded; will be posted */
+    PICK_LOST,        /* someone else moved the bead first */
+    PICK_NOT_CLAIMED, /* the claim failed without touching Dolt: released */
+    PICK_UNCERTAIN,   /* connection lost during the claim: left in claiming */
+};
+
+/* What a POST's answer means for the attempt (agent_post_verdict):
+ * dispatched: 202, job id known; refused: the service refused this request
+ * (400/422), the claim is given back with a note and it counts as an
+ * attempt; unknown: the job may exist (never re-POSTed); given_back: not
+ * the bead's fault (service full, token or URL wrong, never sent): the
+ * claim is given back without a failure note and it is not an attempt. */
+enum post_result { POST_DISPATCHED, POST_REFUSED, POST_UNKNOWN, POST_CANCELLED, POST_GIVEN_BACK,
+                   POST_RESULT_COUNT };
+
+/* One attempt travelling through a cycle (or recovery's owed POSTs). Owned
+ * by the cycle until it is posted, then by the poster until its result is
+ * journaled. */
+struct pick {
+    struct pick *next;
+    struct poster *poster;
+    char *bead_id;
+    char *cand_updated_at;      /* the bead's updated_at when chosen (latency) */
+    long priority;
+    enum pick_state state;
+    int64_t attempt_id;
+    int attempt;
+    char dispatch_id[STORE_DISPATCH_ID_MAX];
+    char claim_dt[32];          /* updated_at our claim wrote */
+    char detail[STORE_DETAIL_MAX];
+    struct bead bead;           /* text read at claim time, for the prompt */
+    char *body;                 /* POST /execute JSON */
+    int64_t posted_ms;
+    enum post_result result;
+    enum agent_post_verdict verdict;
+    long status;
+    char job_id[AGENT_JOB_ID_MAX];
+    /* Progress of journaling this result, so a retried batch redoes nothing. */
+    int journaled;              /* dispatched/unknown committed to the store */
+    int reverted;               /* claim given back in Dolt (1) or blocked (2) */
+};
+void pick_free(struct pick *p);
+void picks_free(struct pick *p);
+
+struct poster_hooks {
+    /* A refused bead may be tried again at `at`: the dispatcher looks then. */
+    void (*retry_due)(void *arg, int64_t at);
+    /* Everything sent was answered and journaled (rc: the first journaling
+     * error, results then wait in memory or, in once mode, for recovery). */
+    void (*done)(void *arg, int rc);
+    void *arg;
+};
+
+struct poster;
+int poster_init(struct poster **out, struct session *s, struct throttle *t, struct owed *owed,
+                const struct poster_hooks *hooks);
+void poster_free(struct poster *p);
+/* `once`: a failed journaling is not retried (recovery settles it). */
+void poster_set_once(struct poster *p, int once);
+
+/* Worker: builds the request body of every claimed pick (from its bead
+ * text, read at claim time). BS_ENOMEM leaves the picks claimed. */
+int poster_build_bodies(struct session *s, struct pick *list);
+/* Worker: moves every pick in state `which` from journal state `from` to
+ * `to`, in one store transaction. */
+int poster_journal(struct session *s, struct pick *list, enum pick_state which, enum attempt_state from,
+                   enum attempt_state to, int64_t now);
+
+/* Loop: sends every claimed pick of list (takes the list); hooks.done runs
+ * when all are answered and journaled (at once when none was sent). */
+void poster_send(struct poster *p, struct pick *list);
+/* Loop: results whose journaling failed are retried when due. */
+void poster_retry(struct poster *p);
+/* Loop: results are waiting to be journaled. */
+int poster_has_results(const struct poster *p);
+#endif
