@@ -614,135 +614,100 @@ static void test_reconcile_table(void **state)
 }
 
 /* ------------------------------------------------------------------ */
-/* AE_CLAIMED: the claim's compare-and-swap ran                         */
+/* The forward steps: AE_CLAIMED (the claim's compare-and-swap ran) and  */
+/* AE_ANSWERED (POST /execute got its answer)                           */
 
-struct claim_row {
+struct step_row {
     const char *what;
+    enum attempt_event event;
     unsigned states;
-    int claim;                  /* ANY, or an enum attempt_claim */
-    struct want w;
-};
-
-static const struct claim_row claim_rows[] = {
-    /* The claim step of a cycle; "Dolt conflict (error 1213) or another scheduler claimed first". */
-    {"claimed: post it",            CLAIMING, AC_DONE,
-     {AA_POST, AR_CLAIMED, AS_CLAIMED, AS_POSTING, NULL, NULL, NULL, R_NONE, O_COUNTS, AV_SAME}},
-    {"CAS failed, but ours on re-read", CLAIMING, AC_OURS_AFTER_ALL,
-     {AA_POST, AR_CLAIMED, AS_CLAIMED, AS_POSTING, NULL, NULL, NULL, R_NONE, O_COUNTS, AV_SAME}},
-    {"lost the race",               CLAIMING, AC_LOST,      RECORD(AR_CLAIM_LOST, AS_LOST_RACE, "lost_race", 0)},
-    {"not claimed: released",       CLAIMING, AC_FAILED,    RECORD(AR_CLAIM_FAILED, AS_RELEASED, "released", 0)},
-    /* "daemon killed ... at any instant" and a connection lost during the COMMIT: recovery decides. */
-    {"uncertain: left in claiming", CLAIMING, AC_UNCERTAIN, WAIT(AR_CLAIM_UNCERTAIN)},
-    {"not in claiming: nothing",    CLAIMED | TERMINAL | ORPHAN, ANY, WAIT(AR_NONE)},
-    {"posted, not in claiming: nothing", IN_FLIGHT, ANY,
-     WAIT_POSTED(AR_NONE)},
-};
-
-static void test_claim_table(void **state)
-{
-    (void)state;
-    enum { NROWS = sizeof claim_rows / sizeof claim_rows[0] };
-    unsigned hits[NROWS] = {0};
-    unsigned ev[256];
-    int nev = evidence_variants(ev);
-    for (int s = 0; s <= AS_STATE_COUNT; s++)
-    for (int claim = AC_DONE; claim <= AC_UNCERTAIN; claim++)
-    for (int bead = AB_GONE; bead <= AB_OTHER; bead++)
-    for (int mine = 0; mine <= 1; mine++)
-    for (int e = 0; e < nev; e++) {
-        struct combo c = {s < AS_STATE_COUNT, s < AS_STATE_COUNT ? (enum attempt_state)s : AS_CLAIMING,
-                          bead, mine, J_NONE, Q_QUIET, 1, 1, 1, (int)ev[e]};
-        struct attempt_facts f = reconcile_facts(&c);
-        f.event = AE_CLAIMED;
-        f.claim = (enum attempt_claim)claim;
-        unsigned st = c.tracked ? BIT(c.state) : ORPHAN;
-        size_t i = 0;
-        while (i < NROWS && !((claim_rows[i].states & st) && fits(claim_rows[i].claim, claim)))
-            i++;
-        assert_true(i < NROWS);
-        hits[i]++;
-        struct attempt_decision d = attempt_decide(&f, &limits);
-        check(claim_rows[i].what, &f, &claim_rows[i].w, &d);
-        check_moves(&f, &d);
-    }
-    for (size_t i = 0; i < NROWS; i++)
-        if (!hits[i])
-            fail_msg("row \"%s\" matches no combination", claim_rows[i].what);
-}
-
-/* ------------------------------------------------------------------ */
-/* AE_ANSWERED: POST /execute got its answer (state posting)            */
-
-struct answer_row {
-    const char *what;
-    unsigned states;
-    int verdict, beadboard, used_max;   /* ANY or a value */
+    int claim, verdict, beadboard, used_max;   /* ANY or a value */
     struct want w;
 };
 
 #define GIVEN_BACK(rule, outcome, retry, service) \
     {AA_MOVE, rule, NOVIA, AS_REFUSED, "open", outcome, "given_back", retry, 0, service}
 
-static const struct answer_row answer_rows[] = {
-    /* what                                     states   verdict        bb   max  decision */
-    {"202: dispatched, the note goes out",     POSTING, APV_ACCEPTED,  ANY, ANY,
+static const struct step_row step_rows[] = {
+    /* what                                     event        states    claim              verdict        bb   max  decision */
+    /* The claim step of a cycle; "Dolt conflict (error 1213) or another scheduler claimed first". */
+    {"claimed: post it",                       AE_CLAIMED,  CLAIMING, AC_DONE,           ANY,           ANY, ANY,
+     {AA_POST, AR_CLAIMED, AS_CLAIMED, AS_POSTING, NULL, NULL, NULL, R_NONE, O_COUNTS, AV_SAME}},
+    {"CAS failed, but ours on re-read",        AE_CLAIMED,  CLAIMING, AC_OURS_AFTER_ALL, ANY,           ANY, ANY,
+     {AA_POST, AR_CLAIMED, AS_CLAIMED, AS_POSTING, NULL, NULL, NULL, R_NONE, O_COUNTS, AV_SAME}},
+    {"lost the race",                          AE_CLAIMED,  CLAIMING, AC_LOST,           ANY,           ANY, ANY, RECORD(AR_CLAIM_LOST, AS_LOST_RACE, "lost_race", 0)},
+    {"not claimed: released",                  AE_CLAIMED,  CLAIMING, AC_FAILED,         ANY,           ANY, ANY, RECORD(AR_CLAIM_FAILED, AS_RELEASED, "released", 0)},
+    /* A connection lost during the COMMIT: left for recovery ("daemon killed ... at any instant"). */
+    {"uncertain: left in claiming",            AE_CLAIMED,  CLAIMING, AC_UNCERTAIN,      ANY,           ANY, ANY, WAIT(AR_CLAIM_UNCERTAIN)},
+    {"claim outcome out of claiming: nothing", AE_CLAIMED,  CLAIMED | TERMINAL | ORPHAN, ANY, ANY,      ANY, ANY, WAIT(AR_NONE)},
+    {"claim outcome once posted: nothing",     AE_CLAIMED,  IN_FLIGHT, ANY,              ANY,           ANY, ANY, WAIT_POSTED(AR_NONE)},
+
+    {"202: dispatched, the note goes out",     AE_ANSWERED, POSTING,  ANY,               APV_ACCEPTED,  ANY, ANY,
      {AA_RECORD, AR_ACCEPTED, NOVIA, AS_DISPATCHED, NULL, NULL, "dispatched", R_NONE, O_OWE | O_COUNTS, AV_TAKES_JOBS}},
     /* "POST sent, no usable answer": unknown, never re-sent */
-    {"ambiguous: unknown, for the reaper",     POSTING, APV_AMBIGUOUS, ANY, ANY, RECORD(AR_AMBIGUOUS, AS_UNKNOWN, "unknown", O_COUNTS)},
+    {"ambiguous: unknown, for the reaper",     AE_ANSWERED, POSTING,  ANY,               APV_AMBIGUOUS, ANY, ANY, RECORD(AR_AMBIGUOUS, AS_UNKNOWN, "unknown", O_COUNTS)},
     /* "the service refuses this bead's request (400, 422)": retrying, outcome rejected; the last gave_up */
-    {"400/422: refused, retried",              POSTING, APV_REJECTED,  ANY, 0,
+    {"400/422: refused, retried",              AE_ANSWERED, POSTING,  ANY,               APV_REJECTED,  ANY, 0,
      {AA_MOVE, AR_REFUSED, NOVIA, AS_RETRYING, "open", "rejected", "refused", R_BACKOFF, O_COUNTS, AV_SAME}},
-    {"400/422 with attempts used up: blocked", POSTING, APV_REJECTED,  ANY, 1,
+    {"400/422 with attempts used up: blocked", AE_ANSWERED, POSTING,  ANY,               APV_REJECTED,  ANY, 1,
      {AA_MOVE, AR_REFUSED, NOVIA, AS_GAVE_UP, "blocked", "gave_up", "refused", R_BACKOFF, O_GIVE_UP | O_COUNTS, AV_SAME}},
     /* "the service is full (429), the single-slot service busy (409), or unreachable before anything
      * was sent": refused, outcome agent_full / not_sent; no attempt used; claims back off */
-    {"409/429: given back, waits",             POSTING, APV_FULL,      ANY, ANY, GIVEN_BACK(AR_GIVEN_BACK_FULL, "agent_full", R_DEFER, AV_FULL)},
-    {"never sent: given back, waits",          POSTING, APV_NOT_SENT,  ANY, ANY, GIVEN_BACK(AR_GIVEN_BACK_FULL, "not_sent", R_DEFER, AV_FULL)},
+    {"409/429: given back, waits",             AE_ANSWERED, POSTING,  ANY,               APV_FULL,      ANY, ANY, GIVEN_BACK(AR_GIVEN_BACK_FULL, "agent_full", R_DEFER, AV_FULL)},
+    {"never sent: given back, waits",          AE_ANSWERED, POSTING,  ANY,               APV_NOT_SENT,  ANY, ANY, GIVEN_BACK(AR_GIVEN_BACK_FULL, "not_sent", R_DEFER, AV_FULL)},
     /* "wrong token (401/403) or wrong URL (404 on /execute)": refused, outcome agent_auth; the gate closes */
-    {"401/403: given back, the gate closes",   POSTING, APV_AUTH,      0,   ANY, GIVEN_BACK(AR_GIVEN_BACK_AUTH, "agent_auth", R_NONE, AV_TOKEN_REFUSED)},
-    {"404: given back, the gate closes",       POSTING, APV_URL,       0,   ANY, GIVEN_BACK(AR_GIVEN_BACK_AUTH, "agent_auth", R_NONE, AV_URL_WRONG)},
+    {"401/403: given back, the gate closes",   AE_ANSWERED, POSTING,  ANY,               APV_AUTH,      0,   ANY, GIVEN_BACK(AR_GIVEN_BACK_AUTH, "agent_auth", R_NONE, AV_TOKEN_REFUSED)},
+    {"404: given back, the gate closes",       AE_ANSWERED, POSTING,  ANY,               APV_URL,       0,   ANY, GIVEN_BACK(AR_GIVEN_BACK_AUTH, "agent_auth", R_NONE, AV_URL_WRONG)},
     /* BeadBoard holds the token: its 401/403/404 are the board's, a backoff and no gate. */
-    {"BeadBoard 401/403: back off",            POSTING, APV_AUTH,      1,   ANY, GIVEN_BACK(AR_GIVEN_BACK_AUTH, "agent_auth", R_NONE, AV_FULL)},
-    {"BeadBoard 404: back off",                POSTING, APV_URL,       1,   ANY, GIVEN_BACK(AR_GIVEN_BACK_AUTH, "agent_auth", R_NONE, AV_FULL)},
-    {"not yet posting: nothing",               CLAIMING | CLAIMED | TERMINAL | ORPHAN, ANY, ANY, ANY, WAIT(AR_NONE)},
-    {"answered already: nothing",              UNKNOWN | DISPATCHED, ANY, ANY, ANY,
-     WAIT_POSTED(AR_NONE)},
+    {"BeadBoard 401/403: back off",            AE_ANSWERED, POSTING,  ANY,               APV_AUTH,      1,   ANY, GIVEN_BACK(AR_GIVEN_BACK_AUTH, "agent_auth", R_NONE, AV_FULL)},
+    {"BeadBoard 404: back off",                AE_ANSWERED, POSTING,  ANY,               APV_URL,       1,   ANY, GIVEN_BACK(AR_GIVEN_BACK_AUTH, "agent_auth", R_NONE, AV_FULL)},
+    {"answer before posting: nothing",         AE_ANSWERED, CLAIMING | CLAIMED | TERMINAL | ORPHAN, ANY, ANY, ANY, ANY, WAIT(AR_NONE)},
+    {"answer once answered: nothing",          AE_ANSWERED, UNKNOWN | DISPATCHED, ANY,   ANY,           ANY, ANY, WAIT_POSTED(AR_NONE)},
 };
 
-static void test_answer_table(void **state)
+static int step_matches(const struct step_row *r, const struct attempt_facts *f)
+{
+    unsigned st = f->tracked ? BIT(f->state) : ORPHAN;
+    return r->event == f->event && (r->states & st) && fits(r->claim, (int)f->claim) &&
+           fits(r->verdict, (int)f->verdict) && fits(r->beadboard, f->beadboard) &&
+           fits(r->used_max, f->attempts_used >= MAX_ATTEMPTS);
+}
+
+static void test_step_table(void **state)
 {
     (void)state;
-    enum { NROWS = sizeof answer_rows / sizeof answer_rows[0] };
+    enum { NROWS = sizeof step_rows / sizeof step_rows[0] };
     unsigned hits[NROWS] = {0};
     unsigned ev[256];
     int nev = evidence_variants(ev);
+    for (int event = AE_CLAIMED; event <= AE_ANSWERED; event++)
     for (int s = 0; s <= AS_STATE_COUNT; s++)
+    for (int claim = AC_DONE; claim <= AC_UNCERTAIN; claim++)
     for (int v = APV_ACCEPTED; v <= APV_URL; v++)
     for (int bb = 0; bb <= 1; bb++)
     for (int used = 1; used <= MAX_ATTEMPTS; used += MAX_ATTEMPTS - 1)
     for (int bead = AB_GONE; bead <= AB_OTHER; bead++)
+    for (int mine = 0; mine <= 1; mine++)
     for (int e = 0; e < nev; e++) {
         struct combo c = {s < AS_STATE_COUNT, s < AS_STATE_COUNT ? (enum attempt_state)s : AS_CLAIMING,
-                          bead, 1, J_NONE, Q_FRESH, 1, 1, used, (int)ev[e]};
+                          bead, mine, J_NONE, Q_QUIET, 1, 1, used, (int)ev[e]};
         struct attempt_facts f = reconcile_facts(&c);
-        f.event = AE_ANSWERED;
+        f.event = (enum attempt_event)event;
+        f.claim = (enum attempt_claim)claim;
         f.verdict = (enum agent_post_verdict)v;
         f.beadboard = bb;
-        unsigned st = c.tracked ? BIT(c.state) : ORPHAN;
         size_t i = 0;
-        while (i < NROWS && !((answer_rows[i].states & st) && fits(answer_rows[i].verdict, v) &&
-                              fits(answer_rows[i].beadboard, bb) &&
-                              fits(answer_rows[i].used_max, used >= MAX_ATTEMPTS)))
+        while (i < NROWS && !step_matches(&step_rows[i], &f))
             i++;
         assert_true(i < NROWS);
         hits[i]++;
         struct attempt_decision d = attempt_decide(&f, &limits);
-        check(answer_rows[i].what, &f, &answer_rows[i].w, &d);
+        check(step_rows[i].what, &f, &step_rows[i].w, &d);
         check_moves(&f, &d);
     }
     for (size_t i = 0; i < NROWS; i++)
         if (!hits[i])
-            fail_msg("row \"%s\" matches no combination", answer_rows[i].what);
+            fail_msg("row \"%s\" matches no combination", step_rows[i].what);
 }
 
 /* ------------------------------------------------------------------ */
@@ -884,8 +849,7 @@ int main(void)
         cmocka_unit_test(test_allowed_moves),
         cmocka_unit_test(test_backoff),
         cmocka_unit_test(test_reconcile_table),
-        cmocka_unit_test(test_claim_table),
-        cmocka_unit_test(test_answer_table),
+        cmocka_unit_test(test_step_table),
         cmocka_unit_test(test_concrete_rows),
         cmocka_unit_test(test_rule_names),
         cmocka_unit_test(test_quiet_since),
