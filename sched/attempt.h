@@ -33,7 +33,8 @@ enum attempt_claim {
     AC_DONE,       /* the CAS changed the row: ours */
     AC_LOST,       /* the bead changed first, or is gone (re-read: not ours) */
     AC_OURS_AFTER_ALL, /* the CAS failed but the re-read shows our claim landed */
-    AC_FAILED,     /* refused without touching Dolt (read failed, server refused the row) */
+    AC_FAILED,     /* not claimed, Dolt untouched: reading the bead or the clock failed, or
+                    * the server refused the row */
     AC_UNCERTAIN,  /* connection lost during the COMMIT: may or may not have landed */
 };
 
@@ -112,9 +113,10 @@ struct attempt_limits {
 enum attempt_act {
     AA_NOTHING,   /* wait: nothing to write this time (but see owe_dispatched_note) */
     AA_RECORD,    /* journal only: state -> next (the bead is not ours to write; AR_ACCEPTED:
-                   * then the dispatched note) */
-    AA_MOVE,      /* guarded move of the bead (to bead_to, with the rule's note), then the
-                   * journal; an orphan's move is recorded as an orphan_blocked event */
+                   * then the dispatched note; AR_RELEASED_EARLIER: and retry_at) */
+    AA_MOVE,      /* guarded move of the bead to bead_to (with the rule's note; a claim given
+                   * back has none), then the journal and retry_at; an orphan's move is
+                   * recorded as an orphan_blocked event */
     AA_POST,      /* (claim) go on to posting / (recovery) send the POST still owed: next is
                    * AS_POSTING, journaled when the request body is built */
     AA_ADOPT,     /* orphan: journal it, straight in dispatched, numbered on */
@@ -175,14 +177,16 @@ struct attempt_decision {
      * journal row: both AS_STATE_COUNT, except AA_ADOPT (next dispatched). */
     enum attempt_state via;
     enum attempt_state next;
-    const char *bead_to;        /* AA_MOVE: "open" or "blocked" (NULL: a note only) */
+    const char *bead_to;        /* AA_MOVE: "open" or "blocked"; else NULL */
     int give_up;                /* the move blocks because attempts are used up */
     int counts;                 /* the attempt counts towards MAX_ATTEMPTS once this is done
                                  * (as the store counts: posted, and not given back) */
     int owe_dispatched_note;    /* write "dispatched: job=<id>" (AR_ACCEPTED, or recovery found it missing) */
     int64_t retry_at;           /* the bead's next try (0: none) */
     const char *outcome;        /* journal outcome word (NULL: the state's name) */
-    const char *reason;         /* metrics label (reaps_total / dispatches_total); NULL: none */
+    const char *reason;         /* metrics label (reaps_total / dispatches_total); NULL: none.
+                                 * The reaper counts reaps_total{reason="alive"} itself, for a
+                                 * tracked AR_ALIVE that has no reason. */
     enum attempt_service service; /* AE_ANSWERED: what the answer says of the service */
 };
 
