@@ -14,6 +14,13 @@
 #include "agent.h"
 #include "attempt_states.h" /* enum attempt_state, ATTEMPT_STATES(X) */
 
+/* The retry backoff never grows beyond this. */
+#define ATTEMPT_BACKOFF_CAP_MS (60LL * 60 * 1000)
+/* A claim given back because the service is full or unreachable: the bead
+ * waits at most this long (dispatch un-defers it as soon as the service
+ * takes a job again). */
+#define ATTEMPT_DEFER_MS (60LL * 60 * 1000)
+
 /* What happened that asks for a decision. */
 enum attempt_event {
     AE_CLAIMED,    /* the claim's compare-and-swap ran (state claiming) */
@@ -26,7 +33,8 @@ enum attempt_claim {
     AC_DONE,       /* the CAS changed the row: ours */
     AC_LOST,       /* the bead changed first, or is gone (re-read: not ours) */
     AC_OURS_AFTER_ALL, /* the CAS failed but the re-read shows our claim landed */
-    AC_FAILED,     /* refused without touching Dolt (read failed, server refused the row) */
+    AC_FAILED,     /* not claimed, Dolt untouched: reading the bead or the clock failed, or
+                    * the server refused the row */
     AC_UNCERTAIN,  /* connection lost during the COMMIT: may or may not have landed */
 };
 
@@ -56,7 +64,7 @@ struct attempt_facts {
      * us, that this journal does not track); state is then ignored. */
     int tracked;
     enum attempt_state state;
-    int has_job_id;               /* the journal (or, for an orphan, its notes) has a job id */
+    int has_job_id;               /* the journal (or, for an orphan, its notes) has a usable job id */
     int attempts_used;            /* attempts counted for this bead (this one included) */
     int64_t dispatched_ms;        /* when the 202 came (0 unknown) */
     int recovery;                 /* start-up / take-over recovery pass */
@@ -71,15 +79,17 @@ struct attempt_facts {
     /* AE_RECONCILE: the bead */
     enum attempt_bead bead;
     int mine;                     /* assigned to our assignee */
-    int64_t quiet_since_ms;       /* its last update, on this process's clock */
+    int64_t quiet_since_ms;       /* its last update, on this process's clock (now - its age) */
     /* evidence read from its notes (and events, where notes were full) */
     int claim_landed;             /* our dispatch id is in its notes/events (claiming) */
     int agent_reached;            /* the agent's "claimed by agent <dispatch id>" note */
     int released_by_us;           /* our reaper's "released for retry" for this job */
     int claimed_again;            /* its last claim names another dispatch (superseded) */
-    int notes_read;               /* the notes were read this pass */
+    int notes_read;               /* the notes were read this pass (and are not empty) */
     int dispatched_note;          /* "dispatched: job=<our job id>" is there */
-    int adoptable;                /* orphan: its notes name a dispatch, a job and the claims */
+    int adoptable;                /* orphan: its last claim note names a dispatch (with has_job_id:
+                                   * adopted). If the journal refuses the adoption (it knows
+                                   * that dispatch), decide again with adoptable = 0. */
 
     /* AE_RECONCILE: the job */
     enum attempt_job job;
@@ -95,17 +105,31 @@ struct attempt_limits {
     int64_t stale_after_ms;
     int64_t job_timeout_ms;
     int64_t retry_backoff_ms;     /* RETRY_BACKOFF */
-    int max_attempts;
+    int max_attempts;             /* MAX_ATTEMPTS */
     int min_missed_passes;        /* ATTEMPT_MIN_MISSED_PASSES in the daemon */
 };
 
 /* What the caller does. */
 enum attempt_act {
-    AA_NOTHING,   /* wait: nothing to write this time */
-    AA_RECORD,    /* journal only: state -> next (the bead is not ours to write) */
-    AA_MOVE,      /* guarded move of the bead (to bead_to, with note), then the journal */
-    AA_POST,      /* (claim) go on to posting / (recovery) send the POST still owed */
+    AA_NOTHING,   /* wait: nothing to write this time (but see owe_dispatched_note) */
+    AA_RECORD,    /* journal only: state -> next (the bead is not ours to write; AR_ACCEPTED:
+                   * then the dispatched note; AR_RELEASED_EARLIER: and retry_at) */
+    AA_MOVE,      /* guarded move of the bead to bead_to (with the rule's note; a claim given
+                   * back has none), then the journal and retry_at; an orphan's move is
+                   * recorded as an orphan_blocked event */
+    AA_POST,      /* (claim) go on to posting / (recovery) send the POST still owed: next is
+                   * AS_POSTING, journaled when the request body is built */
     AA_ADOPT,     /* orphan: journal it, straight in dispatched, numbered on */
+};
+
+/* What the answer to a POST says about the service (AE_ANSWERED), for the
+ * dispatcher's gate and backoff. */
+enum attempt_service {
+    AV_SAME,          /* nothing new */
+    AV_TAKES_JOBS,    /* 202: the full backoff ends, a closed gate opens */
+    AV_FULL,          /* 409/429, not reached, or BeadBoard's 401/403/404: back off */
+    AV_TOKEN_REFUSED, /* 401/403: the gate closes until the token works */
+    AV_URL_WRONG,     /* 404 on /execute: the gate closes until the URL works */
 };
 
 /* Which rule decided: names the note and the detail the caller writes. */
@@ -137,9 +161,11 @@ enum attempt_rule {
     AR_JOB_MISSING,        /* 404: retry */
     AR_HARD_LIMIT,         /* running past JOB_TIMEOUT + STALE_AFTER: blocked */
     AR_STALE,              /* the agent can't say and the bead is quiet: blocked */
-    AR_ADOPTED,
+    AR_ADOPTED,            /* another instance's attempt: supervised here from now on */
     AR_RULE_COUNT
 };
+/* Waiting (AA_NOTHING) carries AR_NONE, except AR_ALIVE (the job runs) and
+ * AR_CLAIM_UNCERTAIN. */
 const char *attempt_rule_name(enum attempt_rule r);
 
 struct attempt_decision {
@@ -147,19 +173,26 @@ struct attempt_decision {
     enum attempt_rule rule;
     /* Journal: first `via` (AS_STATE_COUNT = none; e.g. claiming -> claimed
      * before the owed POST, posting -> unknown when the agent was reached),
-     * then `next` (== the current state: no transition). */
+     * then `next` (== the current state: no transition). An orphan has no
+     * journal row: both AS_STATE_COUNT, except AA_ADOPT (next dispatched). */
     enum attempt_state via;
     enum attempt_state next;
-    const char *bead_to;        /* AA_MOVE: "open" or "blocked" (NULL: a note only) */
+    const char *bead_to;        /* AA_MOVE: "open" or "blocked"; else NULL */
     int give_up;                /* the move blocks because attempts are used up */
-    int counts;                 /* the attempt counts towards MAX_ATTEMPTS */
+    int counts;                 /* the attempt counts towards MAX_ATTEMPTS once this is done
+                                 * (as the store counts: posted, and not given back) */
     int owe_dispatched_note;    /* write "dispatched: job=<id>" (AR_ACCEPTED, or recovery found it missing) */
     int64_t retry_at;           /* the bead's next try (0: none) */
     const char *outcome;        /* journal outcome word (NULL: the state's name) */
-    const char *reason;         /* metrics label (reaps_total / dispatches_total); NULL: none */
+    const char *reason;         /* metrics label (reaps_total / dispatches_total); NULL: none.
+                                 * The reaper counts reaps_total{reason="alive"} itself, for a
+                                 * tracked AR_ALIVE that has no reason. */
+    enum attempt_service service; /* AE_ANSWERED: what the answer says of the service */
 };
 
-/* The decision for these facts. Never fails: unknown combinations wait. */
+/* The decision for these facts. Never fails: unknown combinations (an event
+ * for a state it can't happen in, a terminal state, an orphan that is not
+ * in progress and ours) wait. */
 struct attempt_decision attempt_decide(const struct attempt_facts *f, const struct attempt_limits *l);
 
 /* The one backoff for every kind of retry: base doubled per step beyond the

@@ -12,10 +12,21 @@
 #include <string.h>
 
 static const char *const state_names[AS_STATE_COUNT] = {
-    [AS_CLAIMING] = "claiming",   [AS_CLAIMED] = "claimed",     [AS_POSTING] = "posting",
-    [AS_UNKNOWN] = "unknown",     [AS_DISPATCHED] = "dispatched", [AS_CLOSED] = "closed",
-    [AS_BLOCKED] = "blocked",     [AS_RELEASED] = "released",   [AS_REFUSED] = "refused",
-    [AS_LOST_RACE] = "lost_race", [AS_RETRYING] = "retrying",   [AS_GAVE_UP] = "gave_up",
+#define STATE_WORD(e, word, terminal, next) [e] = word,
+    ATTEMPT_STATES(STATE_WORD)
+#undef STATE_WORD
+};
+
+static const bool state_terminal[AS_STATE_COUNT] = {
+#define STATE_TERMINAL(e, word, terminal, next) [e] = (terminal),
+    ATTEMPT_STATES(STATE_TERMINAL)
+#undef STATE_TERMINAL
+};
+
+static const unsigned state_next[AS_STATE_COUNT] = {
+#define STATE_NEXT(e, word, terminal, next) [e] = (next),
+    ATTEMPT_STATES(STATE_NEXT)
+#undef STATE_NEXT
 };
 
 /* The word stored in journal.state for st (as the 0001 CHECK lists them);
@@ -42,27 +53,16 @@ int attempt_state_parse(const char *name, enum attempt_state *out)
 /* 1 if st is a terminal state (closed .. gave_up), else 0. */
 int attempt_state_terminal(enum attempt_state st)
 {
-    return st >= AS_CLOSED && st < AS_STATE_COUNT;
+    return (unsigned)st < AS_STATE_COUNT && state_terminal[st];
 }
 
-/* The journal's forward-only state machine. Any non-terminal state may end
- * in any terminal state (recovery must be able to close out whatever a crash
- * left); otherwise only the steps of DESIGN.md "The journal". Nothing leaves
- * a terminal state. */
+/* The journal's forward-only state machine: the moves the table in
+ * common/attempt_states.h allows (see there). */
 static bool move_allowed(enum attempt_state from, enum attempt_state to)
 {
-    if ((unsigned)from >= AS_STATE_COUNT || (unsigned)to >= AS_STATE_COUNT ||
-        attempt_state_terminal(from))
+    if ((unsigned)from >= AS_STATE_COUNT || (unsigned)to >= AS_STATE_COUNT || state_terminal[from])
         return false;
-    if (attempt_state_terminal(to))
-        return true;
-    switch (from) {
-    case AS_CLAIMING: return to == AS_CLAIMED;
-    case AS_CLAIMED: return to == AS_POSTING;
-    case AS_POSTING: return to == AS_DISPATCHED || to == AS_UNKNOWN;
-    case AS_UNKNOWN: return to == AS_DISPATCHED;
-    default: return false;
-    }
+    return state_terminal[to] || (state_next[from] & ATTEMPT_NEXT(to)) != 0;
 }
 
 /* True when v is a string of fewer than cap bytes (so it fits a struct

@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "attempt_states.h"
+
 struct store;
 
 enum store_open_mode {
@@ -55,23 +57,7 @@ int store_begin(struct store *s);
 int store_commit(struct store *s);
 void store_rollback(struct store *s);
 
-/* Attempt states. The journal moves forward only. */
-enum attempt_state {
-    AS_CLAIMING = 0, /* intent recorded, nothing external done */
-    AS_CLAIMED,      /* Dolt compare-and-swap succeeded */
-    AS_POSTING,      /* POST /execute may be on the wire */
-    AS_UNKNOWN,      /* POST sent, no answer: outcome unknown, for the reaper */
-    AS_DISPATCHED,   /* 202 received, job_id known */
-    /* terminal states */
-    AS_CLOSED,       /* bead closed (by the agent or anyone) */
-    AS_BLOCKED,      /* bead set blocked (by us or someone else) */
-    AS_RELEASED,     /* claim given back: bead open again, not by a retry */
-    AS_REFUSED,      /* agent refused the POST (4xx / 5xx with body); claim reverted */
-    AS_LOST_RACE,    /* someone else changed the bead first */
-    AS_RETRYING,     /* agent stopped without finishing; bead reopened for another attempt */
-    AS_GAVE_UP,      /* attempts exhausted; bead blocked */
-    AS_STATE_COUNT
-};
+/* Attempt states: the table in common/attempt_states.h (enum attempt_state). */
 const char *attempt_state_name(enum attempt_state st);
 int attempt_state_parse(const char *name, enum attempt_state *out);
 int attempt_state_terminal(enum attempt_state st);

@@ -1,2 +1,0 @@
-/* Temporary: the state table arrives with the attempt module. */
-#include "store.h"
