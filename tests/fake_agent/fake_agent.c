@@ -39,6 +39,9 @@
  *
  * It also plays BeadBoard's two endpoints (/api/agent-status,
  * /api/agent-dispatch) on the same job table, for MODE=beadboard tests. */
+/* The words the prompt asks the agent to write (only the phrases). */
+#include "notes.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <jansson.h>
@@ -1361,7 +1364,7 @@ static void agent_act(MYSQL *db, const struct db_caps *caps, const struct act *a
     const char *id = a->sched;
     switch (a->kind) {
     case ACT_CLAIM:
-        snprintf(text, sizeof text, "claimed by agent %s", id);
+        snprintf(text, sizeof text, NOTES_AGENT_CLAIMED "%s", id);
         *notes += bd_note(db, caps, a->task, text) == 0;
         break;
     case ACT_NOTE:
@@ -1371,7 +1374,7 @@ static void agent_act(MYSQL *db, const struct db_caps *caps, const struct act *a
     case ACT_FINISH:
         if (a->outcome == OUT_CLOSE) {
             if (id)
-                snprintf(text, sizeof text, "completed by agent %s", id);
+                snprintf(text, sizeof text, NOTES_AGENT_COMPLETED "%s", id);
             else
                 snprintf(text, sizeof text, "completed (the prompt gave no job id)");
             *notes += bd_note(db, caps, a->task, text) == 0;
