@@ -63,6 +63,8 @@ int agent_request(struct http_client *http, const struct config *cfg, enum agent
 void agent_read_health(const struct config *cfg, const struct http_response *r, struct agent_health_answer *a)
 {
     memset(a, 0, sizeof *a);
+    a->answered = r->outcome == HTTP_RESPONSE;
+    a->status = r->status;
     if (r->outcome == HTTP_RESPONSE && r->status == 200 && cfg->mode == MODE_BEADBOARD) {
         /* BeadBoard tells only busy or not: one bead per cycle while free. */
         int busy = 1;
@@ -217,4 +219,37 @@ enum agent_token agent_read_token_check(const struct http_response *r, int url_w
     if (r->status == 401 || r->status == 403)
         return AT_REFUSED;
     return AT_CANT_TELL;
+}
+
+struct health_call {
+    const struct config *cfg;
+    struct agent_health_answer *a;
+    int done;
+};
+
+static void health_now_done(const struct http_response *r, void *arg)
+{
+    struct health_call *h = arg;
+    agent_read_health(h->cfg, r, h->a);
+    h->done = 1;
+}
+
+int agent_health_now(const struct config *cfg, struct agent_health_answer *a)
+{
+    uv_loop_t loop;
+    struct http_client *http = NULL;
+    struct health_call h = {cfg, a, 0};
+    memset(a, 0, sizeof *a);
+    if (uv_loop_init(&loop))
+        return BS_ERR;
+    int rc = http_client_init(&http, &loop);
+    if (rc == 0)
+        rc = agent_request(http, cfg, AGENT_HEALTH, NULL, NULL, health_now_done, &h);
+    if (rc == 0)
+        uv_run(&loop, UV_RUN_DEFAULT); /* until the answer */
+    if (http)
+        http_client_close(http, NULL, NULL);
+    uv_run(&loop, UV_RUN_DEFAULT); /* the client's handles close */
+    uv_loop_close(&loop);
+    return rc ? rc : h.done ? 0 : BS_ERR;
 }

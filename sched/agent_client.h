@@ -41,6 +41,8 @@ struct agent_health_answer {
     struct agent_health h;      /* BeadBoard: capacity 1, active = busy */
     char why[200];              /* when not ok */
     const char *error_kind;     /* agent_errors_total label when not ok; NULL when cancelled */
+    int answered;               /* an HTTP answer arrived (see status) */
+    long status;
 };
 void agent_read_health(const struct config *cfg, const struct http_response *r, struct agent_health_answer *a);
 
@@ -68,5 +70,10 @@ void agent_read_job(const struct http_response *r, const char *job_id, struct ag
 enum agent_token { AT_GOOD, AT_REFUSED, AT_CANT_TELL };
 /* url_wrong: the gate is closed because /execute answered 404, so a 404 must
  * carry the service's "Job not found" to count as good. */
+/* GET /health now, on a loop of its own (for `explain`, outside the
+ * daemon): fills a like the daemon's cycle reads it. 0, or an error when
+ * the request could not be made at all. */
+int agent_health_now(const struct config *cfg, struct agent_health_answer *a);
+
 enum agent_token agent_read_token_check(const struct http_response *r, int url_wrong);
 #endif

@@ -12,11 +12,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* How many candidate rows one page of the eligibility query reads. */
-#define CANDIDATE_PAGE 256
-/* How many rows a cycle reads at most while skipping beads that wait out a
- * backoff or have used their attempts. */
-#define CANDIDATE_SCAN_MAX 20000
 
 int dispatch_bead_waits(struct store *s, const struct config *cfg, const char *bead_id,
                         int64_t now, int64_t *retry_at)
@@ -125,6 +120,7 @@ int candidates_choose(struct session *s, struct dolt_conn *c, struct selection *
                 candidates_free(v, n);
                 return BS_ENOMEM;
             }
+            p->state = AS_STATE_COUNT; /* chosen, nothing recorded */
             p->bead_id = v[i].id;
             p->cand_updated_at = v[i].updated_at;
             p->priority = v[i].priority;

@@ -12,6 +12,12 @@
 #include "poster.h"
 #include "session.h"
 
+/* How many candidate rows one page of the eligibility query reads. */
+#define CANDIDATE_PAGE 256
+/* How many rows a cycle (or `explain`) reads at most while skipping beads
+ * that wait out a backoff or have used their attempts. */
+#define CANDIDATE_SCAN_MAX 20000
+
 /* Whether the store says a ready bead must wait: retry backoff pending
  * (its end goes to *retry_at, may be NULL), attempts used up, an attempt
  * still in flight, or the store cannot tell. s may be NULL (never waits).

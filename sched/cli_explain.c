@@ -14,6 +14,7 @@
 #include "candidates.h"
 
 #include "agent.h"
+#include "agent_client.h"
 #include "beads.h"
 #include "clock.h"
 #include "dolt.h"
@@ -21,16 +22,9 @@
 #include "log.h"
 #include "report.h"
 
-#include <curl/curl.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* As dispatch.c: rows per page of the eligibility query, and how far a
- * cycle reads at most. */
-#define CANDIDATE_PAGE 256
-#define CANDIDATE_SCAN_MAX 20000
-#define HEALTH_BODY_MAX (64 * 1024)
 
 enum result { R_PASS, R_FAIL, R_UNKNOWN, R_SKIPPED };
 static const char *const result_word[] = {"pass", "FAIL", "unknown", "-"};
@@ -131,25 +125,6 @@ static int read_store(struct store *s, const char *id, struct bead_store *out)
 
 /* ---- the agent ---- */
 
-struct body {
-    char buf[HEALTH_BODY_MAX + 1];
-    size_t len;
-};
-
-/* libcurl write callback: keeps up to HEALTH_BODY_MAX bytes, NUL-terminated;
- * a longer body aborts the transfer. */
-static size_t on_body(char *data, size_t size, size_t nmemb, void *arg)
-{
-    struct body *b = arg;
-    size_t n = size * nmemb;
-    if (n > HEALTH_BODY_MAX - b->len)
-        return 0; /* too large: abort the transfer */
-    memcpy(b->buf + b->len, data, n);
-    b->len += n;
-    b->buf[b->len] = '\0';
-    return n;
-}
-
 /* Free slots as the dispatcher would see them at the start of a cycle:
  * GET /health (or BeadBoard's /api/agent-status: one slot when not busy).
  * Returns R_PASS with *free_slots set, R_FAIL when the agent did not answer
@@ -160,68 +135,36 @@ static enum result agent_slots(const struct config *cfg, long *free_slots, char 
     int beadboard = cfg->mode == MODE_BEADBOARD;
     const char *base = beadboard ? cfg->beadboard_url : cfg->agent_url;
     const char *path = beadboard ? "/api/agent-status" : "/health";
+    struct agent_health_answer a;
     *free_slots = 0;
     if (!base || !*base) {
         snprintf(seen, len, "not checked: %s not set", beadboard ? "BEADS_SCHED_BEADBOARD_URL"
                                                                   : "BEADS_SCHED_AGENT_URL");
         return R_UNKNOWN;
     }
-    char url[2048];
-    snprintf(url, sizeof url, "%s%s", base, path);
-    struct body *b = calloc(1, sizeof *b);
-    CURL *e = curl_easy_init();
-    if (!b || !e) {
-        free(b);
-        curl_easy_cleanup(e);
-        snprintf(seen, len, "not checked: out of memory");
+    if (agent_health_now(cfg, &a)) {
+        snprintf(seen, len, "not checked: the request could not be made");
         return R_UNKNOWN;
     }
-    char errbuf[CURL_ERROR_SIZE] = "";
-    CURLcode rc = CURLE_OK;
-#define SET(opt, val) do { if (rc == CURLE_OK) rc = curl_easy_setopt(e, opt, val); } while (0)
-    SET(CURLOPT_URL, url);
-    SET(CURLOPT_ERRORBUFFER, errbuf);
-    SET(CURLOPT_NOSIGNAL, 1L);
-    SET(CURLOPT_PROTOCOLS_STR, "http,https");
-    SET(CURLOPT_FOLLOWLOCATION, 0L);
-    SET(CURLOPT_CONNECTTIMEOUT_MS, (long)cfg->http_connect_timeout_ms);
-    SET(CURLOPT_TIMEOUT_MS, (long)cfg->http_timeout_ms);
-    SET(CURLOPT_WRITEFUNCTION, on_body);
-    SET(CURLOPT_WRITEDATA, (void *)b);
-#undef SET
-    long status = 0;
-    if (rc == CURLE_OK)
-        rc = curl_easy_perform(e);
-    if (rc == CURLE_OK)
-        curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, &status);
-    enum result r = R_FAIL;
-    char why[200] = "";
-    struct agent_health h = {0};
-    if (rc != CURLE_OK) {
-        snprintf(seen, len, "agent unreachable: GET %s: %.200s", path,
-                 errbuf[0] ? errbuf : curl_easy_strerror(rc));
-    } else if (status != 200) {
-        snprintf(seen, len, "agent unhealthy: GET %s answered HTTP %ld", path, status);
-    } else if (beadboard) {
-        int busy = 1;
-        if (agent_parse_beadboard_status(b->buf, b->len, &busy, why, sizeof why)) {
-            snprintf(seen, len, "bad reply to GET %s: %s", path, why);
-        } else {
-            *free_slots = busy ? 0 : 1;
-            snprintf(seen, len, "BeadBoard %s (one bead per cycle)", busy ? "busy" : "not busy");
-            r = busy ? R_FAIL : R_PASS;
-        }
-    } else if (agent_parse_health(b->buf, b->len, &h, why, sizeof why)) {
-        snprintf(seen, len, "bad reply to GET %s: %s", path, why);
-    } else {
-        *free_slots = agent_free_slots(&h);
-        snprintf(seen, len, "%ld free slot%s (capacity %ld, active %ld, queued %ld)", *free_slots,
-                 *free_slots == 1 ? "" : "s", h.capacity, h.active, h.queued);
-        r = *free_slots > 0 ? R_PASS : R_FAIL;
+    if (!a.answered) {
+        snprintf(seen, len, "agent unreachable: GET %s: %.200s", path, a.why);
+        return R_FAIL;
     }
-    curl_easy_cleanup(e);
-    free(b);
-    return r;
+    if (a.status != 200) {
+        snprintf(seen, len, "agent unhealthy: GET %s answered HTTP %ld", path, a.status);
+        return R_FAIL;
+    }
+    if (!a.ok) {
+        snprintf(seen, len, "bad reply to GET %s: %s", path, a.why);
+        return R_FAIL;
+    }
+    *free_slots = agent_free_slots(&a.h);
+    if (beadboard)
+        snprintf(seen, len, "BeadBoard %s (one bead per cycle)", a.h.active ? "busy" : "not busy");
+    else
+        snprintf(seen, len, "%ld free slot%s (capacity %ld, active %ld, queued %ld)", *free_slots,
+                 *free_slots == 1 ? "" : "s", a.h.capacity, a.h.active, a.h.queued);
+    return *free_slots > 0 ? R_PASS : R_FAIL;
 }
 
 /* ---- the rules ---- */

@@ -8,6 +8,7 @@
 #include "errors.h"
 #include "log.h"
 #include "metrics.h"
+#include "notes.h"
 #include "text.h"
 
 #include <malloc.h>
@@ -67,36 +68,36 @@ int dispatcher_health_ok(const struct dispatcher *d) { return d->health_ok; }
 /* Worker: select and claim                                            */
 
 /* Claims one bead in Dolt: open -> in_progress, guarded by the status and
- * updated_at just read. Sets p->state. */
+ * updated_at just read. Sets p->claim (and p->detail). */
 static void claim_one(struct dispatcher *d, struct dolt_conn *c, struct pick *p, int64_t now)
 {
     char iso[32];
     (void)now;
     int rc = beads_read(c, p->bead_id, 0, &p->bead);
     if (rc == BS_ENOTFOUND) {
-        p->state = PICK_LOST;
+        p->claim = AC_LOST;
         snprintf(p->detail, sizeof p->detail, "bead no longer exists");
         return;
     }
     if (rc) {
-        p->state = PICK_NOT_CLAIMED;
+        p->claim = AC_FAILED;
         snprintf(p->detail, sizeof p->detail, "not claimed: reading the bead failed (%s)", bs_strerror(rc));
         return;
     }
     if (strcmp(p->bead.status, "open") != 0 || !p->bead.assignee ||
         strcmp(p->bead.assignee, d->s->cfg->assignee) != 0) {
-        p->state = PICK_LOST;
+        p->claim = AC_LOST;
         snprintf(p->detail, sizeof p->detail, "bead changed before the claim (status %.32s)", p->bead.status);
         return;
     }
     /* The note's time is the server's, like every time written to a bead. */
     if ((rc = beads_server_now(c, NULL, 0, iso, sizeof iso)) == BS_ECONN) {
-        p->state = PICK_NOT_CLAIMED;
+        p->claim = AC_FAILED;
         snprintf(p->detail, sizeof p->detail, "not claimed: reading the server's clock failed");
         return;
     }
-    char note[256];
-    snprintf(note, sizeof note, "auto-dispatcher claimed at %s (dispatch %s)", rc ? "?" : iso, p->dispatch_id);
+    char note[NOTES_MAX + 1];
+    notes_claim(note, sizeof note, rc ? NULL : iso, p->dispatch_id);
     struct bead_move m = {
         .id = p->bead_id, .assignee = d->s->cfg->assignee, .from = "open", .to = "in_progress",
         .expect_updated_at = p->bead.updated_at, .note = note, .event_type = "claimed",
@@ -104,13 +105,13 @@ static void claim_one(struct dispatcher *d, struct dolt_conn *c, struct pick *p,
     };
     rc = beads_move(c, &d->s->schema, &d->s->writer, &m);
     if (rc == 0) {
-        p->state = PICK_CLAIMED;
+        p->claim = AC_DONE;
         return;
     }
     if (rc == BS_ECONN) {
         /* The COMMIT may or may not have landed: leave the attempt in
          * claiming; recovery reads the bead and decides. */
-        p->state = PICK_UNCERTAIN;
+        p->claim = AC_UNCERTAIN;
         snprintf(p->detail, sizeof p->detail, "connection lost during the claim");
         return;
     }
@@ -128,16 +129,16 @@ static void claim_one(struct dispatcher *d, struct dolt_conn *c, struct pick *p,
                      rc == BS_ECONFLICT ? " (Dolt conflict 1213)" : "", now_b.status);
             bead_free(&now_b);
             if (ours) {
-                p->state = PICK_CLAIMED;
+                p->claim = AC_OURS_AFTER_ALL;
                 return;
             }
         } else {
             snprintf(p->detail, sizeof p->detail, "lost race%s", rc == BS_ECONFLICT ? " (Dolt conflict 1213)" : "");
         }
-        p->state = PICK_LOST;
+        p->claim = AC_LOST;
         return;
     }
-    p->state = PICK_NOT_CLAIMED;
+    p->claim = AC_FAILED;
     snprintf(p->detail, sizeof p->detail, "not claimed: %s: %.200s", bs_strerror(rc), dolt_conn_error(c));
     session_write_failed(d->s, NULL, p->bead_id, 0, "claim", rc);
 }
@@ -201,31 +202,32 @@ static int select_and_claim(struct dolt_conn *c, void *arg)
         }
         p->attempt_id = a.id;
         p->attempt = a.attempt;
-        p->state = PICK_CLAIMING;
+        p->state = AS_CLAIMING;
     }
     if ((rc = store_commit(s)))
         return rc;
     CRASH_POINT("after_claiming_commit");
 
-    /* 2. The claims in Dolt. */
+    /* 2. The claims in Dolt, and what each outcome means. */
     for (struct pick *p = cy->picks; p; p = p->next) {
         claim_one(d, c, p, clock_now_ms());
-        if (p->state == PICK_CLAIMED)
+        struct attempt_facts f = {
+            .event = AE_CLAIMED, .tracked = 1, .state = AS_CLAIMING, .claim = p->claim, .now_ms = now,
+        };
+        p->dec = attempt_decide(&f, &(struct attempt_limits){0});
+        if (p->dec.act == AA_POST)
             CRASH_POINT("after_dolt_claim");
     }
 
-    /* 3. Record what the claims did. */
-    now = clock_now_ms();
-    if ((rc = poster_journal(d->s, cy->picks, PICK_CLAIMED, AS_CLAIMING, AS_CLAIMED, now)) ||
-        (rc = poster_journal(d->s, cy->picks, PICK_LOST, AS_CLAIMING, AS_LOST_RACE, now)) ||
-        (rc = poster_journal(d->s, cy->picks, PICK_NOT_CLAIMED, AS_CLAIMING, AS_RELEASED, now)))
+    /* 3. Record what the claims did, in one transaction. */
+    if ((rc = poster_journal(d->s, cy->picks, AS_CLAIMING, AS_STATE_COUNT, clock_now_ms())))
         return rc;
     CRASH_POINT("after_claimed_commit");
 
     /* 4. Build the requests, then record that they are about to go out. */
     if ((rc = poster_build_bodies(d->s, cy->picks)))
         return rc; /* claimed stays: recovery posts it */
-    if ((rc = poster_journal(d->s, cy->picks, PICK_CLAIMED, AS_CLAIMED, AS_POSTING, clock_now_ms())))
+    if ((rc = poster_journal(d->s, cy->picks, AS_CLAIMED, AS_POSTING, clock_now_ms())))
         return rc;
     CRASH_POINT("after_posting_commit");
     return 0;
@@ -293,19 +295,19 @@ static void claimed_done(int rc, void *arg)
      * cycle as a whole went on: readiness must not count it as an answer. */
     int conn_lost = rc == BS_ECONN;
     for (struct pick *p = cy->picks; p && !conn_lost; p = p->next)
-        conn_lost = p->state == PICK_UNCERTAIN;
+        conn_lost = p->dec.rule == AR_CLAIM_UNCERTAIN;
     session_note_dolt(d->s, conn_lost ? BS_ECONN : 0);
     if (rc) {
         log_error("dispatch cycle failed", "error", bs_strerror(rc));
         cy->rc = rc;
     }
     for (struct pick *p = cy->picks; p; p = p->next) {
-        if (p->state == PICK_LOST) {
+        if (p->dec.rule == AR_CLAIM_LOST) {
             metrics_count(MC_DISPATCHES, "lost_race", 1);
             log_info("lost race", "bead", p->bead_id, "attempt", LOG_INT(p->attempt), "dispatch",
                      p->dispatch_id, "detail", p->detail);
-        } else if (p->state == PICK_NOT_CLAIMED || p->state == PICK_UNCERTAIN) {
-            if (p->state == PICK_NOT_CLAIMED)
+        } else if (p->dec.rule == AR_CLAIM_FAILED || p->dec.rule == AR_CLAIM_UNCERTAIN) {
+            if (p->dec.rule == AR_CLAIM_FAILED)
                 metrics_count(MC_DISPATCHES, "released", 1);
             log_warn("claim failed", "bead", p->bead_id, "attempt", LOG_INT(p->attempt),
                      "dispatch", p->dispatch_id, "detail", p->detail);

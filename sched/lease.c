@@ -31,6 +31,7 @@ struct lease {
     int worker_holds;         /* worker: result of the last upkeep, read in its done */
 
     _Atomic int active;
+    _Atomic int lost;         /* a writer's check found the lock gone; the loop learns at the next upkeep */
     _Atomic int answered;     /* the role has been decided at least once */
     _Atomic int64_t since_ms;
     _Atomic int64_t session_id; /* CONNECTION_ID() of the session holding the lock */
@@ -57,7 +58,7 @@ void lease_name(const char *database, const char *assignee, char *buf, size_t le
     snprintf(buf, len, "beads-sched/#%016llx", (unsigned long long)h);
 }
 
-int lease_active(const struct lease *l) { return l ? l->active : 1; }
+int lease_active(const struct lease *l) { return l ? l->active && !l->lost : 1; }
 int64_t lease_since_ms(const struct lease *l) { return l ? l->since_ms : 0; }
 int64_t lease_dolt_ok_ms(const struct lease *l) { return l ? l->dolt_ok_ms : 0; }
 int lease_dolt_ok(const struct lease *l) { return l ? l->dolt_ok : 0; }
@@ -97,10 +98,12 @@ static int upkeep_work(struct dolt_conn *c, void *arg)
     return rc;
 }
 
-static void set_role(struct lease *l, int active)
+/* lost: a writer found the lock gone since the last upkeep; whatever this
+ * upkeep found, the role is announced again. */
+static void set_role(struct lease *l, int active, int lost)
 {
     int was = l->active, decided = l->answered;
-    if (decided && was == active)
+    if (decided && was == active && !lost)
         return;
     l->active = active;
     l->answered = 1;
@@ -129,7 +132,7 @@ static void upkeep_done(int rc, void *arg)
         metrics_gauge_set(MG_DOLT_UP, rc == 0);
     if (rc && l->active)
         log_warn("lock connection failed; standing by", "lock", l->name, "error", bs_strerror(rc));
-    set_role(l, rc == 0 && l->worker_holds);
+    set_role(l, rc == 0 && l->worker_holds, atomic_exchange(&l->lost, 0));
 }
 
 static void upkeep_tick(uv_timer_t *t)
@@ -176,12 +179,11 @@ int lease_check(struct lease *l, struct dolt_conn *c)
     if (rc)
         return rc;
     holder = v[0];
-    if (l->active && holder == l->session_id)
+    if (l->active && !l->lost && holder == l->session_id)
         return 0;
-    if (l->active) {
+    if (l->active && !atomic_exchange(&l->lost, 1)) {
         /* The loop learns it at the next upkeep; nothing more is written
          * meanwhile because every batch asks here first. */
-        l->active = 0;
         log_warn("lock lost; writing nothing until it is back", "lock", l->name);
     }
     return BS_ESTATE;

@@ -7,6 +7,7 @@
 #include "errors.h"
 #include "log.h"
 #include "metrics.h"
+#include "notes.h"
 #include "prompt.h"
 
 #include <stdio.h>
@@ -89,7 +90,7 @@ int poster_build_bodies(struct session *s, struct pick *list)
     const struct config *cfg = s->cfg;
     const char *tmpl = cfg->prompt_template ? cfg->prompt_template : prompt_default_template;
     for (struct pick *p = list; p; p = p->next) {
-        if (p->state != PICK_CLAIMED || p->body)
+        if (p->state != AS_CLAIMED || p->body)
             continue;
         if (cfg->mode == MODE_BEADBOARD) {
             /* BeadBoard builds the prompt itself. */
@@ -117,25 +118,40 @@ int poster_build_bodies(struct session *s, struct pick *list)
     return 0;
 }
 
-int poster_journal(struct session *s, struct pick *list, enum pick_state which, enum attempt_state from,
-                   enum attempt_state to, int64_t now)
+/* Where poster_journal moves p: to, or its decision's first step. */
+static enum attempt_state journal_next(const struct pick *p, enum attempt_state to)
+{
+    if (to != AS_STATE_COUNT)
+        return to;
+    return p->dec.via != AS_STATE_COUNT ? p->dec.via : p->dec.next;
+}
+
+int poster_journal(struct session *s, struct pick *list, enum attempt_state from, enum attempt_state to,
+                   int64_t now)
 {
     int rc = store_begin(s->store);
     if (rc)
         return rc;
     for (struct pick *p = list; p; p = p->next) {
-        if (p->state != which)
+        enum attempt_state next = journal_next(p, to);
+        if (p->state != from || next == from)
             continue;
         struct store_transition t = {
             .detail = p->detail[0] ? p->detail : NULL,
-            .bead_updated_at = which == PICK_CLAIMED ? p->claim_dt : NULL,
+            .bead_updated_at = next == AS_CLAIMED ? p->claim_dt : NULL,
         };
-        if ((rc = store_attempt_transition(s->store, p->attempt_id, from, to, &t, now))) {
+        if ((rc = store_attempt_transition(s->store, p->attempt_id, from, next, &t, now))) {
             store_rollback(s->store);
             return rc;
         }
     }
-    return store_commit(s->store);
+    if ((rc = store_commit(s->store)))
+        return rc;
+    for (struct pick *p = list; p; p = p->next) {
+        if (p->state == from)
+            p->state = journal_next(p, to);
+    }
+    return 0;
 }
 
 /* Records, for `beads-sched status`, when dispatching last did something
@@ -143,21 +159,47 @@ int poster_journal(struct session *s, struct pick *list, enum pick_state which, 
  * nothing. Also refreshes the in-flight gauge. */
 static void note_cycle_result(struct session *s, const struct pick *list, int64_t now)
 {
-    int n[POST_RESULT_COUNT] = {0};
+    int n[AR_RULE_COUNT] = {0};
     for (const struct pick *p = list; p; p = p->next)
-        n[p->result]++;
+        n[p->dec.rule]++;
     char at[24], result[160];
     snprintf(at, sizeof at, "%lld", (long long)now); /* status shows its age */
     /* refused: every claim given back, whether the bead's fault or not */
-    snprintf(result, sizeof result, "dispatched %d, refused %d, unknown %d", n[POST_DISPATCHED],
-             n[POST_REFUSED] + n[POST_GIVEN_BACK], n[POST_UNKNOWN]);
+    snprintf(result, sizeof result, "dispatched %d, refused %d, unknown %d", n[AR_ACCEPTED],
+             n[AR_REFUSED] + n[AR_GIVEN_BACK_FULL] + n[AR_GIVEN_BACK_AUTH], n[AR_AMBIGUOUS]);
     if (store_setting_set(s->store, "last_cycle_at", at, now) == 0)
         store_setting_set(s->store, "last_cycle_result", result, now);
     session_in_flight_gauge(s);
 }
 
-/* Dispatched and unknown answers: one store transaction, then the
- * dispatched notes (a note that fails is owed). */
+/* The decision on each answer not decided yet: what attempt_decide says,
+ * given how many attempts the bead has used. */
+static int decide_answers(struct poster *ps, struct pick *list, int64_t now)
+{
+    struct session *s = ps->s;
+    const struct config *cfg = s->cfg;
+    struct attempt_limits lim = {
+        .stale_after_ms = (int64_t)cfg->stale_after_ms, .job_timeout_ms = (int64_t)cfg->job_timeout_ms,
+        .retry_backoff_ms = (int64_t)cfg->retry_backoff_ms, .max_attempts = (int)cfg->max_attempts,
+    };
+    for (struct pick *p = list; p; p = p->next) {
+        if (p->decided)
+            continue;
+        int rc;
+        if (p->verdict == APV_REJECTED && (rc = store_bead_attempts_used(s->store, p->bead_id, &p->used)))
+            return rc;
+        struct attempt_facts f = {
+            .event = AE_ANSWERED, .tracked = 1, .state = AS_POSTING, .attempts_used = p->used,
+            .verdict = p->verdict, .beadboard = cfg->mode == MODE_BEADBOARD, .now_ms = now,
+        };
+        p->dec = attempt_decide(&f, &lim);
+        p->decided = 1;
+    }
+    return 0;
+}
+
+/* Answers that only record (dispatched, unknown): one store transaction,
+ * then the dispatched notes (a note that fails is owed). */
 static int record_sent(struct poster *ps, struct dolt_conn *c, struct pick *list, int64_t now)
 {
     struct session *s = ps->s;
@@ -165,16 +207,13 @@ static int record_sent(struct poster *ps, struct dolt_conn *c, struct pick *list
     if (rc)
         return rc;
     for (struct pick *p = list; p; p = p->next) {
-        if (p->journaled)
+        if (p->journaled || p->dec.act != AA_RECORD)
             continue;
-        if (p->result == POST_DISPATCHED) {
-            struct store_transition t = {.job_id = p->job_id};
-            rc = store_attempt_transition(s->store, p->attempt_id, AS_POSTING, AS_DISPATCHED, &t, now);
-        } else if (p->result == POST_UNKNOWN) {
-            struct store_transition t = {.detail = p->detail};
-            rc = store_attempt_transition(s->store, p->attempt_id, AS_POSTING, AS_UNKNOWN, &t, now);
-        }
-        if (rc) {
+        struct store_transition t = {
+            .job_id = p->dec.next == AS_DISPATCHED ? p->job_id : NULL,
+            .detail = p->dec.next == AS_DISPATCHED ? NULL : p->detail,
+        };
+        if ((rc = store_attempt_transition(s->store, p->attempt_id, AS_POSTING, p->dec.next, &t, now))) {
             store_rollback(s->store);
             return rc;
         }
@@ -182,14 +221,14 @@ static int record_sent(struct poster *ps, struct dolt_conn *c, struct pick *list
     if ((rc = store_commit(s->store)))
         return rc;
     CRASH_POINT("after_dispatched_commit");
-    char note[STORE_JOB_ID_MAX + 32];
+    char note[NOTES_MAX + 1];
     for (struct pick *p = list; p; p = p->next) {
-        if ((p->result != POST_DISPATCHED && p->result != POST_UNKNOWN) || p->journaled)
+        if (p->journaled || p->dec.act != AA_RECORD)
             continue;
         p->journaled = 1;
-        if (p->result != POST_DISPATCHED)
+        if (!p->dec.owe_dispatched_note)
             continue;
-        snprintf(note, sizeof note, "dispatched: job=%s", p->job_id);
+        notes_dispatched(note, sizeof note, p->job_id);
         int nrc = session_add_note(s, c, p->bead_id, note);
         if (nrc == BS_EIO) /* the bead refuses writes: its problem, on record; retried */
             session_write_failed(s, c, p->bead_id, p->attempt_id, "dispatched note", nrc);
@@ -206,29 +245,19 @@ static int record_sent(struct poster *ps, struct dolt_conn *c, struct pick *list
     return 0;
 }
 
-/* Reverts one refused or given-back claim in Dolt (guarded by what our
- * claim wrote). A refusal of the bead itself (400/422) notes why and counts
- * as an attempt: blocked once attempts are used up. */
+/* Gives one refused or given-back claim back in Dolt (guarded by what our
+ * claim wrote): open again, or blocked once attempts are used up; a refusal
+ * of the bead itself (400/422) says why in a note. */
 static int revert_claim(struct session *s, struct dolt_conn *c, struct pick *p)
 {
-    char note[1200];
-    int block = 0, used = 0, rc;
-    if (p->result == POST_REFUSED) {
-        if ((rc = store_bead_attempts_used(s->store, p->bead_id, &used)))
-            return rc;
-        block = used >= s->cfg->max_attempts;
-        snprintf(note, sizeof note, "dispatch failed HTTP %ld: %.900s", p->status, p->detail);
-        if (block) {
-            size_t k = strlen(note);
-            snprintf(note + k, sizeof note - k, "; attempts exhausted (%d/%lld), blocking", used,
-                     (long long)s->cfg->max_attempts);
-        }
-    }
+    char note[NOTES_MAX + 1];
+    int refused = p->dec.rule == AR_REFUSED;
+    if (refused)
+        notes_refused(note, sizeof note, p->status, p->detail, p->used, (int)s->cfg->max_attempts);
     struct bead_move m = {
-        .id = p->bead_id, .assignee = s->cfg->assignee, .from = "in_progress",
-        .to = block ? "blocked" : "open", .expect_updated_at = p->claim_dt,
-        .note = p->result == POST_REFUSED ? note : NULL, .event_type = "status_changed",
-        .verb = block ? "block" : "release",
+        .id = p->bead_id, .assignee = s->cfg->assignee, .from = "in_progress", .to = p->dec.bead_to,
+        .expect_updated_at = p->claim_dt, .note = refused ? note : NULL, .event_type = "status_changed",
+        .verb = p->dec.give_up ? "block" : "release",
     };
     int mrc = beads_move(c, &s->schema, &s->writer, &m);
     if (mrc == BS_ECONN)
@@ -239,7 +268,7 @@ static int revert_claim(struct session *s, struct dolt_conn *c, struct pick *p)
         size_t k = strlen(p->detail);
         snprintf(p->detail + k, sizeof p->detail - k, " (claim not reverted: %s)", bs_strerror(mrc));
     }
-    p->reverted = block ? 2 : 1;
+    p->reverted = 1;
     CRASH_POINT("after_dolt_revert");
     return 0;
 }
@@ -251,32 +280,16 @@ static int record_given_back(struct session *s, struct pick *list, int64_t now)
     if (rc)
         return rc;
     for (struct pick *p = list; p; p = p->next) {
-        if (p->result != POST_REFUSED && p->result != POST_GIVEN_BACK)
+        if (p->dec.act != AA_MOVE)
             continue;
         char detail[STORE_DETAIL_MAX];
-        enum attempt_state to = AS_REFUSED;
-        const char *outcome = "refused";
-        int64_t retry_at = 0;
-        if (p->result == POST_REFUSED) {
-            int used = 0;
-            if ((rc = store_bead_attempts_used(s->store, p->bead_id, &used))) {
-                store_rollback(s->store);
-                return rc;
-            }
-            to = p->reverted == 2 ? AS_GAVE_UP : AS_RETRYING;
-            outcome = p->reverted == 2 ? "gave_up" : "rejected";
-            retry_at = now + attempt_backoff_ms((int64_t)s->cfg->retry_backoff_ms, used, FULL_BACKOFF_CAP_MS);
+        if (p->dec.rule == AR_REFUSED)
             snprintf(detail, sizeof detail, "HTTP %ld: %.900s", p->status, p->detail);
-        } else {
-            outcome = p->verdict == APV_FULL ? "agent_full" : p->verdict == APV_NOT_SENT ? "not_sent"
-                                                                                          : "agent_auth";
-            if (p->verdict == APV_FULL || p->verdict == APV_NOT_SENT)
-                retry_at = now + FULL_BACKOFF_CAP_MS; /* until the service takes a job again */
+        else
             snprintf(detail, sizeof detail, "claim given back, not an attempt: %.900s", p->detail);
-        }
-        struct store_transition t = {.detail = detail, .outcome = outcome};
-        if ((rc = store_attempt_transition(s->store, p->attempt_id, AS_POSTING, to, &t, now)) ||
-            (retry_at && (rc = store_bead_set_retry(s->store, p->bead_id, retry_at)))) {
+        struct store_transition t = {.detail = detail, .outcome = p->dec.outcome};
+        if ((rc = store_attempt_transition(s->store, p->attempt_id, AS_POSTING, p->dec.next, &t, now)) ||
+            (p->dec.retry_at && (rc = store_bead_set_retry(s->store, p->bead_id, p->dec.retry_at)))) {
             store_rollback(s->store);
             return rc;
         }
@@ -293,20 +306,21 @@ static int record_results(struct dolt_conn *c, void *arg)
     struct poster *ps = f->p;
     struct session *s = ps->s;
     int64_t now = clock_now_ms();
-    int rc = 0, any = 0, any_back = 0;
+    int rc, any = 0, any_back = 0;
     TEST_PAUSE("RECORD_RESULTS");
     owed_pay(ps->owed, s, c);
+    if ((rc = decide_answers(ps, f->list, now)))
+        return rc;
     for (struct pick *p = f->list; p; p = p->next) {
-        any |= (p->result == POST_DISPATCHED || p->result == POST_UNKNOWN) && !p->journaled;
-        any_back |= p->result == POST_REFUSED || p->result == POST_GIVEN_BACK;
+        any |= p->dec.act == AA_RECORD && !p->journaled;
+        any_back |= p->dec.act == AA_MOVE;
     }
     if (any && (rc = record_sent(ps, c, f->list, now)))
         return rc;
     if (!any_back)
         return 0;
     for (struct pick *p = f->list; p; p = p->next) {
-        if ((p->result == POST_REFUSED || p->result == POST_GIVEN_BACK) && !p->reverted &&
-            (rc = revert_claim(s, c, p)))
+        if (p->dec.act == AA_MOVE && !p->reverted && (rc = revert_claim(s, c, p)))
             return rc;
     }
     if ((rc = record_given_back(s, f->list, now)))
@@ -335,9 +349,10 @@ static void log_result(struct poster *ps, struct pick *p)
 {
     char ms[32];
     snprintf(ms, sizeof ms, "%.0f", (double)(clock_now_ms() - p->posted_ms));
-    switch (p->result) {
-    case POST_DISPATCHED:
-        metrics_count(MC_DISPATCHES, "dispatched", 1);
+    if (p->dec.reason)
+        metrics_count(MC_DISPATCHES, p->dec.reason, 1);
+    switch (p->dec.rule) {
+    case AR_ACCEPTED:
         if (p->cand_updated_at) {
             int64_t since = beads_datetime_ms(p->cand_updated_at);
             if (since > 0)
@@ -345,37 +360,41 @@ static void log_result(struct poster *ps, struct pick *p)
         }
         log_info("dispatched", "bead", p->bead_id, "attempt", LOG_INT(p->attempt), "job",
                  p->job_id, "dispatch", p->dispatch_id, "post_ms", ms);
-        throttle_accepted(ps->throttle);
         break;
-    case POST_REFUSED:
+    case AR_REFUSED:
         ps->hooks.retry_due(ps->hooks.arg, p->posted_ms + (int64_t)ps->s->cfg->retry_backoff_ms);
-        metrics_count(MC_DISPATCHES, "refused", 1);
         log_warn("dispatch refused by the service; claim released", "bead", p->bead_id, "attempt",
                  LOG_INT(p->attempt), "dispatch", p->dispatch_id, "status", LOG_INT(p->status),
                  "detail", p->detail);
         break;
-    case POST_GIVEN_BACK:
-        metrics_count(MC_DISPATCHES, "given_back", 1);
+    case AR_GIVEN_BACK_FULL:
+    case AR_GIVEN_BACK_AUTH:
         log_info("claim given back; not an attempt", "bead", p->bead_id, "dispatch", p->dispatch_id,
                  "verdict", agent_post_verdict_name(p->verdict), "detail", p->detail);
-        if (ps->s->cfg->mode == MODE_BEADBOARD && (p->verdict == APV_AUTH || p->verdict == APV_URL))
-            throttle_full(ps->throttle, p->status, p->detail); /* BeadBoard holds the token: back off, no gate */
-        else if (p->verdict == APV_AUTH)
-            throttle_gate_close(ps->throttle, GATE_TOKEN, p->status);
-        else if (p->verdict == APV_URL)
-            throttle_gate_close(ps->throttle, GATE_URL, p->status);
-        else
-            throttle_full(ps->throttle, p->status, p->detail);
         if (p->verdict == APV_FULL || p->verdict == APV_NOT_SENT)
             throttle_defer(ps->throttle, p->bead_id);
         break;
-    case POST_UNKNOWN:
-        metrics_count(MC_DISPATCHES, "unknown", 1);
+    case AR_AMBIGUOUS:
         log_warn("dispatch outcome unknown; left for the reaper", "bead", p->bead_id,
                  "attempt", LOG_INT(p->attempt), "dispatch", p->dispatch_id, "detail", p->detail);
         break;
-    case POST_CANCELLED:
-    case POST_RESULT_COUNT:
+    default:
+        break;
+    }
+    switch (p->dec.service) {
+    case AV_SAME:
+        break;
+    case AV_TAKES_JOBS:
+        throttle_accepted(ps->throttle);
+        break;
+    case AV_FULL:
+        throttle_full(ps->throttle, p->status, p->detail);
+        break;
+    case AV_TOKEN_REFUSED:
+        throttle_gate_close(ps->throttle, GATE_TOKEN, p->status);
+        break;
+    case AV_URL_WRONG:
+        throttle_gate_close(ps->throttle, GATE_URL, p->status);
         break;
     }
 }
@@ -446,24 +465,6 @@ void poster_retry(struct poster *ps)
         flush(ps);
 }
 
-static enum post_result result_of(enum agent_post_verdict v)
-{
-    switch (v) {
-    case APV_ACCEPTED:
-        return POST_DISPATCHED;
-    case APV_AMBIGUOUS:
-        return POST_UNKNOWN;
-    case APV_REJECTED:
-        return POST_REFUSED;
-    case APV_NOT_SENT:
-    case APV_FULL:
-    case APV_AUTH:
-    case APV_URL:
-        break;
-    }
-    return POST_GIVEN_BACK;
-}
-
 static void queue_result(struct poster *ps, struct pick *p)
 {
     p->next = ps->results;
@@ -487,7 +488,6 @@ static void post_done(const struct http_response *r, void *arg)
         CRASH_POINT("after_post_response");
         p->status = a.status;
         p->verdict = a.verdict;
-        p->result = result_of(a.verdict);
         memcpy(p->job_id, a.job_id, sizeof p->job_id);
         if (a.detail[0])
             memcpy(p->detail, a.detail, sizeof p->detail);
@@ -504,7 +504,7 @@ void poster_send(struct poster *ps, struct pick *list)
         next = p->next;
         p->next = NULL;
         p->poster = ps;
-        if (p->state != PICK_CLAIMED || session_stopping(ps->s)) {
+        if (p->state != AS_POSTING || session_stopping(ps->s)) {
             /* A claimed pick not sent because of shutdown stays in posting. */
             pick_free(p);
             continue;
@@ -516,7 +516,6 @@ void poster_send(struct poster *ps, struct pick *list)
             p->body = NULL;
         } else {
             /* Never left this process: not an attempt. */
-            p->result = POST_GIVEN_BACK;
             p->verdict = APV_NOT_SENT;
             p->status = 0;
             snprintf(p->detail, sizeof p->detail, "request could not be started");

@@ -13,30 +13,12 @@
 #include <stdint.h>
 
 #include "agent.h"
+#include "attempt.h"
 #include "beads.h"
 #include "owed.h"
 #include "session.h"
 #include "store.h"
 #include "throttle.h"
-
-/* Where an attempt stands while a cycle carries it. */
-enum pick_state {
-    PICK_NEW,         /* chosen, nothing recorded */
-    PICK_CLAIMING,    /* journal row in claiming */
-    PICK_CLAIMED,     /* Dolt CAS succeeded; will be posted */
-    PICK_LOST,        /* someone else moved the bead first */
-    PICK_NOT_CLAIMED, /* the claim failed without touching Dolt: released */
-    PICK_UNCERTAIN,   /* connection lost during the claim: left in claiming */
-};
-
-/* What a POST's answer means for the attempt (agent_post_verdict):
- * dispatched: 202, job id known; refused: the service refused this request
- * (400/422), the claim is given back with a note and it counts as an
- * attempt; unknown: the job may exist (never re-POSTed); given_back: not
- * the bead's fault (service full, token or URL wrong, never sent): the
- * claim is given back without a failure note and it is not an attempt. */
-enum post_result { POST_DISPATCHED, POST_REFUSED, POST_UNKNOWN, POST_CANCELLED, POST_GIVEN_BACK,
-                   POST_RESULT_COUNT };
 
 /* One attempt travelling through a cycle (or recovery's owed POSTs). Owned
  * by the cycle until it is posted, then by the poster until its result is
@@ -47,7 +29,14 @@ struct pick {
     char *bead_id;
     char *cand_updated_at;      /* the bead's updated_at when chosen (latency) */
     long priority;
-    enum pick_state state;
+    /* The journal state it is in (AS_STATE_COUNT: chosen, nothing recorded
+     * yet), and what attempt_decide said at its last step: the claim's
+     * outcome (AE_CLAIMED), then the POST's answer (AE_ANSWERED). */
+    enum attempt_state state;
+    enum attempt_claim claim;
+    struct attempt_decision dec;
+    int decided;                /* dec is the answer's decision */
+    int used;                   /* attempts counted for the bead when it was decided */
     int64_t attempt_id;
     int attempt;
     char dispatch_id[STORE_DISPATCH_ID_MAX];
@@ -56,13 +45,12 @@ struct pick {
     struct bead bead;           /* text read at claim time, for the prompt */
     char *body;                 /* POST /execute JSON */
     int64_t posted_ms;
-    enum post_result result;
     enum agent_post_verdict verdict;
     long status;
     char job_id[AGENT_JOB_ID_MAX];
     /* Progress of journaling this result, so a retried batch redoes nothing. */
     int journaled;              /* dispatched/unknown committed to the store */
-    int reverted;               /* claim given back in Dolt (1) or blocked (2) */
+    int reverted;               /* the claim given back (or the bead blocked) in Dolt */
 };
 void pick_free(struct pick *p);
 void picks_free(struct pick *p);
@@ -86,12 +74,13 @@ void poster_set_once(struct poster *p, int once);
 /* Worker: builds the request body of every claimed pick (from its bead
  * text, read at claim time). BS_ENOMEM leaves the picks claimed. */
 int poster_build_bodies(struct session *s, struct pick *list);
-/* Worker: moves every pick in state `which` from journal state `from` to
- * `to`, in one store transaction. */
-int poster_journal(struct session *s, struct pick *list, enum pick_state which, enum attempt_state from,
-                   enum attempt_state to, int64_t now);
+/* Worker: moves every pick in journal state `from` to `to` (AS_STATE_COUNT:
+ * to its decision's first step, via or else next), in one store transaction; their state
+ * follows once it is committed. */
+int poster_journal(struct session *s, struct pick *list, enum attempt_state from, enum attempt_state to,
+                   int64_t now);
 
-/* Loop: sends every claimed pick of list (takes the list); hooks.done runs
+/* Loop: sends every pick of list in posting (takes the list); hooks.done runs
  * when all are answered and journaled (at once when none was sent). */
 void poster_send(struct poster *p, struct pick *list);
 /* Loop: results whose journaling failed are retried when due. */

@@ -8,6 +8,7 @@
 #include "errors.h"
 #include "log.h"
 #include "metrics.h"
+#include "notes.h"
 #include "reap_pass.h"
 
 #include <stdio.h>
@@ -102,25 +103,6 @@ static int fill_bead(const struct bead *b, void *arg)
     return (!it->status || !it->updated_at) ? BS_ENOMEM : 0;
 }
 
-/* The job id of the last "dispatched: job=<id>" note (ours, another
- * beads-sched's or the old CronJobs'); 0 if none. */
-static int find_dispatched_note(const char *notes, char *job, size_t len)
-{
-    const char *key = "dispatched: job=", *last = NULL;
-    for (const char *p = notes ? strstr(notes, key) : NULL; p; p = strstr(p + 1, key))
-        last = p;
-    if (!last)
-        return 0;
-    last += strlen(key);
-    size_t n = 0;
-    while (last[n] && last[n] != '\n' && last[n] != ' ' && last[n] != '\r' && n + 1 < len)
-        n++;
-    memcpy(job, last, n);
-    job[n] = '\0';
-    return agent_job_id_valid(job);
-}
-
-
 static int fill_orphan_notes(const struct bead *b, void *arg)
 {
     struct fill_ctx *f = arg;
@@ -129,10 +111,10 @@ static int fill_orphan_notes(const struct bead *b, void *arg)
     struct reap_item *it = bsearch(&key, rp->items + f->tracked, rp->n - f->tracked, sizeof key, by_bead);
     if (!it)
         return 0;
-    if (b->notes && !find_dispatched_note(b->notes, it->job_id, sizeof it->job_id))
+    if (b->notes && !notes_last_dispatched_job(b->notes, it->job_id, sizeof it->job_id))
         it->job_id[0] = '\0';
     /* Another instance's attempt, to be adopted: its number and dispatch id. */
-    it->attempt = claims_in_notes(b->notes, it->dispatch_id, sizeof it->dispatch_id);
+    it->attempt = notes_claims(b->notes, it->dispatch_id, sizeof it->dispatch_id);
     return 0;
 }
 
@@ -295,7 +277,7 @@ static int reap_apply(struct dolt_conn *c, void *arg)
     owed_pay(d->owed, d->s, c);
     for (size_t i = 0; i < rp->n && !session_stopping(d->s); i++) {
         struct reap_item *it = &rp->items[i];
-        int rc = it->attempt_id ? settle_attempt(d, c, rp, it, now) : settle_orphan(d, c, it, now);
+        int rc = settle_item(d, c, rp, it, now);
         if (rc == BS_ECONN || rc == BS_EFULL || rc == BS_ERDONLY)
             return rc; /* Dolt or the store is down: the next pass retries */
         /* Anything else is this bead's problem: logged, and the pass goes
@@ -324,7 +306,7 @@ static int reap_apply(struct dolt_conn *c, void *arg)
     if (rp->repost) {
         int rc = poster_build_bodies(d->s, rp->repost);
         if (rc == 0)
-            rc = poster_journal(d->s, rp->repost, PICK_CLAIMED, AS_CLAIMED, AS_POSTING, clock_now_ms());
+            rc = poster_journal(d->s, rp->repost, AS_CLAIMED, AS_POSTING, clock_now_ms());
         if (rc)
             return rc;
         CRASH_POINT("after_posting_commit");

@@ -74,12 +74,9 @@ struct reap_pass {
     int64_t started_ms, loaded_ms, jobs_ms; /* phase ends, for the debug log */
 };
 
-/* settle.c, worker thread: decides and acts for one tracked attempt whose
- * bead was read, or one orphan. 0, or an error (BS_ECONN etc.). */
-int settle_attempt(struct reaper *r, struct dolt_conn *c, struct reap_pass *rp, struct reap_item *it,
-                   int64_t now);
-int settle_orphan(struct reaper *r, struct dolt_conn *c, struct reap_item *it, int64_t now);
-/* The claims a bead's notes record: how many, and the dispatch id of the
- * last one (empty when it names none). Any thread. */
-int claims_in_notes(const char *notes, char *last_dispatch, size_t len);
+/* settle.c, worker thread: the facts about one item (a tracked attempt
+ * whose bead was read, or an orphan), attempt_decide's decision, and the
+ * writes that carry it out. 0, 1 when the bead changed meanwhile (recorded,
+ * the next pass re-reads), or an error (BS_ECONN etc.). */
+int settle_item(struct reaper *r, struct dolt_conn *c, struct reap_pass *rp, struct reap_item *it, int64_t now);
 #endif

@@ -1,5 +1,7 @@
-/* Step 3 of a reap pass (reap.h): what to do with each attempt, and the
- * writes that carry it out. Worker thread. */
+/* Step 3 of a reap pass (reap.h): for each attempt, the facts (the bead as
+ * step 1 read it, the evidence in its notes and events, the job as step 2
+ * saw it), attempt_decide's decision, and the writes that carry it out.
+ * Worker thread. */
 #include "reap_pass.h"
 
 #include "beads.h"
@@ -7,7 +9,7 @@
 #include "crash.h"
 #include "errors.h"
 #include "log.h"
-#include "rules.h"
+#include "notes.h"
 #include "text.h"
 
 #include <stdio.h>
@@ -22,51 +24,6 @@ static void set_detail(struct reap_item *it, const char *text)
     it->detail[n] = '\0';
 }
 
-/* The claims a bead's notes record ("auto-dispatcher claimed at <time>
- * (dispatch <id>)", ours or another instance's): how many, and the dispatch
- * id of the last one (empty when it names none, as the old CronJobs'). */
-int claims_in_notes(const char *notes, char *last_dispatch, size_t len)
-{
-    const char *key = "auto-dispatcher claimed at ", *tag = "(dispatch ";
-    int count = 0;
-    last_dispatch[0] = '\0';
-    for (const char *p = notes ? strstr(notes, key) : NULL; p; p = strstr(p + 1, key)) {
-        count++;
-        const char *eol = strchr(p, '\n');
-        const char *d = strstr(p, tag);
-        last_dispatch[0] = '\0';
-        if (!d || (eol && d > eol))
-            continue;
-        d += strlen(tag);
-        size_t n = strcspn(d, ") \n");
-        if (n > 0 && n < len) {
-            memcpy(last_dispatch, d, n);
-            last_dispatch[n] = '\0';
-        }
-    }
-    return count;
-}
-
-static enum rules_job rules_job_of(enum attempt_job j)
-{
-    switch (j) {
-    case AJ_NONE:
-        return RJ_NONE;
-    case AJ_ANSWERED:
-        return RJ_ANSWERED;
-    case AJ_MISSING:
-        return RJ_MISSING;
-    case AJ_UNREACHABLE:
-        return RJ_UNREACHABLE;
-    case AJ_UNUSABLE:
-        return RJ_UNUSABLE;
-    case AJ_UNAUTHORIZED:
-        return RJ_UNAUTHORIZED;
-    }
-    return RJ_NONE;
-}
-
-
 /* How long the bead has been quiet: the server's age at load plus the time
  * since (a difference of this process's clock, so its offset cancels). */
 static int64_t quiet_ms(const struct reap_item *it, int64_t now)
@@ -75,89 +32,189 @@ static int64_t quiet_ms(const struct reap_item *it, int64_t now)
     return it->age_ms + (since_load > 0 ? since_load : 0);
 }
 
-/* A duration for a note: whole minutes ("31m", as the old reaper wrote),
- * or seconds under a minute ("45s") so a short STALE_AFTER never reads
- * "0m". */
-static const char *note_span(int64_t ms, char *buf, size_t len)
+static enum attempt_bead bead_of(const struct reap_item *it)
 {
-    if (ms < 0)
-        ms = 0;
-    if (ms < 60000)
-        snprintf(buf, len, "%llds", (long long)(ms / 1000));
-    else
-        snprintf(buf, len, "%lldm", (long long)(ms / 60000));
-    return buf;
-}
-
-/* Whether the agent's "claimed by agent <id>" note carries this attempt's
- * dispatch id (the job id the prompt gave it): proof that this attempt
- * reached the agent. The id is the scheduler's own, never the service's
- * job id. */
-static int agent_reached(const struct reap_item *it)
-{
-    char needle[STORE_DISPATCH_ID_MAX + 24];
-    snprintf(needle, sizeof needle, "claimed by agent %s", it->dispatch_id);
-    return it->notes && it->dispatch_id[0] && strstr(it->notes, needle) != NULL;
-}
-
-/* For a closed bead: which attempt's agent closed it, from its notes'
- * "completed by agent <id>" (the id the prompt gave). Fills detail. */
-static void credit_close(struct dolt_conn *c, const struct reap_item *it, char *detail, size_t len)
-{
-    struct bead b;
-    snprintf(detail, len, "bead closed");
-    if (beads_read(c, it->bead_id, 1, &b))
-        return;
-    const char *key = "completed by agent ", *last = NULL;
-    for (const char *p = b.notes ? strstr(b.notes, key) : NULL; p; p = strstr(p + 1, key))
-        last = p;
-    if (last) {
-        last += strlen(key);
-        size_t n = strcspn(last, " \n\r\"");
-        if (n == strlen(it->dispatch_id) && strncmp(last, it->dispatch_id, n) == 0)
-            snprintf(detail, len, "bead closed by this attempt's agent (completed by agent %s)", it->dispatch_id);
-        else
-            snprintf(detail, len, "bead closed; the close names %.*s, not this attempt (%s)",
-                     (int)(n > 64 ? 64 : n), last, it->dispatch_id);
+    if (!it->found)
+        return AB_GONE;
+    static const struct {
+        const char *word;
+        enum attempt_bead b;
+    } words[] = {{"open", AB_OPEN}, {"in_progress", AB_IN_PROGRESS}, {"blocked", AB_BLOCKED}, {"closed", AB_CLOSED}};
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
+        if (strcmp(it->status, words[i].word) == 0)
+            return words[i].b;
     }
-    bead_free(&b);
+    return AB_OTHER;
 }
 
-/* Whether the bead's notes hold our own "released for retry" note for this
- * attempt's job (a pass that wrote Dolt and died before its store commit). */
+/* Whether the bead's notes (or, when they were full, the move's events row)
+ * hold our own "released for retry" note for this attempt's job: a pass
+ * that wrote Dolt and died before its store commit. */
 static int released_by_us(struct dolt_conn *c, const struct reap_item *it)
 {
     struct bead b;
+    char mark[STORE_JOB_ID_MAX + 32];
     if (beads_read(c, it->bead_id, 1, &b))
         return 0;
-    char needle[STORE_JOB_ID_MAX + 32];
-    snprintf(needle, sizeof needle, "reaper: job %s ", it->job_id);
-    const char *p = b.notes ? strstr(b.notes, needle) : NULL;
-    const char *eol = p ? strchr(p, '\n') : NULL;
-    const char *rel = p ? strstr(p, "released for retry") : NULL;
-    int ours = rel && (!eol || rel < eol);
+    int ours = notes_released_for_retry(b.notes, it->job_id);
+    notes_reaper_job_mark(mark, sizeof mark, it->job_id);
+    int any = b.notes && strstr(b.notes, mark);
     bead_free(&b);
-    if (!ours && !p) {
-        /* Full notes: the release note lives only in the move's events row
-         * (the bead is open again, so this job's reaper note released it). */
-        snprintf(needle, sizeof needle, "reaper: job %s ", it->job_id);
-        ours = beads_has_mark(c, it->bead_id, NULL, needle) == 1;
-    }
+    if (!ours && !any) /* the bead is open again, so this job's reaper note released it */
+        ours = beads_has_mark(c, it->bead_id, NULL, mark) == 1;
     return ours;
 }
 
-/* A guarded move of the bead, then the store transition. Returns 0 when
- * both happened, 1 when the bead changed meanwhile (recorded, left for the
- * next pass), or a negative error. */
-static int move_and_record(struct reaper *d, struct dolt_conn *c, struct reap_item *it,
-                           const char *to, const char *note, const char *verb,
-                           enum attempt_state next, const char *outcome, int64_t retry_at)
+/* The facts about one item, gathering only the evidence its state can use
+ * (each costs a read). Negative: an error reading them. */
+static int gather(struct reaper *d, struct dolt_conn *c, struct reap_item *it, int64_t now,
+                  struct attempt_facts *f)
 {
     struct store *s = d->s->store;
+    *f = (struct attempt_facts){
+        .event = AE_RECONCILE, .tracked = it->attempt_id != 0, .state = it->state,
+        .has_job_id = it->job_id[0] != 0, .dispatched_ms = it->dispatched_at, .recovery = it->rp->recovery,
+        .bead = bead_of(it), .mine = it->assignee && strcmp(it->assignee, d->s->cfg->assignee) == 0,
+        .quiet_since_ms = now - quiet_ms(it, now), .notes_read = it->notes && it->notes[0],
+        .job = it->job_id[0] ? it->job : AJ_NONE, .job_status = it->job_status,
+        .job_finished_ms = it->job_finished_ms, .missed_passes = it->missed,
+        .seen_maybe_running = it->seen_maybe_running, .now_ms = now,
+    };
+    int ours_in_progress = f->bead == AB_IN_PROGRESS && f->mine;
+    if (!f->tracked) {
+        f->adoptable = it->dispatch_id[0] && it->attempt > 0 && s;
+        return 0;
+    }
+    if (it->state == AS_CLAIMING && ours_in_progress) {
+        /* Our claim: the dispatch id in the notes, or in the claim's events
+         * row when the note did not fit. */
+        int rc = beads_has_mark(c, it->bead_id, it->notes, it->dispatch_id);
+        if (rc < 0)
+            return rc;
+        f->claim_landed = rc;
+    }
+    if (it->state == AS_POSTING || it->state == AS_UNKNOWN)
+        f->agent_reached = it->dispatch_id[0] && notes_agent_claimed(it->notes, it->dispatch_id);
+    if (it->state == AS_DISPATCHED && ours_in_progress && it->notes) {
+        char last[STORE_DISPATCH_ID_MAX];
+        f->claimed_again = notes_claims(it->notes, last, sizeof last) > 0 && last[0] &&
+                           strcmp(last, it->dispatch_id) != 0;
+    }
+    if (f->has_job_id && f->notes_read)
+        f->dispatched_note = notes_has_dispatched(it->notes, it->job_id);
+    if (f->bead == AB_OPEN && f->mine && f->has_job_id && it->state >= AS_POSTING)
+        f->released_by_us = released_by_us(c, it);
+    if (ours_in_progress || f->released_by_us) {
+        int used = 0;
+        if (store_bead_attempts_used(s, it->bead_id, &used))
+            used = 1; /* can't tell: the first delay */
+        f->attempts_used = used;
+    }
+    return 0;
+}
+
+/* For a closed bead: which attempt's agent closed it, from its notes'
+ * "completed by agent <id>" (the id the prompt gave). */
+static void credit_close(struct dolt_conn *c, const struct reap_item *it, char *detail, size_t len)
+{
+    struct bead b;
+    char id[STORE_DISPATCH_ID_MAX + 32];
+    snprintf(detail, len, "bead closed");
+    if (beads_read(c, it->bead_id, 1, &b))
+        return;
+    if (notes_agent_completed(b.notes, id, sizeof id)) {
+        if (strcmp(id, it->dispatch_id) == 0)
+            snprintf(detail, len, "bead closed by this attempt's agent (completed by agent %s)", it->dispatch_id);
+        else
+            snprintf(detail, len, "bead closed; the close names %.64s, not this attempt (%s)", id,
+                     it->dispatch_id);
+    }
+    bead_free(&b);
+}
+
+/* The journal detail of a decision that only records. */
+static void record_detail(struct dolt_conn *c, const struct reap_item *it, enum attempt_rule rule,
+                          char *out, size_t len)
+{
+    char last[STORE_DISPATCH_ID_MAX];
+    switch (rule) {
+    case AR_BEAD_GONE:
+        snprintf(out, len, "bead no longer exists");
+        return;
+    case AR_CLAIM_NOT_MADE:
+        snprintf(out, len, "claim not made (bead %s)", it->found ? it->status : "gone");
+        return;
+    case AR_NOT_POSTED_MOVED:
+        snprintf(out, len, "bead is %s before dispatch; not posted", it->status);
+        return;
+    case AR_CLOSED:
+        credit_close(c, it, out, len);
+        return;
+    case AR_REASSIGNED:
+        snprintf(out, len, "bead reassigned to %.100s; stopped tracking", it->assignee ? it->assignee : "nobody");
+        return;
+    case AR_SET_BLOCKED:
+        snprintf(out, len, "bead set blocked (by the agent or a person)");
+        return;
+    case AR_SUPERSEDED:
+        notes_claims(it->notes, last, sizeof last);
+        snprintf(out, len, "superseded: the bead was claimed again (dispatch %s); stopped tracking", last);
+        return;
+    case AR_RELEASED_EARLIER:
+        snprintf(out, len, "released for retry (found after a restart)");
+        return;
+    default:
+        snprintf(out, len, "bead moved to %.32s by someone else; stopped tracking", it->status);
+        return;
+    }
+}
+
+/* The note of a decision that moves the bead. */
+static void move_note(const struct reaper *d, const struct reap_item *it, const struct attempt_facts *f,
+                      const struct attempt_decision *dec, char *out, size_t len)
+{
+    const struct config *cfg = d->s->cfg;
+    int64_t quiet = f->now_ms - attempt_quiet_since(f);
+    char what[NOTES_MAX + 1];
+    switch (dec->rule) {
+    case AR_HARD_LIMIT:
+        notes_reap_hard_limit(out, len, it->job_id, agent_job_status_name(it->job_status),
+                              f->now_ms - it->dispatched_at, (int64_t)(cfg->job_timeout_ms + cfg->stale_after_ms));
+        return;
+    case AR_STALE:
+        notes_reap_stale(out, len, quiet_ms(it, f->now_ms), (int64_t)cfg->stale_after_ms);
+        return;
+    case AR_NO_ANSWER_QUIET:
+        notes_why_no_job_id(what, sizeof what, it->dispatch_id, f->agent_reached, quiet);
+        break;
+    case AR_JOB_MISSING:
+        notes_why_missing(what, sizeof what, it->job_id, it->seen_maybe_running);
+        break;
+    case AR_MAYBE_RUNNING_QUIET:
+        notes_why_maybe_running(what, sizeof what, it->job_line, quiet);
+        break;
+    default: /* AR_EXITED */
+        snprintf(what, sizeof what, "%s", it->job_line);
+        break;
+    }
+    if (dec->give_up)
+        notes_reap_give_up(out, len, what, f->attempts_used, (int)cfg->max_attempts);
+    else
+        notes_reap_retry(out, len, what, f->attempts_used, (int)cfg->max_attempts);
+}
+
+/* A guarded move of the bead, then the store transition. Returns 0 when
+ * both happened, 1 when the bead changed meanwhile or refused the write
+ * (recorded, left for the next pass), or a negative error. */
+static int move_and_record(struct reaper *d, struct dolt_conn *c, struct reap_item *it,
+                           const struct attempt_decision *dec, const char *note)
+{
+    struct store *s = d->s->store;
+    const char *verb = strcmp(dec->bead_to, "open") == 0 ? "release" : "block";
     int64_t now = clock_now_ms();
     char now_dt[32] = "";
     struct bead_move m = {
-        .id = it->bead_id, .assignee = d->s->cfg->assignee, .from = "in_progress", .to = to,
+        .id = it->bead_id, .assignee = d->s->cfg->assignee, .from = "in_progress", .to = dec->bead_to,
         .expect_updated_at = it->updated_at, .note = note, .event_type = "status_changed",
         .verb = verb, .wrote_updated_at = now_dt,
     };
@@ -184,88 +241,27 @@ static int move_and_record(struct reaper *d, struct dolt_conn *c, struct reap_it
     if (!it->attempt_id) {
         rc = store_event_add(s, it->bead_id, 0, "orphan_blocked", NULL, note, now);
     } else {
-        struct store_transition t = {.outcome = outcome, .detail = note, .bead_updated_at = now_dt};
+        struct store_transition t = {.outcome = dec->outcome, .detail = note, .bead_updated_at = now_dt};
         if ((rc = store_begin(s)))
             return rc;
-        if ((rc = store_attempt_transition(s, it->attempt_id, it->state, next, &t, now)) ||
-            (retry_at && (rc = store_bead_set_retry(s, it->bead_id, retry_at)))) {
+        if ((rc = store_attempt_transition(s, it->attempt_id, it->state, dec->next, &t, now)) ||
+            (dec->retry_at && (rc = store_bead_set_retry(s, it->bead_id, dec->retry_at)))) {
             store_rollback(s);
             return rc;
         }
         rc = store_commit(s);
     }
-    if (rc == 0)
-        CRASH_POINT("after_reap_commit");
-    return rc;
-}
-
-/* Ends an attempt in the store only (the bead is not ours to write). */
-static int record_only(struct reaper *d, struct reap_item *it, enum attempt_state next,
-                       const char *reason, const char *detail)
-{
-    struct store_transition t = {.detail = detail};
-    int rc = store_attempt_transition(d->s->store, it->attempt_id, it->state, next, &t, clock_now_ms());
-    if (rc == 0) {
-        it->reason = reason;
-        set_detail(it, detail);
-    }
-    return rc;
-}
-
-/* The agent stopped without finishing: another attempt if any are left
- * (bead back to open, backoff doubling from RETRY_BACKOFF, capped at 1 h),
- * else blocked. what says how the attempt ended ("job abc failed", ...). */
-static int retry_or_give_up(struct reaper *d, struct dolt_conn *c, struct reap_item *it,
-                            const char *what)
-{
-    int used = 0;
-    int rc = store_bead_attempts_used(d->s->store, it->bead_id, &used);
     if (rc)
         return rc;
-    long max = (long)d->s->cfg->max_attempts;
-    char note[900];
-    if (used < max) {
-        snprintf(note, sizeof note, "reaper: %s, bead still in_progress; released for retry "
-                 "(attempt %d/%ld)", what, used, max);
-        rc = move_and_record(d, c, it, "open", note, "release", AS_RETRYING, "retrying",
-                             clock_now_ms() + attempt_backoff_ms((int64_t)d->s->cfg->retry_backoff_ms, used, FULL_BACKOFF_CAP_MS));
-        if (rc == 0)
-            it->reason = "retrying";
-    } else {
-        snprintf(note, sizeof note, "reaper: %s; attempts exhausted (%d/%ld), blocking", what, used, max);
-        rc = move_and_record(d, c, it, "blocked", note, "block", AS_GAVE_UP, "gave_up", 0);
-        if (rc == 0)
-            it->reason = "gave_up";
-    }
-    if (rc == 0)
-        set_detail(it, note);
-    return rc;
-}
-
-/* The old reaper's rule, once rules.c decided it applies: no bead update
- * for STALE_AFTER -> blocked, with its note text (users grep for it). */
-static int stale_rule(struct reaper *d, struct dolt_conn *c, struct reap_item *it, int64_t now)
-{
-    int64_t age = quiet_ms(it, now);
-    if (age < (int64_t)d->s->cfg->stale_after_ms)
-        return 0;
-    char note[256];
-    char a[24], t[24];
-    snprintf(note, sizeof note, "reaper: no progress for %s (threshold %s) — blocking",
-             note_span(age, a, sizeof a), note_span((int64_t)d->s->cfg->stale_after_ms, t, sizeof t));
-    int rc = move_and_record(d, c, it, "blocked", note, "block", AS_BLOCKED, "stale", 0);
-    if (rc == 0) {
-        it->reason = "stale";
-        set_detail(it, note);
-    }
-    return rc;
+    CRASH_POINT("after_reap_commit");
+    it->reason = dec->reason;
+    set_detail(it, note);
+    return 0;
 }
 
 /* A claimed attempt whose POST never left: queue it to be sent now. */
-static int queue_repost(struct reaper *d, struct dolt_conn *c, struct reap_pass *rp,
-                        struct reap_item *it)
+static int queue_repost(struct dolt_conn *c, struct reap_pass *rp, struct reap_item *it)
 {
-    (void)d;
     struct pick *p = calloc(1, sizeof *p);
     if (!p || !(p->bead_id = strdup(it->bead_id))) {
         free(p);
@@ -280,7 +276,7 @@ static int queue_repost(struct reaper *d, struct dolt_conn *c, struct reap_pass 
         pick_free(p);
         return rc;
     }
-    p->state = PICK_CLAIMED;
+    p->state = AS_CLAIMED;
     p->next = rp->repost;
     rp->repost = p;
     it->reason = "recovered";
@@ -288,200 +284,103 @@ static int queue_repost(struct reaper *d, struct dolt_conn *c, struct reap_pass 
     return 0;
 }
 
-/* Decides and acts for one tracked attempt whose bead was read. */
-int settle_attempt(struct reaper *d, struct dolt_conn *c, struct reap_pass *rp,
-                        struct reap_item *it, int64_t now)
+/* The first step of a decision that goes through two states. */
+static int record_via(struct reaper *d, struct reap_item *it, const struct attempt_decision *dec, int64_t now)
 {
-    char detail[700];
-    if (!it->found)
-        return record_only(d, it, AS_RELEASED, "reopened", "bead no longer exists");
-    int mine = it->assignee && strcmp(it->assignee, d->s->cfg->assignee) == 0;
-    int in_progress = strcmp(it->status, "in_progress") == 0;
-    /* Our claim: the dispatch id in the notes, or in the claim's events row
-     * when the note did not fit. */
-    int ours_claimed = 0;
-    if (in_progress && mine) {
-        int rc = beads_has_mark(c, it->bead_id, it->notes, it->dispatch_id);
-        if (rc < 0)
-            return rc;
-        ours_claimed = rc;
+    char detail[300];
+    struct store_transition t = {0};
+    if (dec->via == AS_CLAIMED) {
+        t.bead_updated_at = it->updated_at;
+    } else {
+        snprintf(detail, sizeof detail, "reached the agent (its claim note carries dispatch %s); "
+                 "job id unknown, supervised by the bead's activity", it->dispatch_id);
+        t.detail = detail;
     }
+    int rc = store_attempt_transition(d->s->store, it->attempt_id, it->state, dec->via, &t, now);
+    if (rc)
+        return rc;
+    it->state = dec->via;
+    if (dec->via == AS_UNKNOWN) {
+        it->reason = "reached";
+        set_detail(it, detail);
+    }
+    return 0;
+}
 
-    if (it->state == AS_CLAIMING) {
-        /* Intent only: did the claim reach Dolt before the crash? */
-        if (!ours_claimed) {
-            snprintf(detail, sizeof detail, "claim not made (bead %s)", it->status);
-            return record_only(d, it, AS_LOST_RACE, "lost_race", detail);
-        }
-        struct store_transition t = {.bead_updated_at = it->updated_at};
-        int rc = store_attempt_transition(d->s->store, it->attempt_id, AS_CLAIMING, AS_CLAIMED, &t, now);
-        if (rc)
-            return rc;
-        it->state = AS_CLAIMED;
-        return queue_repost(d, c, rp, it);
-    }
-    if (it->state == AS_CLAIMED) {
-        /* The POST never left: send it, unless the bead moved meanwhile. */
-        if (in_progress && mine)
-            return queue_repost(d, c, rp, it);
-        snprintf(detail, sizeof detail, "bead is %s before dispatch; not posted", it->status);
-        return record_only(d, it, AS_RELEASED, "reopened", detail);
-    }
-
-    /* posting, unknown, dispatched: the agent may have the job. */
-    if (strcmp(it->status, "closed") == 0)
-    {
-        credit_close(c, it, detail, sizeof detail);
-        return record_only(d, it, AS_CLOSED, "closed", detail);
-    }
-    if (!mine) {
-        snprintf(detail, sizeof detail, "bead reassigned to %.100s; stopped tracking",
-                 it->assignee ? it->assignee : "nobody");
-        return record_only(d, it, AS_RELEASED, "reopened", detail);
-    }
-    if (strcmp(it->status, "blocked") == 0)
-        return record_only(d, it, AS_BLOCKED, "blocked", "bead set blocked (by the agent or a person)");
-    if (in_progress && it->notes && it->state == AS_DISPATCHED) {
-        /* Claimed again since (another instance took over while this one
-         * stood by): that attempt is the bead's now, not this one. */
-        char last[STORE_DISPATCH_ID_MAX];
-        if (claims_in_notes(it->notes, last, sizeof last) > 0 && last[0] &&
-            strcmp(last, it->dispatch_id) != 0) {
-            snprintf(detail, sizeof detail, "superseded: the bead was claimed again (dispatch %s); "
-                     "stopped tracking", last);
-            return record_only(d, it, AS_RELEASED, "reopened", detail);
-        }
-    }
-    if (!in_progress) {
-        if (strcmp(it->status, "open") == 0 && it->job_id[0] && released_by_us(c, it)) {
-            /* Our own release, from a pass that died before recording it. */
-            int used = 0;
-            if (store_bead_attempts_used(d->s->store, it->bead_id, &used))
-                used = 1; /* can't tell: the first delay */
-            int rc = store_bead_set_retry(d->s->store, it->bead_id, now + attempt_backoff_ms((int64_t)d->s->cfg->retry_backoff_ms, used, FULL_BACKOFF_CAP_MS));
-            return rc ? rc : record_only(d, it, AS_RETRYING, "retrying",
-                                         "released for retry (found after a restart)");
-        }
-        snprintf(detail, sizeof detail, "bead moved to %.32s by someone else; stopped tracking", it->status);
-        return record_only(d, it, AS_RELEASED, "reopened", detail);
-    }
-
-    struct rules_facts f = {
-        .job = rules_job_of(it->job), .status = it->job_status, .job_finished_ms = it->job_finished_ms,
-        .missed_passes = it->missed, .seen_maybe_running = it->seen_maybe_running, .now_ms = now,
-        .bead_updated_ms = now - quiet_ms(it, now), .dispatched_ms = it->dispatched_at,
-    };
-    struct rules_limits lim = {
-        .stale_after_ms = (int64_t)d->s->cfg->stale_after_ms, .job_timeout_ms = (int64_t)d->s->cfg->job_timeout_ms,
+static struct attempt_limits limits_of(const struct config *cfg)
+{
+    return (struct attempt_limits){
+        .stale_after_ms = (int64_t)cfg->stale_after_ms, .job_timeout_ms = (int64_t)cfg->job_timeout_ms,
+        .retry_backoff_ms = (int64_t)cfg->retry_backoff_ms, .max_attempts = (int)cfg->max_attempts,
         .min_missed_passes = MIN_MISSED_PASSES,
     };
-    char quiet[24];
-    note_span(now - rules_quiet_since(&f), quiet, sizeof quiet);
+}
 
-    if (it->state == AS_POSTING || it->state == AS_UNKNOWN) {
-        /* The job id is unknown. Never re-POST: the agent may have it. Its
-         * claim note with our dispatch id proves it does; either way the
-         * bead's activity says whether it still works. */
-        int reached = agent_reached(it);
-        if (reached && it->state == AS_POSTING) {
-            snprintf(detail, sizeof detail, "reached the agent (its claim note carries dispatch %s); "
-                     "job id unknown, supervised by the bead's activity", it->dispatch_id);
-            struct store_transition t = {.detail = detail};
-            int rc = store_attempt_transition(d->s->store, it->attempt_id, AS_POSTING, AS_UNKNOWN, &t, now);
-            if (rc)
-                return rc;
-            it->state = AS_UNKNOWN;
-            it->reason = "reached";
-            set_detail(it, detail);
-        }
-        if (rules_no_job_id(&f, &lim) != RA_RETRY)
-            return 0;
-        if (reached)
-            snprintf(detail, sizeof detail, "the agent of dispatch %s (job id unknown) has been quiet "
-                     "for %s", it->dispatch_id, quiet);
-        else
-            snprintf(detail, sizeof detail, "dispatch %s got no answer and no claim note from the agent "
-                     "in %s", it->dispatch_id, quiet);
-        return retry_or_give_up(d, c, it, detail);
+/* Carries a decision out. */
+static int carry_out(struct reaper *d, struct dolt_conn *c, struct reap_pass *rp, struct reap_item *it,
+                     const struct attempt_facts *f, const struct attempt_decision *dec)
+{
+    char text[NOTES_MAX + 1];
+    int rc;
+    if (dec->via != AS_STATE_COUNT && (rc = record_via(d, it, dec, f->now_ms)))
+        return rc;
+    if (dec->owe_dispatched_note) {
+        notes_dispatched(text, sizeof text, it->job_id);
+        owed_add(d->owed, it->bead_id, text);
+        it->reason = "noted";
+        snprintf(it->detail, sizeof it->detail, "dispatched note was missing: written now");
     }
-
-    /* dispatched. Recovery: a "dispatched: job=" note lost to a crash is owed. */
-    if (rp->recovery && it->notes && it->job_id[0]) {
-        char note[STORE_JOB_ID_MAX + 32];
-        snprintf(note, sizeof note, "dispatched: job=%s", it->job_id);
-        if (!strstr(it->notes, note)) {
-            owed_add(d->owed, it->bead_id, note);
-            it->reason = "noted";
-            snprintf(it->detail, sizeof it->detail, "dispatched note was missing: written now");
-        }
-    }
-    switch (rules_dispatched(&f, &lim)) {
-    case RA_WAIT:
+    switch (dec->act) {
+    case AA_NOTHING:
         return 0;
-    case RA_BLOCK_HARD_LIMIT: {
-        int64_t limit = lim.job_timeout_ms + lim.stale_after_ms;
-        char note[300];
-        char ran[24], lim_s[24];
-        snprintf(note, sizeof note, "reaper: job %s still %s after %s (limit %s) — blocking",
-                 it->job_id, agent_job_status_name(it->job_status),
-                 note_span(now - it->dispatched_at, ran, sizeof ran), note_span(limit, lim_s, sizeof lim_s));
-        int rc = move_and_record(d, c, it, "blocked", note, "block", AS_BLOCKED, "hard_limit", 0);
+    case AA_POST:
+        return queue_repost(c, rp, it);
+    case AA_MOVE:
+        move_note(d, it, f, dec, text, sizeof text);
+        rc = move_and_record(d, c, it, dec, text);
+        return rc > 0 ? 0 : rc;
+    case AA_RECORD: {
+        record_detail(c, it, dec->rule, text, sizeof text);
+        struct store_transition t = {.detail = text};
+        if (dec->retry_at && (rc = store_bead_set_retry(d->s->store, it->bead_id, dec->retry_at)))
+            return rc;
+        rc = store_attempt_transition(d->s->store, it->attempt_id, it->state, dec->next, &t, clock_now_ms());
         if (rc == 0) {
-            it->reason = "blocked";
-            set_detail(it, note);
+            it->reason = dec->reason;
+            set_detail(it, text);
         }
         return rc;
     }
-    case RA_BLOCK_STALE:
-        return stale_rule(d, c, it, now);
-    case RA_RETRY:
-        break;
-    }
-    if (it->job == AJ_MISSING)
-        snprintf(detail, sizeof detail, "job %s not found at the agent (%s)", it->job_id,
-                 it->seen_maybe_running ? "record expired after a timeout/error; bead quiet for "
-                                          "long enough"
-                                        : "restarted, or record expired");
-    else if (agent_job_meaning(it->job_status) == AJM_MAYBE_RUNNING)
-        snprintf(detail, sizeof detail, "%.300s; the service does not stop its agent, and the bead has "
-                 "been quiet for %s since", it->job_line, quiet);
-    else
-        snprintf(detail, sizeof detail, "%.300s", it->job_line);
-    return retry_or_give_up(d, c, it, detail);
-}
-
-/* A bead in progress, assigned to us, that the store does not track.
- * Another beads-sched instance's attempt (its claim note names a dispatch,
- * its "dispatched: job=" note the job) is adopted: from the next pass on it
- * is supervised as this instance's own, numbered on from the claims in the
- * bead's notes. The rest (the old CronJobs' beads, hand edits, a dispatch
- * this journal already knows) follow rules_orphan. */
-int settle_orphan(struct reaper *d, struct dolt_conn *c, struct reap_item *it, int64_t now)
-{
-    if (it->job_id[0] && it->dispatch_id[0] && it->attempt > 0 && d->s->store) {
+    case AA_ADOPT: {
         struct store_attempt a;
-        int rc = store_attempt_adopt(d->s->store, it->bead_id, it->dispatch_id, it->job_id,
-                                     it->attempt, clock_now_ms(), &a);
+        rc = store_attempt_adopt(d->s->store, it->bead_id, it->dispatch_id, it->job_id, it->attempt,
+                                 clock_now_ms(), &a);
         if (rc == 0) {
-            it->reason = "adopted";
+            it->reason = dec->reason;
             snprintf(it->detail, sizeof it->detail, "another instance's attempt %d (dispatch %s, "
                      "job %s) is now supervised here", a.attempt, it->dispatch_id, it->job_id);
-            return 0;
         }
-        if (rc != BS_ESTATE && rc != BS_EINVAL)
-            return rc;
+        return rc;
     }
-    struct rules_facts f = {
-        .job = it->job_id[0] ? rules_job_of(it->job) : RJ_NONE, .status = it->job_status,
-        .job_finished_ms = it->job_finished_ms, .missed_passes = it->missed, .now_ms = now,
-        .bead_updated_ms = now - quiet_ms(it, now),
-    };
-    struct rules_limits lim = {
-        .stale_after_ms = (int64_t)d->s->cfg->stale_after_ms, .job_timeout_ms = (int64_t)d->s->cfg->job_timeout_ms,
-        .min_missed_passes = MIN_MISSED_PASSES,
-    };
-    if (rules_orphan(&f, &lim) != RA_BLOCK_STALE)
-        return 0;
-    return stale_rule(d, c, it, now);
+    }
+    return 0;
 }
 
+int settle_item(struct reaper *d, struct dolt_conn *c, struct reap_pass *rp, struct reap_item *it, int64_t now)
+{
+    struct attempt_facts f;
+    struct attempt_limits lim = limits_of(d->s->cfg);
+    int rc = gather(d, c, it, now, &f);
+    if (rc)
+        return rc;
+    struct attempt_decision dec = attempt_decide(&f, &lim);
+    rc = carry_out(d, c, rp, it, &f, &dec);
+    if (dec.act == AA_ADOPT && (rc == BS_ESTATE || rc == BS_EINVAL)) {
+        /* The journal knows that dispatch (or can't take it): not adopted;
+         * decide as for any other orphan. */
+        f.adoptable = 0;
+        dec = attempt_decide(&f, &lim);
+        rc = carry_out(d, c, rp, it, &f, &dec);
+    }
+    return rc;
+}

@@ -1,6 +1,7 @@
 /* Unit tests: what the agent service's answers mean (agent_post_verdict,
- * agent_job_meaning), job ids as path segments, and the reaper's decisions
- * (rules.c), each as a table. */
+ * agent_job_meaning), job ids as path segments, job records and the
+ * prompt's ids, each as a table. (The reaper's decisions are
+ * test_attempt.c's tables.) */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -13,7 +14,6 @@
 
 #include "agent.h"
 #include "prompt.h"
-#include "rules.h"
 
 static void test_post_verdicts(void **state)
 {
@@ -132,87 +132,12 @@ static void test_prompt_carries_ids(void **state)
     free(out);
 }
 
-#define MINUTE (60 * 1000LL)
-static const struct rules_limits limits = {
-    .stale_after_ms = 30 * MINUTE, .job_timeout_ms = 45 * MINUTE, .min_missed_passes = 2,
-};
-#define NOW (1000 * MINUTE)
-
-struct rule_row {
-    const char *what;
-    struct rules_facts f;
-    enum rules_action dispatched, orphan;
-};
-
-static void test_reap_rules(void **state)
-{
-    (void)state;
-    /* Times are relative to NOW; bead_updated_ms is the bead's last update. */
-    static const struct rule_row rows[] = {
-        {"running, fresh", {RJ_ANSWERED, JOB_RUNNING, 0, 0, 0, NOW, NOW - 40 * MINUTE, NOW - 10 * MINUTE},
-         RA_WAIT, RA_WAIT},
-        {"queued for long: queue time is not run time",
-         {RJ_ANSWERED, JOB_QUEUED, 0, 0, 0, NOW, NOW - 90 * MINUTE, NOW - 90 * MINUTE}, RA_WAIT, RA_WAIT},
-        {"running past timeout + stale", {RJ_ANSWERED, JOB_RUNNING, 0, 0, 0, NOW, NOW - 1 * MINUTE, NOW - 76 * MINUTE},
-         RA_BLOCK_HARD_LIMIT, RA_WAIT},
-        {"completed, bead in progress", {RJ_ANSWERED, JOB_COMPLETED, NOW - 1 * MINUTE, 0, 0, NOW, NOW - 1 * MINUTE, NOW - 5 * MINUTE},
-         RA_RETRY, RA_WAIT},
-        {"failed long ago, bead quiet", {RJ_ANSWERED, JOB_FAILED, NOW - 40 * MINUTE, 0, 0, NOW, NOW - 40 * MINUTE, NOW - 50 * MINUTE},
-         RA_RETRY, RA_BLOCK_STALE},
-        {"timeout, agent still noting", {RJ_ANSWERED, JOB_TIMEOUT, NOW - 40 * MINUTE, 0, 0, NOW, NOW - 2 * MINUTE, NOW - 90 * MINUTE},
-         RA_WAIT, RA_WAIT},
-        {"timeout just now, bead quiet before", {RJ_ANSWERED, JOB_TIMEOUT, NOW - 1 * MINUTE, 0, 0, NOW, NOW - 50 * MINUTE, NOW - 90 * MINUTE},
-         RA_WAIT, RA_WAIT},
-        {"timeout, quiet since", {RJ_ANSWERED, JOB_TIMEOUT, NOW - 31 * MINUTE, 0, 0, NOW, NOW - 35 * MINUTE, NOW - 90 * MINUTE},
-         RA_RETRY, RA_BLOCK_STALE},
-        {"timeout, end unknown, quiet", {RJ_ANSWERED, JOB_TIMEOUT, 0, 0, 0, NOW, NOW - 31 * MINUTE, NOW - 90 * MINUTE},
-         RA_RETRY, RA_BLOCK_STALE},
-        {"error, agent noting", {RJ_ANSWERED, JOB_ERROR, NOW - 40 * MINUTE, 0, 0, NOW, NOW - 5 * MINUTE, NOW - 50 * MINUTE},
-         RA_WAIT, RA_WAIT},
-        {"404: the service restarted", {RJ_MISSING, JOB_QUEUED, 0, 0, 0, NOW, NOW - 1 * MINUTE, NOW - 5 * MINUTE},
-         RA_RETRY, RA_WAIT},
-        {"404 after timeout (evicted), agent noting", {RJ_MISSING, JOB_QUEUED, 0, 0, 1, NOW, NOW - 1 * MINUTE, NOW - 200 * MINUTE},
-         RA_WAIT, RA_WAIT},
-        {"404 after timeout, quiet", {RJ_MISSING, JOB_QUEUED, 0, 0, 1, NOW, NOW - 31 * MINUTE, NOW - 200 * MINUTE},
-         RA_RETRY, RA_BLOCK_STALE},
-        {"one missed answer, bead quiet", {RJ_UNREACHABLE, JOB_QUEUED, 0, 1, 0, NOW, NOW - 60 * MINUTE, NOW - 70 * MINUTE},
-         RA_WAIT, RA_WAIT},
-        {"two missed answers, bead quiet", {RJ_UNREACHABLE, JOB_QUEUED, 0, 2, 0, NOW, NOW - 60 * MINUTE, NOW - 70 * MINUTE},
-         RA_BLOCK_STALE, RA_BLOCK_STALE},
-        {"two missed answers, bead active", {RJ_UNREACHABLE, JOB_QUEUED, 0, 5, 0, NOW, NOW - 5 * MINUTE, NOW - 70 * MINUTE},
-         RA_WAIT, RA_WAIT},
-        {"record too big twice, bead quiet", {RJ_UNUSABLE, JOB_QUEUED, 0, 2, 0, NOW, NOW - 60 * MINUTE, NOW - 70 * MINUTE},
-         RA_BLOCK_STALE, RA_BLOCK_STALE},
-        {"record too big once", {RJ_UNUSABLE, JOB_QUEUED, 0, 1, 0, NOW, NOW - 60 * MINUTE, NOW - 70 * MINUTE},
-         RA_WAIT, RA_WAIT},
-        {"token refused, bead quiet", {RJ_UNAUTHORIZED, JOB_QUEUED, 0, 9, 0, NOW, NOW - 60 * MINUTE, NOW - 70 * MINUTE},
-         RA_WAIT, RA_WAIT},
-        {"no job id, quiet", {RJ_NONE, JOB_QUEUED, 0, 0, 0, NOW, NOW - 31 * MINUTE, 0}, RA_WAIT, RA_BLOCK_STALE},
-        {"no job id, active", {RJ_NONE, JOB_QUEUED, 0, 0, 0, NOW, NOW - 29 * MINUTE, 0}, RA_WAIT, RA_WAIT},
-    };
-    for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
-        enum rules_action d = rules_dispatched(&rows[i].f, &limits);
-        enum rules_action o = rules_orphan(&rows[i].f, &limits);
-        if (d != rows[i].dispatched)
-            fail_msg("%s: dispatched got %s, want %s", rows[i].what, rules_action_name(d),
-                     rules_action_name(rows[i].dispatched));
-        if (o != rows[i].orphan)
-            fail_msg("%s: orphan got %s, want %s", rows[i].what, rules_action_name(o),
-                     rules_action_name(rows[i].orphan));
-    }
-    /* No job id known (posting after a crash, unknown): only the bead's quiet. */
-    struct rules_facts f = {.now_ms = NOW, .bead_updated_ms = NOW - 29 * MINUTE};
-    assert_int_equal(rules_no_job_id(&f, &limits), RA_WAIT);
-    f.bead_updated_ms = NOW - 30 * MINUTE;
-    assert_int_equal(rules_no_job_id(&f, &limits), RA_RETRY);
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_post_verdicts),      cmocka_unit_test(test_job_meanings),
         cmocka_unit_test(test_job_ids_are_segments), cmocka_unit_test(test_job_record_details),
-        cmocka_unit_test(test_prompt_carries_ids), cmocka_unit_test(test_reap_rules),
+        cmocka_unit_test(test_prompt_carries_ids)
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
