@@ -7,6 +7,7 @@
 #include "errors.h"
 #include "log.h"
 #include "metrics.h"
+#include "notes.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -74,10 +75,8 @@ void candidates_note_unready(struct session *s, struct dolt_conn *c, struct sele
             struct store_bead sb;
             if (store_bead_get(s->store, v[i].id, &sb) || strcmp(sb.skip_noted_at, v[i].updated_at) == 0)
                 continue;
-            char note[256];
-            snprintf(note, sizeof note,
-                     "auto-dispatcher: skipped, no acceptance criteria. Add them (bd update %.100s "
-                     "--acceptance \"...\") and the bead will be dispatched.", v[i].id);
+            char note[NOTES_MAX + 1];
+            notes_skipped(note, sizeof note, v[i].id);
             struct bead_move m = {
                 .id = v[i].id, .assignee = s->cfg->assignee, .from = "open", .to = "open",
                 .expect_updated_at = v[i].updated_at, .note = note, .event_type = "updated",

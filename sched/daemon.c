@@ -393,21 +393,9 @@ static int open_store(struct daemon *d)
     return rc;
 }
 
-int daemon_run(const struct config *cfg, const struct daemon_opts *opts)
+/* The loop's own handles: timers and signals. */
+static void init_handles(struct daemon *d)
 {
-    struct daemon *d = calloc(1, sizeof *d);
-    int rc;
-    if (!d) {
-        log_error("out of memory");
-        return 1;
-    }
-    d->cfg = cfg;
-    d->opts = *opts;
-    if (open_store(d) || uv_loop_init(&d->loop)) {
-        store_close(d->store);
-        free(d);
-        return 1;
-    }
     d->heartbeat.data = d->prune_timer.data = d;
     d->sigterm.data = d->sigint.data = d;
     d->sighup.data = d->sigusr1.data = d->sigusr2.data = d->sigalrm.data = d;
@@ -426,40 +414,64 @@ int daemon_run(const struct config *cfg, const struct daemon_opts *opts)
         uv_signal_start(others[i], on_other_signal, other_signums[i]);
         uv_unref((uv_handle_t *)others[i]); /* never what keeps the loop alive */
     }
+}
 
+/* The clients, the scheduler, the lock and the admin endpoint. Non-zero
+ * when one could not start (logged). */
+static int start_parts(struct daemon *d)
+{
+    const struct config *cfg = d->cfg;
     struct dolt_options dopts;
+    int rc;
     config_dolt_options(cfg, &dopts);
-    int failed = 0;
     if ((rc = http_client_init(&d->http, &d->loop)) || (rc = dolt_start(&d->dolt, &d->loop, &dopts))) {
         log_error("cannot start clients", "error", bs_strerror(rc));
-        failed = 1;
-    } else {
-        struct runner_env env = {
-            .loop = &d->loop, .cfg = cfg, .store = d->store, .dolt = d->dolt, .http = d->http,
-            .dry_run = opts->dry_run, .may_run = may_run, .may_write = may_write,
-            .on_cycle = on_cycle, .arg = d,
-        };
-        if ((rc = runner_init(&d->runner, &env))) {
-            log_error("cannot start the scheduler", "error", bs_strerror(rc));
-            failed = 1;
-        }
+        return 1;
     }
-    if (!failed && cfg->single_active && !opts->dry_run) {
+    struct runner_env env = {
+        .loop = &d->loop, .cfg = cfg, .store = d->store, .dolt = d->dolt, .http = d->http,
+        .dry_run = d->opts.dry_run, .may_run = may_run, .may_write = may_write,
+        .on_cycle = on_cycle, .arg = d,
+    };
+    if ((rc = runner_init(&d->runner, &env))) {
+        log_error("cannot start the scheduler", "error", bs_strerror(rc));
+        return 1;
+    }
+    if (cfg->single_active && !d->opts.dry_run) {
         char name[LEASE_NAME_MAX + 1];
         lease_name(cfg->dolt.database, cfg->assignee, name, sizeof name);
         if ((rc = lease_start(&d->lease, &d->loop, &dopts, name, cfg->probe_interval_ms, on_role, d))) {
             log_error("cannot start the single-active lock", "error", bs_strerror(rc));
-            failed = 1;
+            return 1;
         }
     }
-    if (!failed && cfg->listen_host && !opts->once && !opts->dry_run) {
+    if (cfg->listen_host && !d->opts.once && !d->opts.dry_run) {
         struct admin_callbacks cb = {.healthy = admin_healthy, .ready = admin_ready, .arg = d};
         char err[256];
         if (admin_start(&d->admin, cfg->listen_host, cfg->listen_port, &cb, err, sizeof err)) {
             log_error("cannot start the admin endpoint", "listen", cfg->listen, "error", err);
-            failed = 1;
+            return 1;
         }
     }
+    return 0;
+}
+
+int daemon_run(const struct config *cfg, const struct daemon_opts *opts)
+{
+    struct daemon *d = calloc(1, sizeof *d);
+    if (!d) {
+        log_error("out of memory");
+        return 1;
+    }
+    d->cfg = cfg;
+    d->opts = *opts;
+    if (open_store(d) || uv_loop_init(&d->loop)) {
+        store_close(d->store);
+        free(d);
+        return 1;
+    }
+    init_handles(d);
+    int failed = start_parts(d);
     if (failed) {
         daemon_stop(d);
     } else if (opts->once) {

@@ -1,14 +1,15 @@
 #include "dispatch.h"
 
-#include "candidates.h"
 #include "agent_client.h"
 #include "beads.h"
+#include "candidates.h"
 #include "clock.h"
 #include "crash.h"
 #include "errors.h"
 #include "log.h"
 #include "metrics.h"
 #include "notes.h"
+#include "results.h"
 #include "text.h"
 
 #include <malloc.h>
@@ -143,14 +144,11 @@ static void claim_one(struct dispatcher *d, struct dolt_conn *c, struct pick *p,
     session_write_failed(d->s, NULL, p->bead_id, 0, "claim", rc);
 }
 
-static int select_and_claim(struct dolt_conn *c, void *arg)
+/* What the cycle takes: none while paused, at most MAX_IN_FLIGHT in flight,
+ * the ready beads in dispatch order; the skip notes on the way. */
+static int choose_work(struct dispatcher *d, struct dolt_conn *c, struct cycle *cy, int64_t now)
 {
-    struct cycle *cy = arg;
-    struct dispatcher *d = cy->d;
-    int64_t now = clock_now_ms();
-    int rc = session_refresh(d->s, c);
-    if (rc)
-        return rc;
+    int rc;
     int paused = session_paused(d->s);
     metrics_gauge_set(MG_PAUSED, paused);
     if (paused) {
@@ -180,17 +178,17 @@ static int select_and_claim(struct dolt_conn *c, void *arg)
     cy->sel.picks = NULL;
     beads_ready_free(cy->sel.ready);
     cy->sel.ready = NULL;
-    if (rc || cy->sel.want <= 0 || !cy->picks || d->s->dry_run)
-        return rc;
+    return rc;
+}
 
-    TEST_PAUSE("CLAIM"); /* a window between choosing and claiming, for tests */
-    if (d->s->may_write && (rc = d->s->may_write(c, d->s->may_write_arg))) {
-        picks_free(cy->picks); /* nothing recorded yet: they never happened */
-        cy->picks = NULL;
-        return rc == BS_ESTATE ? 0 : rc;
-    }
+/* The journal protocol for the chosen beads: intent, the claims in Dolt,
+ * what they did, the requests about to go out; each step committed before
+ * the next. */
+static int claim_chosen(struct dispatcher *d, struct dolt_conn *c, struct cycle *cy, int64_t now)
+{
     /* 1. Intent: one journal row per bead, state claiming. */
     struct store *s = d->s->store;
+    int rc;
     if ((rc = store_begin(s)))
         return rc;
     for (struct pick *p = cy->picks; p; p = p->next) {
@@ -220,17 +218,36 @@ static int select_and_claim(struct dolt_conn *c, void *arg)
     }
 
     /* 3. Record what the claims did, in one transaction. */
-    if ((rc = poster_journal(d->s, cy->picks, AS_CLAIMING, AS_STATE_COUNT, clock_now_ms())))
+    if ((rc = results_journal(d->s, cy->picks, AS_CLAIMING, AS_STATE_COUNT, clock_now_ms())))
         return rc;
     CRASH_POINT("after_claimed_commit");
 
     /* 4. Build the requests, then record that they are about to go out. */
-    if ((rc = poster_build_bodies(d->s, cy->picks)))
+    if ((rc = results_build_bodies(d->s, cy->picks)))
         return rc; /* claimed stays: recovery posts it */
-    if ((rc = poster_journal(d->s, cy->picks, AS_CLAIMED, AS_POSTING, clock_now_ms())))
+    if ((rc = results_journal(d->s, cy->picks, AS_CLAIMED, AS_POSTING, clock_now_ms())))
         return rc;
     CRASH_POINT("after_posting_commit");
     return 0;
+}
+
+static int select_and_claim(struct dolt_conn *c, void *arg)
+{
+    struct cycle *cy = arg;
+    struct dispatcher *d = cy->d;
+    int64_t now = clock_now_ms();
+    int rc = session_refresh(d->s, c);
+    if (rc == 0)
+        rc = choose_work(d, c, cy, now);
+    if (rc || cy->paused || cy->sel.want <= 0 || !cy->picks || d->s->dry_run)
+        return rc;
+    TEST_PAUSE("CLAIM"); /* a window between choosing and claiming, for tests */
+    if (d->s->may_write && (rc = d->s->may_write(c, d->s->may_write_arg))) {
+        picks_free(cy->picks); /* nothing recorded yet: they never happened */
+        cy->picks = NULL;
+        return rc == BS_ESTATE ? 0 : rc;
+    }
+    return claim_chosen(d, c, cy, now);
 }
 
 /* ------------------------------------------------------------------ */

@@ -8,8 +8,8 @@
  * journaled wait in memory and are retried; nothing the agent said is lost.
  *
  * Threads: poster_send, poster_retry and the callbacks run on the loop
- * thread; the journaling runs on the Dolt worker; poster_build_bodies and
- * poster_journal are worker functions. */
+ * thread; the journaling runs on the Dolt worker; results_build_bodies and
+ * results_journal are worker functions. */
 #include <stdint.h>
 
 #include "agent.h"
@@ -70,15 +70,6 @@ int poster_init(struct poster **out, struct session *s, struct throttle *t, stru
 void poster_free(struct poster *p);
 /* `once`: a failed journaling is not retried (recovery settles it). */
 void poster_set_once(struct poster *p, int once);
-
-/* Worker: builds the request body of every claimed pick (from its bead
- * text, read at claim time). BS_ENOMEM leaves the picks claimed. */
-int poster_build_bodies(struct session *s, struct pick *list);
-/* Worker: moves every pick in journal state `from` to `to` (AS_STATE_COUNT:
- * to its decision's first step, via or else next), in one store transaction; their state
- * follows once it is committed. */
-int poster_journal(struct session *s, struct pick *list, enum attempt_state from, enum attempt_state to,
-                   int64_t now);
 
 /* Loop: sends every pick of list in posting (takes the list); hooks.done runs
  * when all are answered and journaled (at once when none was sent). */

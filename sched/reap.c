@@ -10,6 +10,7 @@
 #include "metrics.h"
 #include "notes.h"
 #include "reap_pass.h"
+#include "results.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -304,9 +305,9 @@ static int reap_apply(struct dolt_conn *c, void *arg)
 
     /* Owed POSTs: record that they are about to go out, as the dispatcher does. */
     if (rp->repost) {
-        int rc = poster_build_bodies(d->s, rp->repost);
+        int rc = results_build_bodies(d->s, rp->repost);
         if (rc == 0)
-            rc = poster_journal(d->s, rp->repost, AS_CLAIMED, AS_POSTING, clock_now_ms());
+            rc = results_journal(d->s, rp->repost, AS_CLAIMED, AS_POSTING, clock_now_ms());
         if (rc)
             return rc;
         CRASH_POINT("after_posting_commit");

@@ -241,9 +241,9 @@ static void next(struct runner *r)
     int64_t now = 0, wake_at = 0;
     /* A step that ends at once (or is refused) lets the loop choose again;
      * a few rounds at most, then the timer. */
-    for (int round = 0; round < 4; round++) {
-        if (r->step != STEP_IDLE || session_stopping(&r->s))
-            return;
+    if (session_stopping(&r->s))
+        return;
+    for (int round = 0; round < 4 && r->step == STEP_IDLE; round++) {
         now = clock_now_ms();
         struct runner_view v = {
             .may_run = r->may_run, .recovered = r->recovered, .once = r->once,
@@ -256,9 +256,13 @@ static void next(struct runner *r)
         wake_at = 0;
         start_step(r, step, now);
     }
-    if (r->step != STEP_IDLE || !r->timer_open || !r->started)
+    if (!r->timer_open || !r->started)
         return;
-    int64_t wait = wake_at ? wake_at - now : (int64_t)r->cfg->probe_interval_ms;
+    /* While a step runs, the timer still turns at the probe interval: POST
+     * results waiting for the store are retried then (poster_retry). */
+    int64_t wait = (int64_t)r->cfg->probe_interval_ms;
+    if (r->step == STEP_IDLE && wake_at)
+        wait = wake_at - clock_now_ms();
     uv_timer_start(&r->timer, timer_fired, (uint64_t)(wait > 0 ? wait : 0), 0);
 }
 
