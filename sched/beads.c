@@ -809,7 +809,6 @@ static int cand_row(const struct dolt_row *r, void *arg)
     cd->id = dup_val(r, 2);
     cd->updated_at = dup_val(r, 0);
     cd->priority = r->vals[1] ? strtol(r->vals[1], NULL, 10) : 2;
-    cd->has_acceptance = row.has_acceptance;
     if (!cd->id || !cd->updated_at) {
         free(cd->id);
         free(cd->updated_at);
@@ -1094,8 +1093,6 @@ int beads_move(struct dolt_conn *c, const struct beads_schema *s, const struct b
         goto rollback;
     if (m->wrote_updated_at)
         snprintf(m->wrote_updated_at, 32, "%s", written);
-    if (m->note_fit)
-        *m->note_fit = fit;
     if (fit != 1)
         log_warn(fit == 0 ? "bead notes nearly full: note shortened, whole note in events"
                           : "bead notes full: note left out, recorded in events",

@@ -1052,7 +1052,6 @@ struct dolt_item {
 };
 
 struct dolt {
-    uv_loop_t *loop;
     uv_async_t async;          /* worker -> loop: items finished or exited */
     pthread_t thread;
     struct owned_opts opts;
@@ -1184,7 +1183,6 @@ int dolt_start(struct dolt **out, uv_loop_t *loop, const struct dolt_options *op
         free(d);
         return BS_ENOMEM;
     }
-    d->loop = loop;
     pthread_mutex_init(&d->lock, NULL);
     pthread_cond_init(&d->wake, NULL);
     int uerr = uv_async_init(loop, &d->async, on_async);
