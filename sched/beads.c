@@ -620,6 +620,84 @@ void beads_ready_free(struct beads_ready *r)
     free(r);
 }
 
+/* Steps 1 and 2 of beads_ready_load: the blocking dependencies (one table,
+ * as bd reads them), then the direct children of every waits-for spawner
+ * (dependencies only: bd ready computes the blocked set without the wisp
+ * tables). ids is scratch space. */
+static int load_dependencies(struct dolt_conn *c, struct load *l, struct batch *ids)
+{
+    l->statements++;
+    int rc = dolt_query(c, "SELECT issue_id, depends_on_id, type, metadata FROM dependencies "
+                           "WHERE type IN ('blocks', 'conditional-blocks', 'waits-for')",
+                        NULL, 0, dep_row, l, NULL);
+    struct ready_map *spawners = rc == 0 ? ready_map_new() : NULL;
+    if (rc == 0 && !spawners)
+        rc = BS_ENOMEM;
+    for (size_t i = 0; rc == 0 && i < l->ndeps; i++) {
+        if (l->deps[i].type == RD_WAITS_FOR && !ready_map_put(spawners, l->deps[i].target, NULL))
+            rc = BS_ENOMEM;
+    }
+    ids->n = 0;
+    if (rc == 0)
+        rc = ready_map_each(spawners, collect_key, ids);
+    if (rc == 0 && ids->n) {
+        char sql[128 + IN_BATCH * 2];
+        in_sql(sql, sizeof sql, "SELECT issue_id, depends_on_id FROM dependencies WHERE type = 'parent-child' "
+                                "AND depends_on_id", "");
+        rc = run_batches(c, l, sql, ids->v, ids->n, edge_row);
+    }
+    ready_map_free(spawners); /* ids pointed into it */
+    ids->n = 0;
+    for (size_t i = 0; rc == 0 && i < l->nedges; i++)
+        rc = want(l, l->edges[i].child);
+    return rc;
+}
+
+/* Step 3: the status of every issue, blocker and child involved: in id
+ * lists when they are few; when they are many, one read of every active
+ * issue is cheaper (bd reads it that way), plus the real status of the
+ * spawners' children (the any-children gate needs "closed"). */
+static int load_statuses(struct dolt_conn *c, struct load *l, struct batch *ids)
+{
+    ids->n = 0;
+    int rc = ready_map_each(l->want_status, collect_key, ids);
+    if (rc == 0 && ids->n > STATUS_SCAN_OVER) {
+        l->statements++;
+        rc = dolt_query(c, "SELECT id, status FROM issues WHERE status NOT IN ('closed', 'pinned')", NULL, 0,
+                        status_row, l, NULL);
+        ids->n = 0;
+        for (size_t i = 0; rc == 0 && i < l->nedges; i++)
+            rc = collect_key(l->edges[i].child, NULL, ids);
+    }
+    if (rc == 0 && ids->n) {
+        char sql[128 + IN_BATCH * 2];
+        in_sql(sql, sizeof sql, "SELECT id, status FROM issues WHERE id", "");
+        rc = run_batches(c, l, sql, ids->v, ids->n, status_row);
+    }
+    return rc;
+}
+
+/* Step 5: issues deferred into the future, then the children of those and
+ * of the blocked ones, marked in r->st. */
+static int load_deferred_children(struct dolt_conn *c, const struct beads_schema *s, struct load *l,
+                                  struct beads_ready *r, struct batch *ids)
+{
+    l->statements++;
+    int rc = dolt_query(c, "SELECT id FROM issues WHERE defer_until IS NOT NULL AND defer_until > UTC_TIMESTAMP()",
+                        NULL, 0, deferred_row, l, NULL);
+    l->nedges = 0;
+    ids->n = 0;
+    if (rc == 0)
+        rc = ready_map_each(r->st.blocked, collect_key, ids);
+    if (rc == 0)
+        rc = ready_map_each(l->deferred, collect_key, ids);
+    if (rc == 0 && ids->n)
+        rc = children_of(c, s, l, ids->v, ids->n, 1);
+    if (rc == 0)
+        rc = ready_mark_children(&r->st, l->edges, l->nedges, l->deferred);
+    return rc;
+}
+
 int beads_ready_load(struct dolt_conn *c, const struct beads_schema *s, const char *assignee,
                      struct beads_ready **out)
 {
@@ -634,71 +712,14 @@ int beads_ready_load(struct dolt_conn *c, const struct beads_schema *s, const ch
     if (rc)
         goto out;
     l.st = &r->st;
-
-    /* 1. The blocking dependencies (one table, as bd reads them). */
-    l.statements++;
-    rc = dolt_query(c, "SELECT issue_id, depends_on_id, type, metadata FROM dependencies "
-                       "WHERE type IN ('blocks', 'conditional-blocks', 'waits-for')",
-                    NULL, 0, dep_row, &l, NULL);
-    /* 2. The direct children of every waits-for spawner (dependencies only:
-     * bd ready computes the blocked set without the wisp tables). */
-    struct ready_map *spawners = rc == 0 ? ready_map_new() : NULL;
-    if (rc == 0 && !spawners)
-        rc = BS_ENOMEM;
-    for (size_t i = 0; rc == 0 && i < l.ndeps; i++) {
-        if (l.deps[i].type == RD_WAITS_FOR && !ready_map_put(spawners, l.deps[i].target, NULL))
-            rc = BS_ENOMEM;
-    }
+    rc = load_dependencies(c, &l, &ids);
     if (rc == 0)
-        rc = ready_map_each(spawners, collect_key, &ids);
-    char sql[128 + IN_BATCH * 2];
-    if (rc == 0 && ids.n) {
-        in_sql(sql, sizeof sql, "SELECT issue_id, depends_on_id FROM dependencies WHERE type = 'parent-child' "
-                                "AND depends_on_id", "");
-        rc = run_batches(c, &l, sql, ids.v, ids.n, edge_row);
-    }
-    ready_map_free(spawners); /* ids pointed into it */
-    for (size_t i = 0; rc == 0 && i < l.nedges; i++)
-        rc = want(&l, l.edges[i].child);
-    /* 3. The status of every issue, blocker and child involved: in id
-     * lists when they are few; when they are many, one read of every
-     * active issue is cheaper (bd reads it that way), plus the real status
-     * of the spawners' children (the any-children gate needs "closed"). */
-    ids.n = 0;
-    if (rc == 0)
-        rc = ready_map_each(l.want_status, collect_key, &ids);
-    if (rc == 0 && ids.n > STATUS_SCAN_OVER) {
-        l.statements++;
-        rc = dolt_query(c, "SELECT id, status FROM issues WHERE status NOT IN ('closed', 'pinned')", NULL, 0,
-                        status_row, &l, NULL);
-        ids.n = 0;
-        for (size_t i = 0; rc == 0 && i < l.nedges; i++)
-            rc = collect_key(l.edges[i].child, NULL, &ids);
-    }
-    if (rc == 0 && ids.n) {
-        in_sql(sql, sizeof sql, "SELECT id, status FROM issues WHERE id", "");
-        rc = run_batches(c, &l, sql, ids.v, ids.n, status_row);
-    }
+        rc = load_statuses(c, &l, &ids);
     /* 4. bd's blocked set. */
     if (rc == 0)
         rc = ready_compute_blocked(&r->st, l.deps, l.ndeps, l.edges, l.nedges);
-    /* 5. Issues deferred into the future, then the children of those and
-     * of the blocked ones. */
-    if (rc == 0) {
-        l.statements++;
-        rc = dolt_query(c, "SELECT id FROM issues WHERE defer_until IS NOT NULL AND defer_until > UTC_TIMESTAMP()",
-                        NULL, 0, deferred_row, &l, NULL);
-    }
-    l.nedges = 0;
-    ids.n = 0;
     if (rc == 0)
-        rc = ready_map_each(r->st.blocked, collect_key, &ids);
-    if (rc == 0)
-        rc = ready_map_each(l.deferred, collect_key, &ids);
-    if (rc == 0 && ids.n)
-        rc = children_of(c, s, &l, ids.v, ids.n, 1);
-    if (rc == 0)
-        rc = ready_mark_children(&r->st, l.edges, l.nedges, l.deferred);
+        rc = load_deferred_children(c, s, &l, r, &ids);
     /* 6. What the candidate query leaves out. */
     r->statements = l.statements;
     if (rc == 0)
@@ -788,7 +809,6 @@ static int cand_row(const struct dolt_row *r, void *arg)
     cd->id = dup_val(r, 2);
     cd->updated_at = dup_val(r, 0);
     cd->priority = r->vals[1] ? strtol(r->vals[1], NULL, 10) : 2;
-    cd->has_acceptance = row.has_acceptance;
     if (!cd->id || !cd->updated_at) {
         free(cd->id);
         free(cd->updated_at);
@@ -955,15 +975,93 @@ static char *json_pairs(const char *const *kv, size_t n)
     return s;
 }
 
-int beads_move(struct dolt_conn *c, const struct beads_schema *s, const struct beads_writer *w,
-               const struct bead_move *m)
+/* The events row of move m, written first: it records the state before the
+ * move (bd writes the old issue as JSON; the short fields here, so the row
+ * always fits a TEXT column), and it is what recovery reads when the note
+ * did not fit. It is rolled back with the move if the move does not
+ * apply. note is the whole (capped) note or NULL. */
+static int move_event(struct dolt_conn *c, const struct beads_writer *w, const struct bead_move *m,
+                      const char *note)
+{
+    int status_change = strcmp(m->from, m->to) != 0;
+    int claim = strcmp(m->event_type, "claimed") == 0;
+    const char *kv[] = {"status", m->to, "assignee", m->assignee};
+    char *new_value = json_pairs(kv, claim ? 4 : 2);
+    if (!new_value)
+        return BS_ENOMEM;
+    struct dolt_value ev[] = {
+        DOLT_TEXT(m->event_type), DOLT_TEXT(w->actor),
+        status_change || claim ? DOLT_TEXT(new_value) : DOLT_NULL,
+        note ? DOLT_TEXT(note) : DOLT_NULL, DOLT_TEXT(m->id),
+    };
+    int rc = dolt_query(c, "INSERT INTO events (issue_id, event_type, actor, old_value, new_value, comment) "
+                           "SELECT id, ?, ?, JSON_OBJECT('id', id, 'title', title, 'status', status, "
+                           "'priority', priority, 'issue_type', issue_type, 'assignee', assignee, "
+                           "'updated_at', DATE_FORMAT(updated_at, '%Y-%m-%dT%H:%i:%sZ')), ?, ? "
+                           "FROM issues WHERE id = ?",
+                        ev, sizeof ev / sizeof ev[0], NULL, NULL, NULL);
+    free(new_value);
+    return rc;
+}
+
+/* The guarded UPDATE of move m: status and updated_at (written), started_at
+ * from now where asked, note appended when it fits (NULL: left out).
+ * BS_ESTATE when no row matched what the move expects. */
+static int move_update(struct dolt_conn *c, const struct beads_schema *s, const struct bead_move *m,
+                       const char *written, const char *now, const char *note)
 {
     char sql[1024];
     struct dolt_value p[16];
     size_t np = 0;
     uint64_t affected = 0;
+    size_t k = (size_t)snprintf(sql, sizeof sql, "UPDATE issues SET status = ?, updated_at = ?");
+    p[np++] = DOLT_TEXT(m->to);
+    p[np++] = DOLT_TEXT(written);
+    if (m->set_started && s->has_started_at) {
+        k += (size_t)snprintf(sql + k, sizeof sql - k, ", started_at = COALESCE(started_at, ?)");
+        p[np++] = DOLT_TEXT(now);
+    }
+    if (note) {
+        /* beads' own append rule: old + "\n" + new, no newline when empty;
+         * one UPDATE keeps it atomic against concurrent notes, and the
+         * CASE keeps the column within its size even if notes grew since
+         * the read above (then the note is left out). */
+        k += (size_t)snprintf(sql + k, sizeof sql - k,
+                              ", notes = CASE WHEN notes IS NULL OR notes = '' THEN ? "
+                              "WHEN OCTET_LENGTH(notes) + 1 + ? <= %d THEN CONCAT(notes, '\\n', ?) "
+                              "ELSE notes END", BEADS_TEXT_MAX);
+        p[np++] = DOLT_TEXT(note);
+        p[np++] = DOLT_INT(strlen(note));
+        p[np++] = DOLT_TEXT(note);
+    }
+    k += (size_t)snprintf(sql + k, sizeof sql - k, " WHERE id = ? AND status = ? AND assignee = ?");
+    p[np++] = DOLT_TEXT(m->id);
+    p[np++] = DOLT_TEXT(m->from);
+    p[np++] = DOLT_TEXT(m->assignee);
+    if (m->expect_updated_at) {
+        snprintf(sql + k, sizeof sql - k, " AND updated_at = ?");
+        p[np++] = DOLT_TEXT(m->expect_updated_at);
+    }
+    int rc = dolt_query(c, sql, p, np, NULL, NULL, &affected);
+    return rc ? rc : affected == 0 ? BS_ESTATE : 0;
+}
+
+/* Commits the move's transaction: a Dolt commit when w asks for one. */
+static int move_commit(struct dolt_conn *c, const struct beads_writer *w, const struct bead_move *m)
+{
+    if (!w->dolt_commit)
+        return dolt_commit(c);
+    char msg[512];
+    snprintf(msg, sizeof msg, "beads-sched: %s %.400s", m->verb, m->id);
+    const char *tables[] = {"issues", "events"};
+    return dolt_version_commit(c, tables, 2, msg, w->author);
+}
+
+int beads_move(struct dolt_conn *c, const struct beads_schema *s, const struct beads_writer *w,
+               const struct bead_move *m)
+{
     int rc, fit = 1;
-    char *note = NULL, *capped = NULL, *new_value = NULL;
+    char *note = NULL, *capped = NULL;
 
     /* Bead text is untrusted and a note may be long: cap what we append. */
     if (m->note && !(capped = text_cap(m->note, strlen(m->note), NOTE_MAX, NULL)))
@@ -990,81 +1088,11 @@ int beads_move(struct dolt_conn *c, const struct beads_schema *s, const struct b
         rc = BS_ENOMEM;
         goto rollback;
     }
-
-    /* The event first: it records the state before the move (bd writes the
-     * old issue as JSON; the short fields here, so the row always fits a
-     * TEXT column), and it is what recovery reads when the note did not
-     * fit. It is rolled back with the move if the move does not apply. */
-    int status_change = strcmp(m->from, m->to) != 0;
-    int claim = strcmp(m->event_type, "claimed") == 0;
-    const char *kv[] = {"status", m->to, "assignee", m->assignee};
-    new_value = json_pairs(kv, claim ? 4 : 2);
-    if (!new_value) {
-        rc = BS_ENOMEM;
+    if ((rc = move_event(c, w, m, capped)) || (rc = move_update(c, s, m, written, pre.now, note)) ||
+        (rc = move_commit(c, w, m)))
         goto rollback;
-    }
-    struct dolt_value ev[] = {
-        DOLT_TEXT(m->event_type), DOLT_TEXT(w->actor),
-        status_change || claim ? DOLT_TEXT(new_value) : DOLT_NULL,
-        capped ? DOLT_TEXT(capped) : DOLT_NULL, DOLT_TEXT(m->id),
-    };
-    rc = dolt_query(c, "INSERT INTO events (issue_id, event_type, actor, old_value, new_value, comment) "
-                       "SELECT id, ?, ?, JSON_OBJECT('id', id, 'title', title, 'status', status, "
-                       "'priority', priority, 'issue_type', issue_type, 'assignee', assignee, "
-                       "'updated_at', DATE_FORMAT(updated_at, '%Y-%m-%dT%H:%i:%sZ')), ?, ? "
-                       "FROM issues WHERE id = ?",
-                    ev, sizeof ev / sizeof ev[0], NULL, NULL, NULL);
-    if (rc)
-        goto rollback;
-
-    size_t k = (size_t)snprintf(sql, sizeof sql, "UPDATE issues SET status = ?, updated_at = ?");
-    p[np++] = DOLT_TEXT(m->to);
-    p[np++] = DOLT_TEXT(written);
-    if (m->set_started && s->has_started_at) {
-        k += (size_t)snprintf(sql + k, sizeof sql - k, ", started_at = COALESCE(started_at, ?)");
-        p[np++] = DOLT_TEXT(pre.now);
-    }
-    if (note) {
-        /* beads' own append rule: old + "\n" + new, no newline when empty;
-         * one UPDATE keeps it atomic against concurrent notes, and the
-         * CASE keeps the column within its size even if notes grew since
-         * the read above (then the note is left out). */
-        k += (size_t)snprintf(sql + k, sizeof sql - k,
-                              ", notes = CASE WHEN notes IS NULL OR notes = '' THEN ? "
-                              "WHEN OCTET_LENGTH(notes) + 1 + ? <= %d THEN CONCAT(notes, '\\n', ?) "
-                              "ELSE notes END", BEADS_TEXT_MAX);
-        p[np++] = DOLT_TEXT(note);
-        p[np++] = DOLT_INT(strlen(note));
-        p[np++] = DOLT_TEXT(note);
-    }
-    k += (size_t)snprintf(sql + k, sizeof sql - k, " WHERE id = ? AND status = ? AND assignee = ?");
-    p[np++] = DOLT_TEXT(m->id);
-    p[np++] = DOLT_TEXT(m->from);
-    p[np++] = DOLT_TEXT(m->assignee);
-    if (m->expect_updated_at) {
-        snprintf(sql + k, sizeof sql - k, " AND updated_at = ?");
-        p[np++] = DOLT_TEXT(m->expect_updated_at);
-    }
-    if ((rc = dolt_query(c, sql, p, np, NULL, NULL, &affected)))
-        goto rollback;
-    if (affected == 0) {
-        rc = BS_ESTATE;
-        goto rollback;
-    }
-    if (w->dolt_commit) {
-        char msg[512];
-        snprintf(msg, sizeof msg, "beads-sched: %s %.400s", m->verb, m->id);
-        const char *tables[] = {"issues", "events"};
-        rc = dolt_version_commit(c, tables, 2, msg, w->author);
-        if (rc)
-            goto rollback;
-    } else if ((rc = dolt_commit(c))) {
-        goto rollback;
-    }
     if (m->wrote_updated_at)
         snprintf(m->wrote_updated_at, 32, "%s", written);
-    if (m->note_fit)
-        *m->note_fit = fit;
     if (fit != 1)
         log_warn(fit == 0 ? "bead notes nearly full: note shortened, whole note in events"
                           : "bead notes full: note left out, recorded in events",
@@ -1076,7 +1104,6 @@ rollback:
 out:
     free(note);
     free(capped);
-    free(new_value);
     return rc;
 }
 

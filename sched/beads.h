@@ -79,7 +79,6 @@ struct candidate {
     char *id;
     char *updated_at;
     long priority;
-    int has_acceptance;  /* acceptance criteria non-empty after trimming */
 };
 /* Ready beads (bd ready's rules, CONTRACTS.md section 4) with status open
  * and the given assignee, in dispatch order (priority, then the oldest
@@ -136,7 +135,6 @@ struct bead_move {
     const char *verb;              /* for the Dolt commit message */
     int set_started;
     char *wrote_updated_at;        /* out, optional: the updated_at written (32 bytes) */
-    int *note_fit;                 /* out, optional: 1 whole, 0 shortened, -1 left out */
 };
 int beads_move(struct dolt_conn *c, const struct beads_schema *s, const struct beads_writer *w,
                const struct bead_move *m);

@@ -242,6 +242,50 @@ static char *take_curl(char *s)
     return d;
 }
 
+/* The port of DOLT_URL: 1-65535. Returns 0 or BS_EINVAL with err set. */
+static int dolt_url_port(const char *port, unsigned *out, char *err, size_t errlen)
+{
+    char *end;
+    long p = strtol(port, &end, 10);
+    if (*end || p < 1 || p > 65535) {
+        bs_set_err(err, errlen, "port %s out of range", port);
+        return BS_EINVAL;
+    }
+    *out = (unsigned)p;
+    return 0;
+}
+
+/* The query of DOLT_URL: only socket= is understood; anything else is a
+ * typo worth reporting. Returns 0, BS_ENOMEM, or BS_EINVAL with err naming
+ * the parameter. */
+static int dolt_url_query(const char *query, struct dolt_target *t, char *err, size_t errlen)
+{
+    char *q = strdup(query);
+    char *save = NULL;
+    int rc = 0;
+    if (!q) {
+        bs_set_err(err, errlen, "out of memory");
+        return BS_ENOMEM;
+    }
+    for (char *kv = strtok_r(q, "&", &save); kv; kv = strtok_r(NULL, "&", &save)) {
+        if (strncmp(kv, "socket=", 7) == 0 && kv[7]) {
+            int n = 0;
+            char *dec = curl_easy_unescape(NULL, kv + 7, 0, &n);
+            free(t->socket);
+            t->socket = dec ? strdup(dec) : NULL;
+            curl_free(dec);
+        } else {
+            char name[64];
+            snprintf(name, sizeof name, "%.*s", (int)strcspn(kv, "="), kv);
+            bs_set_err(err, errlen, "unknown query parameter '%s' (only socket= is supported)", name);
+            rc = BS_EINVAL;
+            break;
+        }
+    }
+    free(q);
+    return rc;
+}
+
 int config_parse_dolt_url(const char *url, struct dolt_target *t, char *err, size_t errlen)
 {
     memset(t, 0, sizeof *t);
@@ -281,42 +325,19 @@ int config_parse_dolt_url(const char *url, struct dolt_target *t, char *err, siz
         curl_free(pw);
     }
     t->port = 3306;
-    if (curl_url_get(u, CURLUPART_PORT, &port, 0) == CURLUE_OK && port) {
-        char *end;
-        long p = strtol(port, &end, 10);
-        if (*end || p < 1 || p > 65535) {
-            bs_set_err(err, errlen, "port %s out of range", port);
-            goto out;
-        }
-        t->port = (unsigned)p;
-    }
+    if (curl_url_get(u, CURLUPART_PORT, &port, 0) == CURLUE_OK && port &&
+        dolt_url_port(port, &t->port, err, errlen))
+        goto out;
     if (curl_url_get(u, CURLUPART_PATH, &path, CURLU_URLDECODE) != CURLUE_OK || !path ||
         strlen(path) < 2 || strchr(path + 1, '/')) {
         bs_set_err(err, errlen, "no database; expected mysql://user[:pass]@host[:port]/db");
         goto out;
     }
     t->database = strdup(path + 1);
-    if (curl_url_get(u, CURLUPART_QUERY, &query, 0) == CURLUE_OK && query) {
-        /* Only socket= is understood; anything else is a typo worth reporting. */
-        char *q = strdup(query);
-        char *save = NULL;
-        for (char *kv = strtok_r(q, "&", &save); kv; kv = strtok_r(NULL, "&", &save)) {
-            if (strncmp(kv, "socket=", 7) == 0 && kv[7]) {
-                int n = 0;
-                char *dec = curl_easy_unescape(NULL, kv + 7, 0, &n);
-                free(t->socket);
-                t->socket = dec ? strdup(dec) : NULL;
-                curl_free(dec);
-            } else {
-                char name[64];
-                snprintf(name, sizeof name, "%.*s", (int)strcspn(kv, "="), kv);
-                bs_set_err(err, errlen, "unknown query parameter '%s' (only socket= is supported)", name);
-                free(q);
-                goto out;
-            }
-        }
-        free(q);
-    }
+    /* rc from the query: out of memory there is not a bad URL. */
+    if (curl_url_get(u, CURLUPART_QUERY, &query, 0) == CURLUE_OK && query &&
+        (rc = dolt_url_query(query, t, err, errlen)))
+        goto out;
     if (!t->user || !t->host || !t->database) {
         bs_set_err(err, errlen, "out of memory");
         rc = BS_ENOMEM;
@@ -386,6 +407,101 @@ static int parse_listen(const char *s, char **host, unsigned *port, char *why, s
     return *host ? 0 : BS_ENOMEM;
 }
 
+/* The setters below parse text into field, the member of struct config
+ * that entry e describes. why gets the reason on failure (never the value
+ * itself for secret-bearing types). Each returns 0, BS_EINVAL or
+ * BS_ENOMEM. */
+
+static int set_string(char *field, const struct cfg_entry *e, const char *text, char *why,
+                      size_t len)
+{
+    char **sp = (char **)(void *)field;
+    if (e->type == CT_HTTP_URL && *text && check_http_url(text, why, len))
+        return BS_EINVAL;
+    if ((e->type == CT_STRING || e->type == CT_PATH) && !*text) {
+        snprintf(why, len, "must not be empty");
+        return BS_EINVAL;
+    }
+    char *copy = strdup(text);
+    if (!copy)
+        return BS_ENOMEM;
+    if (*sp && secret_type(e->type))
+        memset(*sp, 0, strlen(*sp));
+    free(*sp);
+    *sp = copy;
+    return 0;
+}
+
+static int set_duration(char *field, const struct cfg_entry *e, const char *text, char *why,
+                        size_t len)
+{
+    uint64_t ms;
+    char a[32], b[32];
+    if (config_parse_duration(text, &ms)) {
+        snprintf(why, len, "\"%.40s\" is not a duration (use e.g. 500ms, 90s, 2m, 1h)", text);
+        return BS_EINVAL;
+    }
+    if ((int64_t)ms < e->min || (int64_t)ms > e->max) {
+        config_format_duration((uint64_t)e->min, a, sizeof a);
+        config_format_duration((uint64_t)e->max, b, sizeof b);
+        snprintf(why, len, "%.40s is out of range (%s to %s)", text, e->min ? a : "0s", b);
+        return BS_EINVAL;
+    }
+    *(uint64_t *)(void *)field = ms;
+    return 0;
+}
+
+static int set_int(char *field, const struct cfg_entry *e, const char *text, char *why, size_t len)
+{
+    char *end;
+    errno = 0;
+    long long v = strtoll(text, &end, 10);
+    if (errno || end == text || *end) {
+        snprintf(why, len, "\"%.40s\" is not a whole number", text);
+        return BS_EINVAL;
+    }
+    if (v < e->min || v > e->max) {
+        snprintf(why, len, "%lld is out of range (%lld to %lld)", v, (long long)e->min,
+                 (long long)e->max);
+        return BS_EINVAL;
+    }
+    *(int64_t *)(void *)field = v;
+    return 0;
+}
+
+static int set_float(char *field, const struct cfg_entry *e, const char *text, char *why,
+                     size_t len)
+{
+    char *end;
+    errno = 0;
+    double v = strtod(text, &end);
+    if (errno || end == text || *end || v != v) {
+        snprintf(why, len, "\"%.40s\" is not a number", text);
+        return BS_EINVAL;
+    }
+    if (v < (double)e->min || v > (double)e->max) {
+        snprintf(why, len, "%.40s is out of range (%lld to %lld)", text, (long long)e->min,
+                 (long long)e->max);
+        return BS_EINVAL;
+    }
+    *(double *)(void *)field = v;
+    return 0;
+}
+
+static int set_enum(char *field, const struct cfg_entry *e, const char *text, char *why, size_t len)
+{
+    for (int i = 0; e->choices[i]; i++) {
+        if (strcmp(text, e->choices[i]) == 0) {
+            *(int *)(void *)field = i;
+            return 0;
+        }
+    }
+    size_t k = (size_t)snprintf(why, len, "\"%.40s\" is not one of ", text);
+    for (int i = 0; e->choices[i] && k < len; i++)
+        k += (size_t)snprintf(why + k, len - k, "%s%s", i ? "|" : "", e->choices[i]);
+    return BS_EINVAL;
+}
+
 /* Parses text into the field of entry e. why gets the reason on failure
  * (never the value itself for secret-bearing types). */
 static int set_value(struct config *cfg, const struct cfg_entry *e, const char *text,
@@ -398,71 +514,14 @@ static int set_value(struct config *cfg, const struct cfg_entry *e, const char *
     case CT_PATH:
     case CT_MYSQL_URL:
     case CT_HTTP_URL:
-    case CT_LISTEN: {
-        char **sp = (char **)(void *)field;
-        if (e->type == CT_HTTP_URL && *text && check_http_url(text, why, len))
-            return BS_EINVAL;
-        if ((e->type == CT_STRING || e->type == CT_PATH) && !*text) {
-            snprintf(why, len, "must not be empty");
-            return BS_EINVAL;
-        }
-        char *copy = strdup(text);
-        if (!copy)
-            return BS_ENOMEM;
-        if (*sp && secret_type(e->type))
-            memset(*sp, 0, strlen(*sp));
-        free(*sp);
-        *sp = copy;
-        return 0;
-    }
-    case CT_DURATION: {
-        uint64_t ms;
-        char a[32], b[32];
-        if (config_parse_duration(text, &ms)) {
-            snprintf(why, len, "\"%.40s\" is not a duration (use e.g. 500ms, 90s, 2m, 1h)", text);
-            return BS_EINVAL;
-        }
-        if ((int64_t)ms < e->min || (int64_t)ms > e->max) {
-            config_format_duration((uint64_t)e->min, a, sizeof a);
-            config_format_duration((uint64_t)e->max, b, sizeof b);
-            snprintf(why, len, "%.40s is out of range (%s to %s)", text, e->min ? a : "0s", b);
-            return BS_EINVAL;
-        }
-        *(uint64_t *)(void *)field = ms;
-        return 0;
-    }
-    case CT_INT: {
-        char *end;
-        errno = 0;
-        long long v = strtoll(text, &end, 10);
-        if (errno || end == text || *end) {
-            snprintf(why, len, "\"%.40s\" is not a whole number", text);
-            return BS_EINVAL;
-        }
-        if (v < e->min || v > e->max) {
-            snprintf(why, len, "%lld is out of range (%lld to %lld)", v, (long long)e->min,
-                     (long long)e->max);
-            return BS_EINVAL;
-        }
-        *(int64_t *)(void *)field = v;
-        return 0;
-    }
-    case CT_FLOAT: {
-        char *end;
-        errno = 0;
-        double v = strtod(text, &end);
-        if (errno || end == text || *end || v != v) {
-            snprintf(why, len, "\"%.40s\" is not a number", text);
-            return BS_EINVAL;
-        }
-        if (v < (double)e->min || v > (double)e->max) {
-            snprintf(why, len, "%.40s is out of range (%lld to %lld)", text, (long long)e->min,
-                     (long long)e->max);
-            return BS_EINVAL;
-        }
-        *(double *)(void *)field = v;
-        return 0;
-    }
+    case CT_LISTEN:
+        return set_string(field, e, text, why, len);
+    case CT_DURATION:
+        return set_duration(field, e, text, why, len);
+    case CT_INT:
+        return set_int(field, e, text, why, len);
+    case CT_FLOAT:
+        return set_float(field, e, text, why, len);
     case CT_BOOL:
         if (parse_bool(text, (int *)(void *)field)) {
             snprintf(why, len, "\"%.40s\" is not a boolean (true/false)", text);
@@ -470,18 +529,7 @@ static int set_value(struct config *cfg, const struct cfg_entry *e, const char *
         }
         return 0;
     case CT_ENUM:
-        for (int i = 0; e->choices[i]; i++) {
-            if (strcmp(text, e->choices[i]) == 0) {
-                *(int *)(void *)field = i;
-                return 0;
-            }
-        }
-        {
-            size_t k = (size_t)snprintf(why, len, "\"%.40s\" is not one of ", text);
-            for (int i = 0; e->choices[i] && k < len; i++)
-                k += (size_t)snprintf(why + k, len - k, "%s%s", i ? "|" : "", e->choices[i]);
-        }
-        return BS_EINVAL;
+        return set_enum(field, e, text, why, len);
     }
     return BS_EINVAL;
 }
@@ -628,21 +676,35 @@ static int check_author(const struct config *cfg, char *err, size_t errlen)
     return rc ? rc : check_author_part(OFF(actor_email), cfg->actor_email, 0, err, errlen);
 }
 
-int config_load(struct config *cfg, int *argc, char **argv, char **envp, char *err,
-                size_t errlen)
+/* err gets "NAME: why" for the entry at offset, NAME as display_name
+ * gives it. Returns rc. */
+static int entry_error(size_t offset, int rc, const char *why, char *err, size_t errlen)
 {
-    char why[256];
-    int rc;
-    memset(cfg, 0, sizeof *cfg);
+    char name[96];
+    display_name(entry_index(offset), name, sizeof name);
+    bs_set_err(err, errlen, "%s: %s", name, why);
+    return rc;
+}
 
+/* Step 1 of config_load: every entry that has a default gets it. */
+static int load_defaults(struct config *cfg, char *err, size_t errlen)
+{
+    char why[256] = "out of memory";
     for (size_t i = 0; i < NENTRIES; i++) {
         sources[i] = SRC_DEFAULT;
         if (table[i].def && set_value(cfg, &table[i], table[i].def, why, sizeof why)) {
             bs_set_err(err, errlen, "internal: bad default for %s: %s", table[i].name, why);
-            rc = BS_EINVAL;
-            goto fail;
+            return BS_EINVAL;
         }
     }
+    return 0;
+}
+
+/* Step 2: BEADS_SCHED_<NAME> variables of envp override the defaults. */
+static int load_env(struct config *cfg, char **envp, char *err, size_t errlen)
+{
+    char why[256] = "out of memory";
+    int rc;
     for (size_t i = 0; i < NENTRIES; i++) {
         char var[96];
         snprintf(var, sizeof var, ENV_PREFIX "%s", table[i].name);
@@ -651,129 +713,151 @@ int config_load(struct config *cfg, int *argc, char **argv, char **envp, char *e
             continue;
         if ((rc = set_value(cfg, &table[i], v, why, sizeof why))) {
             bs_set_err(err, errlen, "%s: %s", var, why);
-            goto fail;
+            return rc;
         }
         sources[i] = SRC_ENV;
     }
-    /* Flags: consume the ones that name config entries, keep the rest. */
-    int out = 1;
+    return 0;
+}
+
+/* The value of flag argv[*i] ("--name=value" or "--name value"; *i moves
+ * past a separate value). Returns it, or NULL with err set when there is
+ * none. */
+static const char *flag_value(int argc, char **argv, int *i, char *err, size_t errlen)
+{
+    const char *a = argv[*i];
+    const char *eq = strchr(a, '=');
+    if (eq)
+        return eq + 1;
+    if (*i + 1 < argc && strncmp(argv[*i + 1], "--", 2) != 0)
+        return argv[++*i];
+    /* Never take the next flag as this one's value: its text could be a
+     * secret (--agent-token=...), and the error would echo it. */
+    bs_set_err(err, errlen, "%s: needs a value", a);
+    return NULL;
+}
+
+/* The table entry flag a names ("--name" or "--name=..."), or NULL. */
+static const struct cfg_entry *flag_entry(const char *a)
+{
+    if (strncmp(a, "--", 2) != 0)
+        return NULL;
+    const char *eq = strchr(a, '=');
+    return find_flag(a, eq ? (size_t)(eq - a) : strlen(a));
+}
+
+/* Step 3: flags override the environment. The ones that name config
+ * entries are consumed; the rest stay in argv (argc updated), everything
+ * after "--" untouched. */
+static int load_flags(struct config *cfg, int *argc, char **argv, char *err, size_t errlen)
+{
+    char why[256] = "out of memory";
+    int rc, out = 1;
     for (int i = 1; i < *argc; i++) {
-        const char *a = argv[i];
-        if (strcmp(a, "--") == 0) {
+        if (strcmp(argv[i], "--") == 0) {
             while (i < *argc)
                 argv[out++] = argv[i++];
             break;
         }
-        const struct cfg_entry *e = NULL;
-        const char *val = NULL;
-        if (strncmp(a, "--", 2) == 0) {
-            const char *eq = strchr(a, '=');
-            e = find_flag(a, eq ? (size_t)(eq - a) : strlen(a));
-            if (e) {
-                if (eq) {
-                    val = eq + 1;
-                } else if (i + 1 < *argc && strncmp(argv[i + 1], "--", 2) != 0) {
-                    val = argv[++i];
-                } else {
-                    /* Never take the next flag as this one's value: its
-                     * text could be a secret (--agent-token=...), and the
-                     * error below would echo it. */
-                    bs_set_err(err, errlen, "%s: needs a value", a);
-                    rc = BS_EINVAL;
-                    goto fail;
-                }
-            }
-        }
+        const struct cfg_entry *e = flag_entry(argv[i]);
         if (!e) {
             argv[out++] = argv[i];
             continue;
         }
+        const char *val = flag_value(*argc, argv, &i, err, errlen);
+        if (!val)
+            return BS_EINVAL;
         if ((rc = set_value(cfg, e, val, why, sizeof why))) {
             char flag[64];
             flag_name(e->name, flag, sizeof flag);
             bs_set_err(err, errlen, "%s: %s", flag, why);
-            goto fail;
+            return rc;
         }
         sources[e - table] = SRC_FLAG;
     }
     *argc = out;
     argv[out] = NULL;
+    return 0;
+}
 
-    /* Cross-field checks and derived values, in table order so the first
-     * problem reported is the first a reader of the table would meet. */
-    for (size_t i = 0; i < NENTRIES; i++) {
-        const struct cfg_entry *e = &table[i];
-        char name[96];
-        display_name(i, name, sizeof name);
-        if (e->type != CT_MYSQL_URL)
-            continue;
-        const char *sval = *(char **)(void *)((char *)cfg + e->offset);
-        if (e->type == CT_MYSQL_URL && sval && *sval) {
-            if ((rc = config_parse_dolt_url(sval, &cfg->dolt, why, sizeof why))) {
-                bs_set_err(err, errlen, "%s: %s", name, why);
-                goto fail;
-            }
-        }
-    }
+/* Step 4a: the parts of DOLT_URL, and the password from its file. */
+static int derive_dolt(struct config *cfg, char *err, size_t errlen)
+{
+    char why[256] = "out of memory";
+    int rc;
+    if (cfg->dolt_url && *cfg->dolt_url &&
+        (rc = config_parse_dolt_url(cfg->dolt_url, &cfg->dolt, why, sizeof why)))
+        return entry_error(OFF(dolt_url), rc, why, err, errlen);
     if (cfg->dolt_password_file) {
         char *pw = NULL;
-        if ((rc = read_secret_file(cfg->dolt_password_file, &pw, why, sizeof why))) {
-            char name[96];
-            display_name(entry_index(OFF(dolt_password_file)), name, sizeof name);
-            bs_set_err(err, errlen, "%s: %s", name, why);
-            goto fail;
-        }
+        if ((rc = read_secret_file(cfg->dolt_password_file, &pw, why, sizeof why)))
+            return entry_error(OFF(dolt_password_file), rc, why, err, errlen);
         if (cfg->dolt.password) {
             memset(cfg->dolt.password, 0, strlen(cfg->dolt.password));
             free(cfg->dolt.password);
         }
         cfg->dolt.password = pw;
     }
+    return 0;
+}
+
+static void trim_slashes(char *url)
+{
+    size_t n = url ? strlen(url) : 0;
+    while (n > 0 && url[n - 1] == '/')
+        url[--n] = '\0';
+}
+
+/* Step 4b: the agent token (given or from its file), base URLs without a
+ * trailing slash. */
+static int derive_agent(struct config *cfg, char *err, size_t errlen)
+{
+    char why[256] = "out of memory";
+    int rc;
     if (cfg->agent_token && cfg->agent_token_file) {
         bs_set_err(err, errlen, ENV_PREFIX "AGENT_TOKEN_FILE: set together with "
                 ENV_PREFIX "AGENT_TOKEN; use one");
-        rc = BS_EINVAL;
-        goto fail;
+        return BS_EINVAL;
     }
-    if (cfg->agent_token_file) {
-        if ((rc = read_secret_file(cfg->agent_token_file, &cfg->agent_token, why, sizeof why))) {
-            char name[96];
-            display_name(entry_index(OFF(agent_token_file)), name, sizeof name);
-            bs_set_err(err, errlen, "%s: %s", name, why);
-            goto fail;
-        }
-    }
-    if (cfg->agent_url) {
-        size_t n = strlen(cfg->agent_url);
-        while (n > 0 && cfg->agent_url[n - 1] == '/')
-            cfg->agent_url[--n] = '\0';
-    }
+    if (cfg->agent_token_file &&
+        (rc = read_secret_file(cfg->agent_token_file, &cfg->agent_token, why, sizeof why)))
+        return entry_error(OFF(agent_token_file), rc, why, err, errlen);
+    trim_slashes(cfg->agent_url);
+    trim_slashes(cfg->beadboard_url);
+    return 0;
+}
+
+/* Step 4: cross-field checks and derived values, in the order a reader of
+ * the table meets them, so the first problem reported is the first there. */
+static int derive(struct config *cfg, char *err, size_t errlen)
+{
+    char why[256] = "out of memory";
+    int rc;
+    if ((rc = derive_dolt(cfg, err, errlen)) || (rc = derive_agent(cfg, err, errlen)))
+        return rc;
     if (cfg->dolt_tls_ca)
         cfg->dolt_tls = 1;
-    if (cfg->beadboard_url) {
-        size_t n = strlen(cfg->beadboard_url);
-        while (n > 0 && cfg->beadboard_url[n - 1] == '/')
-            cfg->beadboard_url[--n] = '\0';
-    }
-    if (cfg->prompt_template_file) {
-        char name[96];
-        display_name(entry_index(OFF(prompt_template_file)), name, sizeof name);
-        if ((rc = read_template(cfg->prompt_template_file, &cfg->prompt_template, why, sizeof why))) {
-            bs_set_err(err, errlen, "%s: %s", name, why);
-            goto fail;
-        }
-    }
-    if ((rc = parse_listen(cfg->listen, &cfg->listen_host, &cfg->listen_port, why, sizeof why))) {
-        char name[96];
-        display_name(entry_index(OFF(listen)), name, sizeof name);
-        bs_set_err(err, errlen, "%s: %s", name, why);
-        goto fail;
-    }
-    if ((rc = check_author(cfg, err, errlen)))
-        goto fail;
-    return 0;
-fail:
-    config_free(cfg);
+    if (cfg->prompt_template_file &&
+        (rc = read_template(cfg->prompt_template_file, &cfg->prompt_template, why, sizeof why)))
+        return entry_error(OFF(prompt_template_file), rc, why, err, errlen);
+    if ((rc = parse_listen(cfg->listen, &cfg->listen_host, &cfg->listen_port, why, sizeof why)))
+        return entry_error(OFF(listen), rc, why, err, errlen);
+    return check_author(cfg, err, errlen);
+}
+
+int config_load(struct config *cfg, int *argc, char **argv, char **envp, char *err,
+                size_t errlen)
+{
+    memset(cfg, 0, sizeof *cfg);
+    int rc = load_defaults(cfg, err, errlen);
+    if (rc == 0)
+        rc = load_env(cfg, envp, err, errlen);
+    if (rc == 0)
+        rc = load_flags(cfg, argc, argv, err, errlen);
+    if (rc == 0)
+        rc = derive(cfg, err, errlen);
+    if (rc)
+        config_free(cfg);
     return rc;
 }
 

@@ -761,16 +761,11 @@ static int fetch_result(struct dolt_conn *c, MYSQL_STMT *st, const char *sql, do
     return rc;
 }
 
-static int run_prepared(struct dolt_conn *c, const char *sql, const struct dolt_value *params, size_t nparams,
-                        dolt_row_cb on_row, void *arg, uint64_t *affected)
+/* Fills pb (and plen, the lengths it points to) from params. Returns 0 or
+ * BS_EINVAL for a parameter of no known type. */
+static int bind_params(struct dolt_conn *c, const struct dolt_value *params, size_t nparams, MYSQL_BIND *pb,
+                       unsigned long *plen)
 {
-    MYSQL_BIND *pb = calloc(nparams, sizeof *pb);
-    unsigned long *plen = calloc(nparams, sizeof *plen);
-    int rc = 0;
-    if (!pb || !plen) {
-        rc = BS_ENOMEM;
-        goto out;
-    }
     for (size_t i = 0; i < nparams; i++) {
         switch (params[i].type) {
         case DT_NULL:
@@ -790,15 +785,23 @@ static int run_prepared(struct dolt_conn *c, const char *sql, const struct dolt_
         default:
             set_error(c, 0, "bad parameter type");
             log_error("dolt bad parameter type", "index", LOG_INT(i));
-            rc = BS_EINVAL;
-            goto out;
+            return BS_EINVAL;
         }
     }
-    MYSQL_STMT *st = NULL;
+    return 0;
+}
+
+/* Prepares (or takes from the cache) sql, binds pb and executes it; a
+ * statement the server asks to prepare again is prepared once more.
+ * Returns 0 with *out the executed statement, or an error. */
+static int execute_prepared(struct dolt_conn *c, const char *sql, MYSQL_BIND *pb, size_t nparams,
+                            MYSQL_STMT **out)
+{
+    int rc = 0;
     for (int attempt = 0;; attempt++) {
-        st = stmt_get(c, sql, &rc);
+        MYSQL_STMT *st = stmt_get(c, sql, &rc);
         if (!st)
-            goto out;
+            return rc;
         if (mysql_stmt_param_count(st) != nparams) {
             char why[96];
             snprintf(why, sizeof why, "statement has %lu parameters, %zu given", mysql_stmt_param_count(st),
@@ -806,29 +809,35 @@ static int run_prepared(struct dolt_conn *c, const char *sql, const struct dolt_
             set_error(c, 0, why);
             char ex[SQL_LOG_MAX + 4];
             log_error("dolt parameter count mismatch", "error", why, "sql", sql_excerpt(ex, sizeof ex, sql));
-            rc = BS_EINVAL;
-            goto out;
+            return BS_EINVAL;
         }
-        if (mysql_stmt_bind_param(st, pb)) {
-            rc = fail_stmt(c, st, "bind params", sql, EXPECT_NONE);
-            goto out;
+        if (mysql_stmt_bind_param(st, pb))
+            return fail_stmt(c, st, "bind params", sql, EXPECT_NONE);
+        if (mysql_stmt_execute(st) == 0) {
+            *out = st;
+            return 0;
         }
-        if (mysql_stmt_execute(st) == 0)
-            break;
         if (mysql_stmt_errno(st) == ER_NEED_REPREPARE && attempt == 0) {
             /* The table changed under the cached statement: prepare anew. */
             stmt_forget(c, st);
             continue;
         }
-        rc = fail_stmt(c, st, "execute", sql, EXPECT_NONE);
-        goto out;
+        return fail_stmt(c, st, "execute", sql, EXPECT_NONE);
     }
+}
+
+/* Reads every result of the executed st: rows to on_row (until it returns
+ * non-zero), the first result's row count or affected rows to *affected.
+ * Returns 0, on_row's non-zero answer, or an error. */
+static int read_results(struct dolt_conn *c, MYSQL_STMT *st, const char *sql, dolt_row_cb on_row, void *arg,
+                        uint64_t *affected)
+{
     int stop = 0;
     for (int first = 1;; first = 0) {
         if (mysql_stmt_field_count(st) > 0) {
-            rc = fetch_result(c, st, sql, on_row, arg, &stop, first ? affected : NULL);
+            int rc = fetch_result(c, st, sql, on_row, arg, &stop, first ? affected : NULL);
             if (rc)
-                goto out;
+                return rc;
         } else if (first && affected) {
             *affected = (uint64_t)mysql_stmt_affected_rows(st);
         }
@@ -838,13 +847,23 @@ static int run_prepared(struct dolt_conn *c, const char *sql, const struct dolt_
         int next = mysql_stmt_next_result(st);
         if (next < 0)
             break;
-        if (next > 0) {
-            rc = fail_stmt(c, st, "next result", sql, EXPECT_NONE);
-            goto out;
-        }
+        if (next > 0)
+            return fail_stmt(c, st, "next result", sql, EXPECT_NONE);
     }
-    rc = stop;
-out:
+    return stop;
+}
+
+static int run_prepared(struct dolt_conn *c, const char *sql, const struct dolt_value *params, size_t nparams,
+                        dolt_row_cb on_row, void *arg, uint64_t *affected)
+{
+    MYSQL_BIND *pb = calloc(nparams, sizeof *pb);
+    unsigned long *plen = calloc(nparams, sizeof *plen);
+    MYSQL_STMT *st = NULL;
+    int rc = !pb || !plen ? BS_ENOMEM : bind_params(c, params, nparams, pb, plen);
+    if (rc == 0)
+        rc = execute_prepared(c, sql, pb, nparams, &st);
+    if (rc == 0)
+        rc = read_results(c, st, sql, on_row, arg, affected);
     free(pb);
     free(plen);
     return rc;
@@ -1033,7 +1052,6 @@ struct dolt_item {
 };
 
 struct dolt {
-    uv_loop_t *loop;
     uv_async_t async;          /* worker -> loop: items finished or exited */
     pthread_t thread;
     struct owned_opts opts;
@@ -1165,7 +1183,6 @@ int dolt_start(struct dolt **out, uv_loop_t *loop, const struct dolt_options *op
         free(d);
         return BS_ENOMEM;
     }
-    d->loop = loop;
     pthread_mutex_init(&d->lock, NULL);
     pthread_cond_init(&d->wake, NULL);
     int uerr = uv_async_init(loop, &d->async, on_async);

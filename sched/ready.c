@@ -300,90 +300,109 @@ static int free_kids(struct ready_id id, void *value, void *arg)
     return 0;
 }
 
-int ready_compute_blocked(struct ready_state *st, const struct ready_dep *deps, size_t ndeps,
-                          const struct ready_edge *spawner_children, size_t nchildren)
+/* Groups the parent-child rows by parent: kids maps each spawner to its
+ * struct kids. */
+static int group_kids(struct ready_map *kids, const struct ready_edge *edges, size_t n)
 {
-    int rc = 0;
-    struct ready_map *kids = ready_map_new();
-    if (!kids)
-        return BS_ENOMEM;
-    for (size_t i = 0; i < nchildren && rc == 0; i++) {
-        void **v = ready_map_put(kids, spawner_children[i].parent, NULL);
-        struct kids *k = v ? *v : NULL;
-        if (v && !k && !(k = *v = calloc(1, sizeof *k)))
-            rc = BS_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        void **v = ready_map_put(kids, edges[i].parent, NULL);
         if (!v)
-            rc = BS_ENOMEM;
-        if (rc)
-            break;
+            return BS_ENOMEM;
+        struct kids *k = *v;
+        if (!k && !(k = *v = calloc(1, sizeof *k)))
+            return BS_ENOMEM;
         if (k->n == k->cap) {
             size_t cap = k->cap ? k->cap * 2 : 4;
             struct ready_id *nv = realloc(k->v, cap * sizeof *nv);
-            if (!nv) {
-                rc = BS_ENOMEM;
-                break;
-            }
+            if (!nv)
+                return BS_ENOMEM;
             k->v = nv;
             k->cap = cap;
         }
-        k->v[k->n++] = spawner_children[i].child;
+        k->v[k->n++] = edges[i].child;
     }
+    return 0;
+}
 
+/* A blocks or conditional-blocks row: d->issue is blocked while its
+ * target is active. */
+static int block_by_dep(struct ready_state *st, const struct ready_dep *d)
+{
+    if (!ready_active(st, d->target))
+        return 0;
+    struct ready_block *why = calloc(1, sizeof *why);
+    if (!why || !(why->by = printable(d->target)) ||
+        !(why->by_status = strdup(status_of(st, d->target)))) {
+        free_block(d->issue, why, NULL);
+        return BS_ENOMEM;
+    }
+    why->type = d->type;
+    return block(st, d->issue, why);
+}
+
+/* The first few active children of k, ", "-separated, into list. */
+static void active_children_list(const struct ready_state *st, const struct kids *k, char *list,
+                                 size_t size)
+{
+    size_t len = 0, shown = 0;
+    list[0] = '\0';
+    for (size_t j = 0; k && j < k->n && shown < 5; j++) {
+        if (!ready_active(st, k->v[j]))
+            continue;
+        char *p = printable(k->v[j]);
+        int w = snprintf(list + len, size - len, "%s%.60s", shown ? ", " : "", p ? p : "?");
+        free(p);
+        if (w < 0 || (size_t)w >= size - len)
+            break;
+        len += (size_t)w;
+        shown++;
+    }
+}
+
+/* A waits-for row: the gate over the spawner's direct children (kids). */
+static int block_by_gate(struct ready_state *st, const struct ready_map *kids, const struct ready_dep *d)
+{
+    void **v = ready_map_get(kids, d->target);
+    const struct kids *k = v ? *v : NULL;
+    size_t active = 0, closed = 0;
+    for (size_t j = 0; k && j < k->n; j++) {
+        const char *s = status_of(st, k->v[j]);
+        if (s && strcmp(s, "closed") == 0)
+            closed++;
+        else if (ready_active(st, k->v[j]))
+            active++;
+    }
+    int blocked = d->gate_any ? (closed == 0 && active > 0) : active > 0;
+    if (!blocked)
+        return 0;
+    char list[200];
+    active_children_list(st, k, list, sizeof list);
+    struct ready_block *why = calloc(1, sizeof *why);
+    if (!why || !(why->by = printable(d->target)) || !(why->children = strdup(list))) {
+        free_block(d->issue, why, NULL);
+        return BS_ENOMEM;
+    }
+    why->type = RD_WAITS_FOR;
+    why->gate_any = d->gate_any;
+    why->active_children = active;
+    return block(st, d->issue, why);
+}
+
+int ready_compute_blocked(struct ready_state *st, const struct ready_dep *deps, size_t ndeps,
+                          const struct ready_edge *spawner_children, size_t nchildren)
+{
+    struct ready_map *kids = ready_map_new();
+    if (!kids)
+        return BS_ENOMEM;
+    int rc = group_kids(kids, spawner_children, nchildren);
     for (size_t i = 0; i < ndeps && rc == 0; i++) {
         const struct ready_dep *d = &deps[i];
         if (!ready_active(st, d->issue))
             continue;
-        struct ready_block *why = NULL;
-        if (d->type == RD_BLOCKS || d->type == RD_CONDITIONAL_BLOCKS) {
-            if (!ready_active(st, d->target))
-                continue;
-            if (!(why = calloc(1, sizeof *why)) || !(why->by = printable(d->target)) ||
-                !(why->by_status = strdup(status_of(st, d->target)))) {
-                free_block(d->issue, why, NULL);
-                rc = BS_ENOMEM;
-                break;
-            }
-            why->type = d->type;
-            rc = block(st, d->issue, why);
-            continue;
-        }
-        /* waits-for: the gate over the spawner's direct children. */
-        void **v = ready_map_get(kids, d->target);
-        const struct kids *k = v ? *v : NULL;
-        size_t active = 0, closed = 0;
-        for (size_t j = 0; k && j < k->n; j++) {
-            const char *s = status_of(st, k->v[j]);
-            if (s && strcmp(s, "closed") == 0)
-                closed++;
-            else if (ready_active(st, k->v[j]))
-                active++;
-        }
-        int blocked = d->gate_any ? (closed == 0 && active > 0) : active > 0;
-        if (!blocked)
-            continue;
-        char list[200] = "";
-        size_t len = 0, shown = 0;
-        for (size_t j = 0; k && j < k->n && shown < 5; j++) {
-            if (!ready_active(st, k->v[j]))
-                continue;
-            char *p = printable(k->v[j]);
-            int w = snprintf(list + len, sizeof list - len, "%s%.60s", shown ? ", " : "", p ? p : "?");
-            free(p);
-            if (w < 0 || (size_t)w >= sizeof list - len)
-                break;
-            len += (size_t)w;
-            shown++;
-        }
-        if (!(why = calloc(1, sizeof *why)) || !(why->by = printable(d->target)) ||
-            !(why->children = strdup(list))) {
-            free_block(d->issue, why, NULL);
-            rc = BS_ENOMEM;
-            break;
-        }
-        why->type = RD_WAITS_FOR;
-        why->gate_any = d->gate_any;
-        why->active_children = active;
-        rc = block(st, d->issue, why);
+        if (d->type == RD_BLOCKS || d->type == RD_CONDITIONAL_BLOCKS)
+            rc = block_by_dep(st, d);
+        else
+            rc = block_by_gate(st, kids, d);
     }
     ready_map_each(kids, free_kids, NULL);
     ready_map_free(kids);
