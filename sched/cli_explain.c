@@ -372,21 +372,22 @@ static int print_nul_id(const char *printable, void *arg)
     return 1;
 }
 
-/* Gathers everything and prints it; x holds what the caller frees. Exit
- * status (messages already printed). */
-static int explain_bead(const struct config *cfg, const char *id, int json, struct run *x)
+/* Reads the bead, its facts and bd's readiness from Dolt into x. 0, or
+ * done: *status is the exit status (messages already printed). */
+static int read_dolt(const struct config *cfg, const char *id, int json, struct run *x,
+                     struct beads_schema *schema, int *status)
 {
     char err[512], where[512];
     struct dolt_options o;
     config_dolt_options(cfg, &o);
     dolt_where(cfg, where, sizeof where);
+    *status = 1;
     int rc = dolt_conn_open(&x->conn, &o, err, sizeof err);
-    struct beads_schema schema = {0};
     if (rc == 0)
-        rc = beads_schema_detect(x->conn, &schema);
-    if (rc == BS_EINVAL && schema.error[0]) {
+        rc = beads_schema_detect(x->conn, schema);
+    if (rc == BS_EINVAL && schema->error[0]) {
         fprintf(stderr, "beads-sched: the database at %s is not a supported beads schema: %s\n", where,
-                schema.error);
+                schema->error);
         return 1;
     }
     if (rc) {
@@ -401,21 +402,76 @@ static int explain_bead(const struct config *cfg, const char *id, int json, stru
         /* A bead whose id is this one plus a NUL byte and more is what a C
          * string would turn it into: say so instead of "no such bead". */
         struct explain ne = {.cfg = cfg, .now = clock_now_ms()};
-        if (beads_nul_ids(x->conn, id, print_nul_id, &ne) >= 0 && ne.n)
-            return json ? print_json(&ne, id, &schema) : print_text(&ne, id);
+        if (beads_nul_ids(x->conn, id, print_nul_id, &ne) >= 0 && ne.n) {
+            *status = json ? print_json(&ne, id, schema) : print_text(&ne, id);
+            return 1;
+        }
         char *pid = cli_printable(id);
         fprintf(stderr, "beads-sched: no bead '%s' in Dolt at %s\n", pid ? pid : "", where);
         free(pid);
         return 1;
     }
     if (rc == 0)
-        rc = beads_ready_load(x->conn, &schema, cfg->assignee, &x->ready);
+        rc = beads_ready_load(x->conn, schema, cfg->assignee, &x->ready);
     if (rc) {
         fprintf(stderr, "beads-sched: reading bead from Dolt at %s failed: %s: %s\n", where,
                 bs_strerror(rc), dolt_conn_error(x->conn));
         return 1;
     }
+    return 0;
+}
 
+/* The agent's free slots (within MAX_IN_FLIGHT) and the bead's place in the
+ * dispatch order. */
+static void capacity_and_queue(struct explain *e, const struct config *cfg, struct run *x,
+                               const struct beads_schema *schema, int64_t active, const char *id)
+{
+    long slots = 0;
+    char seen[640];
+    enum result cap = agent_slots(cfg, &slots, seen, sizeof seen);
+    if (cap == R_PASS && cfg->max_in_flight > 0) {
+        long room = (long)(cfg->max_in_flight - active);
+        if (room <= 0) {
+            cap = R_FAIL;
+            size_t k = strlen(seen);
+            snprintf(seen + k, sizeof seen - k, "; but MAX_IN_FLIGHT=%lld reached (%lld in flight)",
+                     (long long)cfg->max_in_flight, (long long)active);
+        } else if (room < slots) {
+            slots = room;
+        }
+    }
+    add_rule(e, "agent capacity", cap, "%s", seen);
+
+    /* Dispatch order only matters once every other rule passes. */
+    if (first_with(e, R_FAIL)) {
+        add_rule(e, "queue position", R_SKIPPED, "not evaluated (an earlier rule fails)");
+        return;
+    }
+    int qrc;
+    int64_t ahead = beads_ahead(x->conn, schema, x->ready, cfg, x->store, id, e->now, &qrc);
+    if (qrc)
+        add_rule(e, "queue position", R_UNKNOWN, "eligibility query failed: %s", bs_strerror(qrc));
+    else if (ahead < 0)
+        add_rule(e, "queue position", R_UNKNOWN, "not among the first %d ready beads (or it changed meanwhile)",
+                 CANDIDATE_SCAN_MAX);
+    else if (cap == R_UNKNOWN)
+        add_rule(e, "queue position", ahead == 0 ? R_PASS : R_UNKNOWN,
+                 "%lld ready bead%s ahead in dispatch order; free slots unknown", (long long)ahead,
+                 ahead == 1 ? "" : "s");
+    else
+        add_rule(e, "queue position", ahead < slots ? R_PASS : R_FAIL,
+                 "%lld ready bead%s ahead in dispatch order, %ld slot%s free", (long long)ahead,
+                 ahead == 1 ? "" : "s", slots, slots == 1 ? "" : "s");
+}
+
+/* Gathers everything and prints it; x holds what the caller frees. Exit
+ * status (messages already printed). */
+static int explain_bead(const struct config *cfg, const char *id, int json, struct run *x)
+{
+    struct beads_schema schema = {0};
+    int status, rc;
+    if (read_dolt(cfg, id, json, x, &schema, &status))
+        return status;
     if (cli_open_store(cfg, 1, &x->store))
         return 1;
     struct explain e = {.cfg = cfg, .now = clock_now_ms()};
@@ -434,45 +490,7 @@ static int explain_bead(const struct config *cfg, const char *id, int json, stru
         cli_iso_ms(lf.at, when, sizeof when);
         add_rule(&e, "last write", R_PASS, "failed %s: %s (it did not stop anything else)", when, lf.detail);
     }
-
-    long slots = 0;
-    char seen[640];
-    enum result cap = agent_slots(cfg, &slots, seen, sizeof seen);
-    if (cap == R_PASS && cfg->max_in_flight > 0) {
-        long room = (long)(cfg->max_in_flight - bs.active);
-        if (room <= 0) {
-            cap = R_FAIL;
-            size_t k = strlen(seen);
-            snprintf(seen + k, sizeof seen - k, "; but MAX_IN_FLIGHT=%lld reached (%lld in flight)",
-                     (long long)cfg->max_in_flight, (long long)bs.active);
-        } else if (room < slots) {
-            slots = room;
-        }
-    }
-    add_rule(&e, "agent capacity", cap, "%s", seen);
-
-    /* Dispatch order only matters once every other rule passes. */
-    if (first_with(&e, R_FAIL)) {
-        add_rule(&e, "queue position", R_SKIPPED, "not evaluated (an earlier rule fails)");
-    } else {
-        int qrc;
-        int64_t ahead = beads_ahead(x->conn, &schema, x->ready, cfg, x->store, id, e.now, &qrc);
-        if (qrc)
-            add_rule(&e, "queue position", R_UNKNOWN, "eligibility query failed: %s",
-                     bs_strerror(qrc));
-        else if (ahead < 0)
-            add_rule(&e, "queue position", R_UNKNOWN,
-                     "not among the first %d ready beads (or it changed meanwhile)",
-                     CANDIDATE_SCAN_MAX);
-        else if (cap == R_UNKNOWN)
-            add_rule(&e, "queue position", ahead == 0 ? R_PASS : R_UNKNOWN,
-                     "%lld ready bead%s ahead in dispatch order; free slots unknown",
-                     (long long)ahead, ahead == 1 ? "" : "s");
-        else
-            add_rule(&e, "queue position", ahead < slots ? R_PASS : R_FAIL,
-                     "%lld ready bead%s ahead in dispatch order, %ld slot%s free", (long long)ahead,
-                     ahead == 1 ? "" : "s", slots, slots == 1 ? "" : "s");
-    }
+    capacity_and_queue(&e, cfg, x, &schema, bs.active, id);
     return json ? print_json(&e, id, &schema) : print_text(&e, id);
 }
 

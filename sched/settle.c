@@ -163,6 +163,10 @@ static void record_detail(struct dolt_conn *c, const struct reap_item *it, enum 
     case AR_RELEASED_EARLIER:
         snprintf(out, len, "released for retry (found after a restart)");
         return;
+    case AR_REACHED:
+        snprintf(out, len, "reached the agent (its claim note carries dispatch %s); job id unknown, "
+                 "supervised by the bead's activity", it->dispatch_id);
+        return;
     default:
         snprintf(out, len, "bead moved to %.32s by someone else; stopped tracking", it->status);
         return;
@@ -292,8 +296,7 @@ static int record_via(struct reaper *d, struct reap_item *it, const struct attem
     if (dec->via == AS_CLAIMED) {
         t.bead_updated_at = it->updated_at;
     } else {
-        snprintf(detail, sizeof detail, "reached the agent (its claim note carries dispatch %s); "
-                 "job id unknown, supervised by the bead's activity", it->dispatch_id);
+        record_detail(NULL, it, AR_REACHED, detail, sizeof detail);
         t.detail = detail;
     }
     int rc = store_attempt_transition(d->s->store, it->attempt_id, it->state, dec->via, &t, now);
