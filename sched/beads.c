@@ -1,5 +1,6 @@
 #include "beads.h"
 
+#include "crash.h"
 #include "errors.h"
 #include "log.h"
 #include "text.h"
@@ -1057,53 +1058,162 @@ static int move_commit(struct dolt_conn *c, const struct beads_writer *w, const 
     return dolt_version_commit(c, tables, 2, msg, w->author);
 }
 
-int beads_move(struct dolt_conn *c, const struct beads_schema *s, const struct beads_writer *w,
-               const struct bead_move *m)
+/* Move m inside the open transaction: the pre-read (notes' size, the
+ * updated_at compared with, the server's clock), the events row, the
+ * guarded UPDATE. Sets *fit (note whole 1, shortened 0, left out -1) and
+ * m->wrote_updated_at. BS_ESTATE when the bead is not as expected. */
+static int move_in_tx(struct dolt_conn *c, const struct beads_schema *s, const struct beads_writer *w,
+                      const struct bead_move *m, const char *capped, int *fit, long long *notes_len)
 {
-    int rc, fit = 1;
-    char *note = NULL, *capped = NULL;
-
-    /* Bead text is untrusted and a note may be long: cap what we append. */
-    if (m->note && !(capped = text_cap(m->note, strlen(m->note), NOTE_MAX, NULL)))
-        return BS_ENOMEM;
-
-    if ((rc = dolt_begin(c)))
-        goto out;
-    /* The notes' size, the updated_at we compare with, and the server's
-     * clock, read in the transaction that writes. */
+    char *note = NULL;
     struct pre pre = {0};
-    rc = dolt_query(c, "SELECT OCTET_LENGTH(notes), DATE_FORMAT(updated_at, '%Y-%m-%d %H:%i:%s'), "
-                       "DATE_FORMAT(UTC_TIMESTAMP(), '%Y-%m-%d %H:%i:%s') FROM issues WHERE id = ?",
-                    (struct dolt_value[]){DOLT_TEXT(m->id)}, 1, pre_row, &pre, NULL);
+    int rc = dolt_query(c, "SELECT OCTET_LENGTH(notes), DATE_FORMAT(updated_at, '%Y-%m-%d %H:%i:%s'), "
+                           "DATE_FORMAT(UTC_TIMESTAMP(), '%Y-%m-%d %H:%i:%s') FROM issues WHERE id = ?",
+                        (struct dolt_value[]){DOLT_TEXT(m->id)}, 1, pre_row, &pre, NULL);
+    *fit = 1;
     if (rc < 0)
-        goto rollback;
-    if (!pre.found) {
-        rc = BS_ESTATE;
-        goto rollback;
-    }
+        return rc;
+    if (!pre.found)
+        return BS_ESTATE;
+    *notes_len = pre.notes_len;
     /* updated_at never moves backwards, even when another writer's clock
      * ran ahead of the server's. */
     const char *written = strcmp(pre.updated_at, pre.now) > 0 ? pre.updated_at : pre.now;
-    if (capped && !(note = fit_note(capped, pre.notes_len, &fit)) && fit != -1) {
-        rc = BS_ENOMEM;
-        goto rollback;
-    }
-    if ((rc = move_event(c, w, m, capped)) || (rc = move_update(c, s, m, written, pre.now, note)) ||
-        (rc = move_commit(c, w, m)))
-        goto rollback;
-    if (m->wrote_updated_at)
+    if (capped && !(note = fit_note(capped, pre.notes_len, fit)) && *fit != -1)
+        return BS_ENOMEM;
+    rc = move_event(c, w, m, capped);
+    if (rc == 0)
+        rc = move_update(c, s, m, written, pre.now, note);
+    if (rc == 0 && m->wrote_updated_at)
         snprintf(m->wrote_updated_at, 32, "%s", written);
+    free(note);
+    return rc;
+}
+
+static void log_fit(const struct bead_move *m, int fit, long long notes_len)
+{
     if (fit != 1)
         log_warn(fit == 0 ? "bead notes nearly full: note shortened, whole note in events"
                           : "bead notes full: note left out, recorded in events",
-                 "bead", m->id, "notes_bytes", LOG_INT(pre.notes_len));
-    goto out;
-rollback:
+                 "bead", m->id, "notes_bytes", LOG_INT(notes_len));
+}
+
+/* Bead text is untrusted and a note may be long: what is appended is capped. */
+static int cap_note(const struct bead_move *m, char **capped)
+{
+    *capped = NULL;
+    if (m->note && !(*capped = text_cap(m->note, strlen(m->note), NOTE_MAX, NULL)))
+        return BS_ENOMEM;
+    return 0;
+}
+
+int beads_move(struct dolt_conn *c, const struct beads_schema *s, const struct beads_writer *w,
+               const struct bead_move *m)
+{
+    char *capped;
+    int fit = 1;
+    long long notes_len = 0;
+    int rc = cap_note(m, &capped);
+    if (rc)
+        return rc;
+    if ((rc = dolt_begin(c)) == 0 && (rc = move_in_tx(c, s, w, m, capped, &fit, &notes_len)) == 0 &&
+        (rc = move_commit(c, w, m)) == 0)
+        log_fit(m, fit, notes_len);
+    else if (rc != BS_ECONN)
+        dolt_rollback(c);
+    free(capped);
+    return rc;
+}
+
+/* "beads-sched: <verb> <id> <id> ...", cut (at an id) to fit, with how many
+ * more were in the commit. */
+static void batch_message(const char *verb, const struct bead_move *m, const int *rcs, size_t n,
+                          char *msg, size_t len)
+{
+    size_t k = (size_t)snprintf(msg, len, "beads-sched: %s", verb), shown = 0, moved = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (rcs[i] != 0)
+            continue;
+        moved++;
+        size_t idl = strlen(m[i].id);
+        if (k + 1 + idl + 16 < len && shown == moved - 1) {
+            k += (size_t)snprintf(msg + k, len - k, " %s", m[i].id);
+            shown++;
+        }
+    }
+    if (shown < moved)
+        snprintf(msg + k, len - k, " (+%zu more)", moved - shown);
+}
+
+/* The moves of a batch in the open transaction, each behind a savepoint so
+ * that one bead's lost race or refused row undoes only its own writes.
+ * Returns how many moved, or a batch error (BS_ECONFLICT, BS_ECONN). */
+static long moves_in_tx(struct dolt_conn *c, const struct beads_schema *s, const struct beads_writer *w,
+                        const struct bead_move *m, size_t n, int *rcs, int *fits, long long *lens)
+{
+    long moved = 0;
+    for (size_t i = 0; i < n; i++) {
+        char *capped;
+        int rc = cap_note(&m[i], &capped);
+        if (rc == 0 && (rc = dolt_exec(c, "SAVEPOINT bs_move")) == 0)
+            rc = move_in_tx(c, s, w, &m[i], capped, &fits[i], &lens[i]);
+        free(capped);
+        if (rc == BS_ECONFLICT || rc == BS_ECONN)
+            return rc;
+        if (rc && dolt_exec(c, "ROLLBACK TO SAVEPOINT bs_move"))
+            return BS_ECONN; /* can't undo just this one: treat the batch as lost */
+        rcs[i] = rc;
+        moved += rc == 0;
+    }
+    return moved;
+}
+
+int beads_move_many(struct dolt_conn *c, const struct beads_schema *s, const struct beads_writer *w,
+                    const struct bead_move *m, size_t n, const char *verb, int *rcs)
+{
+    int fits[BEADS_BATCH_MAX];
+    long long lens[BEADS_BATCH_MAX];
+    if (n == 0)
+        return 0;
+    if (n == 1 || n > BEADS_BATCH_MAX) {
+        for (size_t i = 0; i < n; i++)
+            rcs[i] = beads_move(c, s, w, &m[i]);
+        return 0;
+    }
+    int rc = dolt_begin(c);
+    long moved = rc ? rc : moves_in_tx(c, s, w, m, n, rcs, fits, lens);
+    if (moved > 0 && strcmp(verb, "claim") == 0)
+        CRASH_POINT("inside_claim_batch");
+    if (moved == 0) {
+        dolt_rollback(c); /* nothing applied: nothing to commit */
+        return 0;
+    }
+    if (moved > 0) {
+        char msg[512];
+        batch_message(verb, m, rcs, n, msg, sizeof msg);
+        const char *tables[] = {"issues", "events"};
+        rc = w->dolt_commit ? dolt_version_commit(c, tables, 2, msg, w->author) : dolt_commit(c);
+        if (rc == 0) {
+            for (size_t i = 0; i < n; i++)
+                if (rcs[i] == 0)
+                    log_fit(&m[i], fits[i], lens[i]);
+            return 0;
+        }
+    } else {
+        rc = (int)moved;
+    }
     if (rc != BS_ECONN)
         dolt_rollback(c);
-out:
-    free(note);
-    free(capped);
+    if (rc == BS_ECONFLICT) {
+        /* Dolt aborts the whole transaction on a conflict: each bead again
+         * on its own, so one contested bead costs the others nothing. */
+        log_info("batch hit a Dolt conflict; moving its beads one by one", "beads", LOG_INT(n));
+        for (size_t i = 0; i < n; i++)
+            rcs[i] = beads_move(c, s, w, &m[i]);
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++)
+        rcs[i] = rc;
     return rc;
 }
 

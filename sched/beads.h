@@ -139,6 +139,20 @@ struct bead_move {
 int beads_move(struct dolt_conn *c, const struct beads_schema *s, const struct beads_writer *w,
                const struct bead_move *m);
 
+/* Moves in one batch of at most this many. */
+#define BEADS_BATCH_MAX 128
+/* The moves as one transaction and (when w asks) one Dolt commit, "beads-sched:
+ * <verb> <id> <id> ..." (capped). Each move is still a compare-and-swap:
+ * rcs[i] is 0 (moved), BS_ESTATE (the bead was not as expected: nothing of
+ * it written), another error of that bead's own (the server refused its
+ * row), or the batch's. A Dolt conflict (1213) aborts the whole
+ * transaction, at a statement or at COMMIT: then each move is made again
+ * in a transaction of its own (beads_move), so one contested bead never
+ * costs the others. Returns 0, or BS_ECONN when the connection was lost
+ * (every rcs[i] BS_ECONN: whether the batch landed is unknown). */
+int beads_move_many(struct dolt_conn *c, const struct beads_schema *s, const struct beads_writer *w,
+                    const struct bead_move *m, size_t n, const char *verb, int *rcs);
+
 /* The server's clock: "YYYY-MM-DD HH:MM:SS" and ISO-8601 "...T...Z" (either
  * may be NULL). */
 int beads_server_now(struct dolt_conn *c, char *dt, size_t dtlen, char *iso, size_t isolen);

@@ -43,6 +43,7 @@ struct config {
     char *actor;
     char *actor_email;
     uint64_t probe_interval_ms;
+    int probe_interval_set;   /* PROBE_INTERVAL was given: no default for Dolt (250 ms) */
     uint64_t dispatch_interval_ms;
     uint64_t reap_interval_ms;
     uint64_t stale_after_ms;

@@ -68,43 +68,33 @@ int dispatcher_health_ok(const struct dispatcher *d) { return d->health_ok; }
 /* ------------------------------------------------------------------ */
 /* Worker: select and claim                                            */
 
-/* Claims one bead in Dolt: open -> in_progress, guarded by the status and
- * updated_at just read. Sets p->claim (and p->detail). */
-static void claim_one(struct dispatcher *d, struct dolt_conn *c, struct pick *p, int64_t now)
+/* Reads the bead to claim (its text goes into the prompt) and checks it is
+ * still open and ours. 0, or the claim's outcome is already known (set). */
+static int claim_read(struct dolt_conn *c, const char *assignee, struct pick *p)
 {
-    char iso[32];
-    (void)now;
     int rc = beads_read(c, p->bead_id, 0, &p->bead);
     if (rc == BS_ENOTFOUND) {
         p->claim = AC_LOST;
         snprintf(p->detail, sizeof p->detail, "bead no longer exists");
-        return;
+        return 1;
     }
     if (rc) {
         p->claim = AC_FAILED;
         snprintf(p->detail, sizeof p->detail, "not claimed: reading the bead failed (%s)", bs_strerror(rc));
-        return;
+        return 1;
     }
-    if (strcmp(p->bead.status, "open") != 0 || !p->bead.assignee ||
-        strcmp(p->bead.assignee, d->s->cfg->assignee) != 0) {
+    if (strcmp(p->bead.status, "open") != 0 || !p->bead.assignee || strcmp(p->bead.assignee, assignee) != 0) {
         p->claim = AC_LOST;
         snprintf(p->detail, sizeof p->detail, "bead changed before the claim (status %.32s)", p->bead.status);
-        return;
+        return 1;
     }
-    /* The note's time is the server's, like every time written to a bead. */
-    if ((rc = beads_server_now(c, NULL, 0, iso, sizeof iso)) == BS_ECONN) {
-        p->claim = AC_FAILED;
-        snprintf(p->detail, sizeof p->detail, "not claimed: reading the server's clock failed");
-        return;
-    }
-    char note[NOTES_MAX + 1];
-    notes_claim(note, sizeof note, rc ? NULL : iso, p->dispatch_id);
-    struct bead_move m = {
-        .id = p->bead_id, .assignee = d->s->cfg->assignee, .from = "open", .to = "in_progress",
-        .expect_updated_at = p->bead.updated_at, .note = note, .event_type = "claimed",
-        .verb = "claim", .set_started = 1, .wrote_updated_at = p->claim_dt,
-    };
-    rc = beads_move(c, &d->s->schema, &d->s->writer, &m);
+    return 0;
+}
+
+/* What the claim's compare-and-swap did (rc from beads_move_many). */
+static void claim_outcome(struct dispatcher *d, struct dolt_conn *c, struct pick *p, int rc)
+{
+    p->detail[0] = '\0';
     if (rc == 0) {
         p->claim = AC_DONE;
         return;
@@ -116,32 +106,71 @@ static void claim_one(struct dispatcher *d, struct dolt_conn *c, struct pick *p,
         snprintf(p->detail, sizeof p->detail, "connection lost during the claim");
         return;
     }
-    if (rc == BS_ESTATE || rc == BS_ECONFLICT) {
-        /* Lost the race: re-read and record it unless the bead is ours. */
-        if (rc == BS_ECONFLICT)
-            metrics_count(MC_DOLT_ERRORS, "conflict", 1);
-        struct bead now_b;
-        if (beads_read(c, p->bead_id, 1, &now_b) == 0) {
-            int ours = strcmp(now_b.status, "in_progress") == 0 &&
-                       beads_has_mark(c, p->bead_id, now_b.notes, p->dispatch_id) == 1;
-            if (ours)
-                snprintf(p->claim_dt, sizeof p->claim_dt, "%s", now_b.updated_at);
-            snprintf(p->detail, sizeof p->detail, "lost race%s: bead is %.32s",
-                     rc == BS_ECONFLICT ? " (Dolt conflict 1213)" : "", now_b.status);
-            bead_free(&now_b);
-            if (ours) {
-                p->claim = AC_OURS_AFTER_ALL;
-                return;
-            }
-        } else {
-            snprintf(p->detail, sizeof p->detail, "lost race%s", rc == BS_ECONFLICT ? " (Dolt conflict 1213)" : "");
-        }
-        p->claim = AC_LOST;
+    if (rc != BS_ESTATE && rc != BS_ECONFLICT) {
+        p->claim = AC_FAILED;
+        snprintf(p->detail, sizeof p->detail, "not claimed: %s: %.200s", bs_strerror(rc), dolt_conn_error(c));
+        session_write_failed(d->s, NULL, p->bead_id, 0, "claim", rc);
         return;
     }
-    p->claim = AC_FAILED;
-    snprintf(p->detail, sizeof p->detail, "not claimed: %s: %.200s", bs_strerror(rc), dolt_conn_error(c));
-    session_write_failed(d->s, NULL, p->bead_id, 0, "claim", rc);
+    /* Lost the race: re-read and record it unless the bead is ours. */
+    if (rc == BS_ECONFLICT)
+        metrics_count(MC_DOLT_ERRORS, "conflict", 1);
+    const char *why = rc == BS_ECONFLICT ? " (Dolt conflict 1213)" : "";
+    struct bead now_b;
+    p->claim = AC_LOST;
+    if (beads_read(c, p->bead_id, 1, &now_b) != 0) {
+        snprintf(p->detail, sizeof p->detail, "lost race%s", why);
+        return;
+    }
+    if (strcmp(now_b.status, "in_progress") == 0 && beads_has_mark(c, p->bead_id, now_b.notes, p->dispatch_id) == 1) {
+        snprintf(p->claim_dt, sizeof p->claim_dt, "%s", now_b.updated_at);
+        p->claim = AC_OURS_AFTER_ALL;
+    }
+    snprintf(p->detail, sizeof p->detail, "lost race%s: bead is %.32s", why, now_b.status);
+    bead_free(&now_b);
+}
+
+/* Claims the chosen beads in Dolt, open -> in_progress, each guarded by the
+ * status and updated_at just read: one transaction and one Dolt commit for
+ * the batch (beads_move_many). Sets each pick's claim (and detail). */
+static int claim_batch(struct dispatcher *d, struct dolt_conn *c, struct pick *list)
+{
+    struct bead_move m[BEADS_BATCH_MAX];
+    struct pick *of[BEADS_BATCH_MAX];
+    char (*notes)[NOTES_MAX + 1] = malloc(BEADS_BATCH_MAX * sizeof *notes), iso[32];
+    int rcs[BEADS_BATCH_MAX];
+    size_t n = 0;
+    for (struct pick *p = list; p; p = p->next) {
+        p->claim = AC_FAILED; /* until the batch says otherwise */
+        snprintf(p->detail, sizeof p->detail, "not claimed: out of memory");
+    }
+    if (!notes)
+        return BS_ENOMEM;
+    /* The note's time is the server's, like every time written to a bead. */
+    int trc = beads_server_now(c, NULL, 0, iso, sizeof iso);
+    for (struct pick *p = list; p && n < BEADS_BATCH_MAX; p = p->next) {
+        if (claim_read(c, d->s->cfg->assignee, p))
+            continue;
+        if (trc == BS_ECONN) {
+            p->claim = AC_FAILED;
+            snprintf(p->detail, sizeof p->detail, "not claimed: reading the server's clock failed");
+            continue;
+        }
+        notes_claim(notes[n], sizeof notes[n], trc ? NULL : iso, p->dispatch_id);
+        m[n] = (struct bead_move){
+            .id = p->bead_id, .assignee = d->s->cfg->assignee, .from = "open", .to = "in_progress",
+            .expect_updated_at = p->bead.updated_at, .note = notes[n], .event_type = "claimed",
+            .verb = "claim", .set_started = 1, .wrote_updated_at = p->claim_dt,
+        };
+        of[n++] = p;
+    }
+    int rc = beads_move_many(c, &d->s->schema, &d->s->writer, m, n, "claim", rcs);
+    for (size_t i = 0; i < n; i++)
+        claim_outcome(d, c, of[i], rcs[i]);
+    free(notes);
+    if (n > 0)
+        CRASH_POINT("after_claim_batch");
+    return rc;
 }
 
 /* What the cycle takes: none while paused, at most MAX_IN_FLIGHT in flight,
@@ -206,9 +235,9 @@ static int claim_chosen(struct dispatcher *d, struct dolt_conn *c, struct cycle 
         return rc;
     CRASH_POINT("after_claiming_commit");
 
-    /* 2. The claims in Dolt, and what each outcome means. */
+    /* 2. The claims in Dolt (one batch), and what each outcome means. */
+    claim_batch(d, c, cy->picks);
     for (struct pick *p = cy->picks; p; p = p->next) {
-        claim_one(d, c, p, clock_now_ms());
         struct attempt_facts f = {
             .event = AE_CLAIMED, .tracked = 1, .state = AS_CLAIMING, .claim = p->claim, .now_ms = now,
         };

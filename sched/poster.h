@@ -50,6 +50,7 @@ struct pick {
     char job_id[AGENT_JOB_ID_MAX];
     /* Progress of journaling this result, so a retried batch redoes nothing. */
     int journaled;              /* dispatched/unknown committed to the store */
+    int note_due;               /* its dispatched note is to be written (this batch) */
     int reverted;               /* the claim given back (or the bead blocked) in Dolt */
 };
 void pick_free(struct pick *p);

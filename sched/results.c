@@ -131,6 +131,53 @@ static int decide_answers(struct session *s, struct pick *list, int64_t now)
     return 0;
 }
 
+/* The dispatched notes of the answers that arrived together: one batch,
+ * one transaction, one Dolt commit. A note that fails is owed. */
+static void write_dispatched_notes(struct session *s, struct owed *owed, struct dolt_conn *c, struct pick *list)
+{
+    struct bead_move m[BEADS_BATCH_MAX];
+    struct pick *of[BEADS_BATCH_MAX];
+    char (*notes)[NOTES_MAX + 1] = malloc(BEADS_BATCH_MAX * sizeof *notes);
+    int rcs[BEADS_BATCH_MAX];
+    size_t n = 0;
+    for (struct pick *p = list; p; p = p->next) {
+        if (!p->note_due)
+            continue;
+        p->note_due = 0;
+        if (!notes || n == BEADS_BATCH_MAX) {
+            char one[NOTES_MAX + 1];
+            notes_dispatched(one, sizeof one, p->job_id);
+            owed_add(owed, p->bead_id, one); /* the next batch writes it */
+            continue;
+        }
+        notes_dispatched(notes[n], sizeof notes[n], p->job_id);
+        m[n] = (struct bead_move){
+            .id = p->bead_id, .assignee = s->cfg->assignee, .from = "in_progress", .to = "in_progress",
+            .note = notes[n], .event_type = "updated", .verb = "note",
+        };
+        of[n++] = p;
+    }
+    if (n > 0)
+        beads_move_many(c, &s->schema, &s->writer, m, n, "dispatched", rcs);
+    for (size_t i = 0; i < n; i++) {
+        struct pick *p = of[i];
+        int nrc = rcs[i];
+        if (nrc == BS_EIO) /* the bead refuses writes: its problem, on record; retried */
+            session_write_failed(s, c, p->bead_id, p->attempt_id, "dispatched note", nrc);
+        if (nrc == BS_ECONN || nrc == BS_EIO || nrc == BS_ECONFLICT) {
+            log_warn("could not add the dispatched note; retried later", "bead", p->bead_id,
+                     "job", p->job_id, "error", bs_strerror(nrc));
+            owed_add(owed, p->bead_id, notes[i]);
+        } else if (nrc) {
+            log_info("dispatched note not added: bead no longer in progress", "bead", p->bead_id,
+                     "job", p->job_id);
+        }
+    }
+    if (n > 0)
+        CRASH_POINT("after_notes_batch");
+    free(notes);
+}
+
 /* Answers that only record (dispatched, unknown): one store transaction,
  * then the dispatched notes (a note that fails is owed). */
 static int record_sent(struct session *s, struct owed *owed, struct dolt_conn *c, struct pick *list,
@@ -154,26 +201,13 @@ static int record_sent(struct session *s, struct owed *owed, struct dolt_conn *c
     if ((rc = store_commit(s->store)))
         return rc;
     CRASH_POINT("after_dispatched_commit");
-    char note[NOTES_MAX + 1];
     for (struct pick *p = list; p; p = p->next) {
         if (p->journaled || p->dec.act != AA_RECORD)
             continue;
         p->journaled = 1;
-        if (!p->dec.owe_dispatched_note)
-            continue;
-        notes_dispatched(note, sizeof note, p->job_id);
-        int nrc = session_add_note(s, c, p->bead_id, note);
-        if (nrc == BS_EIO) /* the bead refuses writes: its problem, on record; retried */
-            session_write_failed(s, c, p->bead_id, p->attempt_id, "dispatched note", nrc);
-        if (nrc == BS_ECONN || nrc == BS_EIO || nrc == BS_ECONFLICT) {
-            log_warn("could not add the dispatched note; retried later", "bead", p->bead_id,
-                     "job", p->job_id, "error", bs_strerror(nrc));
-            owed_add(owed, p->bead_id, note);
-        } else if (nrc) {
-            log_info("dispatched note not added: bead no longer in progress", "bead", p->bead_id,
-                     "job", p->job_id);
-        }
+        p->note_due = p->dec.owe_dispatched_note;
     }
+    write_dispatched_notes(s, owed, c, list);
     note_cycle_result(s, list, now);
     return 0;
 }

@@ -38,9 +38,11 @@ struct runner {
     int64_t probe_at, reap_at;
     int64_t last_cycle_ms;
     int64_t retry_due_ms;       /* a bead's backoff ends then: cycle at the first probe after */
-    /* Worker thread: the probe's last value. */
+    int64_t probe_ms;           /* the probe interval in use */
+    /* Worker thread: the probe's last value (read on the loop once the probe is done). */
     char probe_value[160];
     int probe_changed;
+    int probe_is_dolt;
 };
 
 static void next(struct runner *r);
@@ -154,6 +156,7 @@ static int probe_work(struct dolt_conn *c, void *arg)
     if (rc)
         return rc;
     r->probe_changed = strcmp(value, r->probe_value) != 0;
+    r->probe_is_dolt = r->s.schema.is_dolt;
     memcpy(r->probe_value, value, sizeof value);
     return 0;
 }
@@ -164,6 +167,10 @@ static void probe_done(int rc, void *arg)
     r->step = STEP_IDLE;
     metrics_count(MC_CYCLES, "probe", 1);
     session_note_dolt(&r->s, rc);
+    /* On Dolt the probe (dolt_hashof_db()) costs the same at any size: pick
+     * up new work four times a second unless PROBE_INTERVAL says otherwise. */
+    if (rc == 0 && !r->cfg->probe_interval_set)
+        r->probe_ms = r->probe_is_dolt ? DOLT_PROBE_INTERVAL_MS : (int64_t)r->cfg->probe_interval_ms;
     int64_t now = clock_now_ms();
     int due = now - r->last_cycle_ms >= (int64_t)r->cfg->dispatch_interval_ms ||
               (r->retry_due_ms && now >= r->retry_due_ms);
@@ -226,7 +233,7 @@ static void start_step(struct runner *r, enum runner_step step, int64_t now)
         return;
     }
     case STEP_PROBE:
-        r->probe_at = on_grid(r->probe_at, (int64_t)r->cfg->probe_interval_ms, now);
+        r->probe_at = on_grid(r->probe_at, r->probe_ms, now);
         if (dolt_submit(r->env.dolt, probe_work, probe_done, r))
             r->step = STEP_IDLE;
         return;
@@ -260,7 +267,7 @@ static void next(struct runner *r)
         return;
     /* While a step runs, the timer still turns at the probe interval: POST
      * results waiting for the store are retried then (poster_retry). */
-    int64_t wait = (int64_t)r->cfg->probe_interval_ms;
+    int64_t wait = r->probe_ms;
     if (r->step == STEP_IDLE && wake_at)
         wait = wake_at - clock_now_ms();
     uv_timer_start(&r->timer, timer_fired, (uint64_t)(wait > 0 ? wait : 0), 0);
@@ -285,6 +292,7 @@ int runner_init(struct runner **out, const struct runner_env *env)
     r->s.may_write_arg = env->arg;
     throttle_init(&r->throttle, env->cfg);
     r->recovered = env->dry_run; /* a dry run writes nothing, so recovers nothing */
+    r->probe_ms = (int64_t)env->cfg->probe_interval_ms;
     r->may_run = 1;
     struct poster_hooks ph = {.retry_due = retry_due, .done = posted, .arg = r};
     struct dispatch_hooks dh = {.done = cycle_done, .arg = r};

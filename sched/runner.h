@@ -15,6 +15,9 @@
 #include "http.h"
 #include "store.h"
 
+/* The probe interval on Dolt when PROBE_INTERVAL is not set. */
+#define DOLT_PROBE_INTERVAL_MS 250
+
 /* One step at a time. */
 enum runner_step { STEP_IDLE, STEP_RECOVER, STEP_REAP, STEP_POST, STEP_CYCLE, STEP_PROBE };
 const char *runner_step_name(enum runner_step s);
