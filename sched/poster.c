@@ -16,6 +16,10 @@
 
 /* A batch of results that could not be journaled is retried after this. */
 #define RESULTS_RETRY_MS 1000
+/* The answers of one send are journaled together (one transaction, one Dolt
+ * commit for their notes) once all are in, or once the first has waited
+ * this long for slower ones. */
+#define RESULTS_GATHER_MS 200
 
 struct poster {
     struct session *s;
@@ -30,6 +34,7 @@ struct poster {
     struct pick *results;       /* answered, waiting to be journaled */
     int flush_in_flight;
     int64_t retry_at;           /* a failed batch is retried then */
+    int64_t first_result_ms;    /* when the oldest result waiting arrived */
     int failing;                /* the last batch failed (logged once per run of failures) */
 };
 
@@ -93,6 +98,7 @@ static int record_results(struct dolt_conn *c, void *arg)
 /* Loop: sending and the results                                       */
 
 static void flush(struct poster *ps);
+static void maybe_flush(struct poster *ps);
 
 static void maybe_done(struct poster *ps)
 {
@@ -192,7 +198,7 @@ static void results_done(int rc, void *arg)
         ps->rc = rc;
     picks_free(f->list);
     free(f);
-    flush(ps);
+    maybe_flush(ps);
     maybe_done(ps);
 }
 
@@ -218,14 +224,24 @@ static void flush(struct poster *ps)
     ps->flush_in_flight = 1;
 }
 
-void poster_retry(struct poster *ps)
+/* Flushes the waiting results when it is time: all answers of the send
+ * are in or the oldest has waited RESULTS_GATHER_MS; after a failure, at
+ * the retry time. */
+static void maybe_flush(struct poster *ps)
 {
-    if (ps->results && !ps->flush_in_flight && !session_stopping(ps->s) && clock_now_ms() >= ps->retry_at)
+    int64_t now = clock_now_ms();
+    if (!ps->results || ps->flush_in_flight || session_stopping(ps->s))
+        return;
+    if (ps->failing ? now >= ps->retry_at : ps->pending == 0 || now - ps->first_result_ms >= RESULTS_GATHER_MS)
         flush(ps);
 }
 
+void poster_retry(struct poster *ps) { maybe_flush(ps); }
+
 static void queue_result(struct poster *ps, struct pick *p)
 {
+    if (!ps->results)
+        ps->first_result_ms = clock_now_ms();
     p->next = ps->results;
     ps->results = p;
 }
@@ -252,7 +268,7 @@ static void post_done(const struct http_response *r, void *arg)
             memcpy(p->detail, a.detail, sizeof p->detail);
         queue_result(ps, p);
     }
-    flush(ps);
+    maybe_flush(ps);
     maybe_done(ps);
 }
 
@@ -281,6 +297,6 @@ void poster_send(struct poster *ps, struct pick *list)
             queue_result(ps, p);
         }
     }
-    flush(ps);
+    maybe_flush(ps);
     maybe_done(ps);
 }

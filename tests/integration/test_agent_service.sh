@@ -170,7 +170,10 @@ one_missed_answer() {
   t_bead ms1
   "$BS_BIN" run 2>"$T_TMP/miss.log" & local pid=$!
   t_wait 10 bash -c "[ \"\$(sqlite3 '$BEADS_SCHED_STORE' \"SELECT state FROM journal WHERE bead_id='ms1'\")\" = dispatched ]" || true
-  t_sql "UPDATE issues SET updated_at = UTC_TIMESTAMP() - INTERVAL 1 HOUR WHERE id='ms1'" # a quiet agent
+  # A quiet agent: quiet for far longer than STALE_AFTER, and for under a
+  # minute so the stale note below gives seconds whichever write (ours or
+  # the agent's note) lands last.
+  t_sql "UPDATE issues SET updated_at = UTC_TIMESTAMP() - INTERVAL 20 SECOND WHERE id='ms1'"
   local n0; n0=$(t_stats | jq -r '.requests.jobs')
   t_fake config '{"hang": true, "shape_paths": ["jobs"]}'
   t_wait 10 bash -c "[ \"\$(curl -sf $T_AGENT_URL/_fake/stats | jq -r .requests.jobs)\" -gt $n0 ]" || true
