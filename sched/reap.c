@@ -26,6 +26,7 @@ static void reap_item_clear(struct reap_item *it)
     free(it->assignee);
     free(it->updated_at);
     free(it->notes);
+    free(it->move_note);
 }
 
 static void reap_pass_free(struct reap_pass *rp)
@@ -288,6 +289,11 @@ static int reap_apply(struct dolt_conn *c, void *arg)
             log_warn("reaper could not settle an attempt", "bead", it->bead_id, "attempt",
                      LOG_INT(it->attempt), "error", bs_strerror(rc));
         }
+    }
+    if (!session_stopping(d->s)) {
+        int rc = settle_moves(d, c, rp);
+        if (rc)
+            return rc; /* Dolt or the store failed: the next pass re-reads and settles */
     }
     /* For `beads-sched status`: only passes that settled something write. */
     size_t settled = 0;

@@ -59,6 +59,11 @@ struct reap_item {
     /* remembered from earlier passes (set on the loop before settling) */
     int missed;
     int seen_maybe_running;
+    /* a move step 3 decided, made with the pass's other moves in one batch */
+    int move_pending;
+    struct attempt_decision dec;
+    char *move_note;
+    char wrote_dt[32];           /* the updated_at the move wrote */
     /* what step 3 did, for the log */
     const char *reason;          /* metrics label; NULL = nothing to do */
     char detail[300];
@@ -79,4 +84,8 @@ struct reap_pass {
  * writes that carry it out. 0, 1 when the bead changed meanwhile (recorded,
  * the next pass re-reads), or an error (BS_ECONN etc.). */
 int settle_item(struct reaper *r, struct dolt_conn *c, struct reap_pass *rp, struct reap_item *it, int64_t now);
+/* settle.c, worker thread: the moves the pass's items decided, in one batch
+ * (one transaction, one Dolt commit), then their journal entries. 0, or a
+ * Dolt or store error that ends the pass. */
+int settle_moves(struct reaper *r, struct dolt_conn *c, struct reap_pass *rp);
 #endif

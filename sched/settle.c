@@ -207,26 +207,15 @@ static void move_note(const struct reaper *d, const struct reap_item *it, const 
         notes_reap_retry(out, len, what, f->attempts_used, (int)cfg->max_attempts);
 }
 
-/* A guarded move of the bead, then the store transition. Returns 0 when
- * both happened, 1 when the bead changed meanwhile or refused the write
- * (recorded, left for the next pass), or a negative error. */
-static int move_and_record(struct reaper *d, struct dolt_conn *c, struct reap_item *it,
-                           const struct attempt_decision *dec, const char *note)
+/* The outcome of one item's move in the batch: 0 moved, 1 the bead changed
+ * meanwhile or refused the write (recorded, left for the next pass), or a
+ * negative error that ends the pass. */
+static int move_outcome(struct reaper *d, struct dolt_conn *c, struct reap_item *it, const char *verb, int rc)
 {
-    struct store *s = d->s->store;
-    const char *verb = strcmp(dec->bead_to, "open") == 0 ? "release" : "block";
-    int64_t now = clock_now_ms();
-    char now_dt[32] = "";
-    struct bead_move m = {
-        .id = it->bead_id, .assignee = d->s->cfg->assignee, .from = "in_progress", .to = dec->bead_to,
-        .expect_updated_at = it->updated_at, .note = note, .event_type = "status_changed",
-        .verb = verb, .wrote_updated_at = now_dt,
-    };
-    int rc = beads_move(c, &d->s->schema, &d->s->writer, &m);
     if (rc == BS_ESTATE || rc == BS_ECONFLICT) {
         /* Someone moved the bead after we read it: record, re-read next pass. */
-        store_event_add(s, it->bead_id, it->attempt_id, "lost_race", it->job_id[0] ? it->job_id : NULL,
-                        "reaper: the bead changed between read and write; not overwritten", now);
+        store_event_add(d->s->store, it->bead_id, it->attempt_id, "lost_race", it->job_id[0] ? it->job_id : NULL,
+                        "reaper: the bead changed between read and write; not overwritten", clock_now_ms());
         it->reason = "lost_race";
         snprintf(it->detail, sizeof it->detail, "bead changed before the %s", verb);
         return 1;
@@ -239,28 +228,96 @@ static int move_and_record(struct reaper *d, struct dolt_conn *c, struct reap_it
         snprintf(it->detail, sizeof it->detail, "the %s could not be written: %s", verb, bs_strerror(rc));
         return 1;
     }
+    return rc;
+}
+
+/* The journal entries of the moves made: one store transaction. */
+static int record_moves(struct reaper *d, struct reap_item **items, const int *rcs, size_t n)
+{
+    struct store *s = d->s->store;
+    int64_t now = clock_now_ms();
+    int rc = store_begin(s);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        struct reap_item *it = items[i];
+        if (rcs[i] != 0)
+            continue;
+        if (!it->attempt_id) {
+            rc = store_event_add(s, it->bead_id, 0, "orphan_blocked", NULL, it->move_note, now);
+            continue;
+        }
+        struct store_transition t = {.outcome = it->dec.outcome, .detail = it->move_note,
+                                     .bead_updated_at = it->wrote_dt};
+        rc = store_attempt_transition(s, it->attempt_id, it->state, it->dec.next, &t, now);
+        if (rc == 0 && it->dec.retry_at)
+            rc = store_bead_set_retry(s, it->bead_id, it->dec.retry_at);
+    }
+    if (rc) {
+        store_rollback(s);
+        return rc;
+    }
+    if ((rc = store_commit(s)))
+        return rc;
+    for (size_t i = 0; i < n; i++) {
+        if (rcs[i] == 0) {
+            items[i]->reason = items[i]->dec.reason;
+            set_detail(items[i], items[i]->move_note);
+        }
+    }
+    return 0;
+}
+
+/* One batch of at most BEADS_BATCH_MAX moves: Dolt first, then the store. */
+static int move_batch(struct reaper *d, struct dolt_conn *c, struct reap_item **items, size_t n)
+{
+    struct bead_move m[BEADS_BATCH_MAX] = {{0}};
+    int rcs[BEADS_BATCH_MAX];
+    for (size_t i = 0; i < n; i++) {
+        struct reap_item *it = items[i];
+        m[i] = (struct bead_move){
+            .id = it->bead_id, .assignee = d->s->cfg->assignee, .from = "in_progress", .to = it->dec.bead_to,
+            .expect_updated_at = it->updated_at, .note = it->move_note, .event_type = "status_changed",
+            .verb = strcmp(it->dec.bead_to, "open") == 0 ? "release" : "block", .wrote_updated_at = it->wrote_dt,
+        };
+    }
+    int rc = beads_move_many(c, &d->s->schema, &d->s->writer, m, n, "reap", rcs);
     if (rc)
         return rc;
-    CRASH_POINT("after_reap_dolt_write");
-    if (!it->attempt_id) {
-        rc = store_event_add(s, it->bead_id, 0, "orphan_blocked", NULL, note, now);
-    } else {
-        struct store_transition t = {.outcome = dec->outcome, .detail = note, .bead_updated_at = now_dt};
-        if ((rc = store_begin(s)))
-            return rc;
-        if ((rc = store_attempt_transition(s, it->attempt_id, it->state, dec->next, &t, now)) ||
-            (dec->retry_at && (rc = store_bead_set_retry(s, it->bead_id, dec->retry_at)))) {
-            store_rollback(s);
-            return rc;
-        }
-        rc = store_commit(s);
+    int moved = 0;
+    for (size_t i = 0; i < n; i++) {
+        int orc = move_outcome(d, c, items[i], m[i].verb, rcs[i]);
+        if (orc < 0)
+            return orc;
+        if (orc > 0)
+            rcs[i] = 1;
+        moved |= rcs[i] == 0;
     }
-    if (rc)
+    if (!moved)
+        return 0;
+    CRASH_POINT("after_reap_dolt_write");
+    if ((rc = record_moves(d, items, rcs, n)))
         return rc;
     CRASH_POINT("after_reap_commit");
-    it->reason = dec->reason;
-    set_detail(it, note);
     return 0;
+}
+
+int settle_moves(struct reaper *d, struct dolt_conn *c, struct reap_pass *rp)
+{
+    struct reap_item *items[BEADS_BATCH_MAX];
+    size_t n = 0;
+    for (size_t i = 0; i < rp->n; i++) {
+        struct reap_item *it = &rp->items[i];
+        if (!it->move_pending)
+            continue;
+        it->move_pending = 0;
+        items[n++] = it;
+        if (n == BEADS_BATCH_MAX) {
+            int rc = move_batch(d, c, items, n);
+            if (rc)
+                return rc;
+            n = 0;
+        }
+    }
+    return n ? move_batch(d, c, items, n) : 0;
 }
 
 /* A claimed attempt whose POST never left: queue it to be sent now. */
@@ -339,9 +396,14 @@ static int carry_out(struct reaper *d, struct dolt_conn *c, struct reap_pass *rp
     case AA_POST:
         return queue_repost(c, rp, it);
     case AA_MOVE:
+        /* Made with the pass's other moves, in one batch (settle_moves). */
         move_note(d, it, f, dec, text, sizeof text);
-        rc = move_and_record(d, c, it, dec, text);
-        return rc > 0 ? 0 : rc;
+        free(it->move_note);
+        if (!(it->move_note = strdup(text)))
+            return BS_ENOMEM;
+        it->dec = *dec;
+        it->move_pending = 1;
+        return 0;
     case AA_RECORD: {
         record_detail(c, it, dec->rule, text, sizeof text);
         struct store_transition t = {.detail = text};
