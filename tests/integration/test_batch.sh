@@ -14,36 +14,42 @@ BATCH=${BATCH_COMMITS_EXPECTED:-0}
 t_skip() { echo "skip - $1 (BATCH_COMMITS_EXPECTED=1 turns it on)"; }
 posted_once() { t_stats | jq -r '[.by_bead | to_entries[] | select(.value != 1) | "\(.key):\(.value)"] | join(" ")'; }
 
-# --- a) 10 beads at once, one bead's UPDATE fails with 1213 ---
-conflict_in_batch() {
+# --- a) 10 beads at once, one bead's claim fails with 1213 ---
+# update: at its CAS UPDATE (dolt_emul_fail); commit: at the DOLT_COMMIT of
+# the transaction that wrote it, which Dolt aborts whole
+# (dolt_emul_fail_commit).
+conflict_in_batch() { # update|commit
+  local at=$1 table=dolt_emul_fail
+  [ "$at" = commit ] && table=dolt_emul_fail_commit
   t_new_db current dolt; t_agent --capacity 10
-  t_env "$T_TMP/conflict.db"
+  t_env "$T_TMP/conflict.$at.db"
   local i
   for i in $(seq 1 10); do t_bead "b$i" "updated_at=UTC_TIMESTAMP() - INTERVAL $((100 - i)) MINUTE"; done
-  t_sql "INSERT INTO dolt_emul_fail (issue_id) VALUES ('b5')"
+  t_sql "INSERT INTO $table (issue_id) VALUES ('b5')"
   t_once
-  t_eq "1213: the nine others POSTed" 9 "$(t_posts)"
-  t_eq "1213: each of them once" "" "$(posted_once)"
-  t_eq "1213: the contested bead not POSTed" null "$(t_posts '.by_bead.b5')"
-  t_eq "1213: the nine others in_progress, the contested one open" \
+  t_eq "[1213 at $at] the nine others POSTed" 9 "$(t_posts)"
+  t_eq "[1213 at $at] each of them once" "" "$(posted_once)"
+  t_eq "[1213 at $at] the contested bead not POSTed" null "$(t_posts '.by_bead.b5')"
+  t_eq "[1213 at $at] the nine others in_progress, the contested one open" \
     "b1 b10 b2 b3 b4 b6 b7 b8 b9 | b5" \
     "$(t_sql "SELECT id FROM issues WHERE status='in_progress' ORDER BY id" | xargs) | $(t_sql "SELECT id FROM issues WHERE status='open'" | xargs)"
-  t_eq "1213: the contested bead untouched in Dolt (no claim note, no event)" "0 0" \
+  t_eq "[1213 at $at] the contested bead untouched in Dolt (no claim note, no event)" "0 0" \
     "$(t_notes_count b5 'auto-dispatcher claimed') $(t_sql "SELECT count(*) FROM events WHERE issue_id='b5'")"
-  t_eq "1213: the contested bead's attempt ended without a POST" "" \
+  t_eq "[1213 at $at] the contested bead's attempt ended without a POST" "" \
     "$(t_store "SELECT state FROM journal WHERE bead_id='b5' AND (posting_at IS NOT NULL OR state NOT IN ('lost_race','released'))")"
-  t_eq "1213: nine dispatched notes" 9 "$(t_sql "SELECT count(*) FROM issues WHERE notes LIKE '%dispatched: job=%'")"
-  t_consistent "1213"
+  t_match "[1213 at $at] the journal says why" "1213" "$(t_store "SELECT detail FROM journal WHERE bead_id='b5'")"
+  t_eq "[1213 at $at] nine dispatched notes" 9 "$(t_sql "SELECT count(*) FROM issues WHERE notes LIKE '%dispatched: job=%'")"
+  t_consistent "[1213 at $at]"
   # The conflict is gone: the bead is claimable again, and only it is POSTed.
-  t_sql "DELETE FROM dolt_emul_fail"
+  t_sql "DELETE FROM $table"
   export BEADS_SCHED_RETRY_BACKOFF=1s
   t_wait 15 bash -c "'$BS_BIN' once 2>>'$T_TMP/once.log'; [ \"\$(curl -sf '$T_AGENT_URL/_fake/stats' | jq -r '.by_bead.b5 // 0')\" = 1 ]" \
-    && t_ok "1213: the contested bead dispatched once the conflict is gone" || t_fail "1213: b5 not dispatched after the fail row was removed"
+    && t_ok "[1213 at $at] the contested bead dispatched once the conflict is gone" || t_fail "[1213 at $at] b5 not dispatched after the fail row was removed"
   unset BEADS_SCHED_RETRY_BACKOFF
-  t_eq "1213: ten POSTs in all, one per bead" "10 " "$(t_posts) $(posted_once)"
-  t_eq "1213: every bead in_progress with its dispatched note" 10 \
+  t_eq "[1213 at $at] ten POSTs in all, one per bead" "10 " "$(t_posts) $(posted_once)"
+  t_eq "[1213 at $at] every bead in_progress with its dispatched note" 10 \
     "$(t_sql "SELECT count(*) FROM issues WHERE status='in_progress' AND notes LIKE '%dispatched: job=%'")"
-  t_consistent "1213 after"
+  t_consistent "[1213 at $at] after"
   t_agent_stop
 }
 
@@ -204,7 +210,8 @@ crash_batch() { # point
   t_agent_stop
 }
 
-conflict_in_batch
+conflict_in_batch update
+conflict_in_batch commit
 commits
 commits_capped
 reaper_pass
