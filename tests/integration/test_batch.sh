@@ -81,9 +81,9 @@ commits() {
     "$(t_sql "SELECT committed_version FROM dolt_emul_state")"
   t_eq "commits: every DOLT_COMMIT follows DOLT_ADD of issues and events" "" \
     "$(t_sql "SELECT c.seq FROM dolt_emul_calls c WHERE c.seq > $call0 AND c.proc = 'DOLT_COMMIT' AND
-             (SELECT GROUP_CONCAT(a.arg1 ORDER BY a.seq) FROM dolt_emul_calls a WHERE a.proc = 'DOLT_ADD' AND a.seq < c.seq
-                AND a.seq > (SELECT COALESCE(MAX(p.seq), $call0) FROM dolt_emul_calls p WHERE p.proc = 'DOLT_COMMIT' AND p.seq < c.seq))
-             IS NULL" | xargs)"
+             NOT COALESCE((SELECT FIND_IN_SET('issues', GROUP_CONCAT(a.arg1)) AND FIND_IN_SET('events', GROUP_CONCAT(a.arg1))
+                FROM dolt_emul_calls a WHERE a.proc = 'DOLT_ADD' AND a.seq < c.seq
+                AND a.seq > (SELECT COALESCE(MAX(p.seq), $call0) FROM dolt_emul_calls p WHERE p.proc = 'DOLT_COMMIT' AND p.seq < c.seq)), 0)" | xargs)"
   local claims notes m b missing=""
   claims=$(t_sql "SELECT message FROM dolt_emul_commits WHERE seq > $seq0 AND message LIKE 'beads-sched: claim %' ORDER BY seq")
   notes=$(t_sql "SELECT message FROM dolt_emul_commits WHERE seq > $seq0 AND message LIKE 'beads-sched: note %'
