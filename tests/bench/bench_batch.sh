@@ -59,6 +59,7 @@
 # BENCH_MYSQL_PORT (33981), BENCH_BASELINE_BEADS (30).
 # Needs build/beads-sched and build/fake-agent (cmake --build build); curl,
 # jq, mariadb, sqlite3 (bash ops/dev/setup.sh).
+# shellcheck disable=SC2154 # c_* and p_* are set by throughput() (printf -v)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 ROOT=$PWD
@@ -121,14 +122,14 @@ bench_fill base "$BASE"
 baseline_env base
 export BASELINE_DOLT=1 BASELINE_EXEC_LOG=$W/base.execs
 : >"$BASELINE_EXEC_LOG"
-read -r bx0 br0 bc0 < <(counters base)
+read -r bx0 _ bc0 < <(counters base)
 glog_reset
 m0=$(cpu_ticks "$MARIADBD_PID")
 /usr/bin/time -f '%U %S' -o "$W/base.time" bash tests/bench/baseline_cronjob.sh dispatcher 0 0 >"$W/base.out"
 m1=$(cpu_ticks "$MARIADBD_PID")
 glog_off
 read -r base_stmts base_periodic < <(glog_count)
-read -r bx1 br1 bc1 < <(counters base)
+read -r bx1 _ bc1 < <(counters base)
 unset BASELINE_EXEC_LOG BASELINE_DOLT
 base_done=$(dispatched_in base)
 base_cpu_ms=$(awk '{ printf "%d", ($1 + $2) * 1000 }' "$W/base.time")
