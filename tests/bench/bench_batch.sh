@@ -16,7 +16,10 @@
 #   C. throughput `beads-sched run`, defaults; THR (1000) beads assigned in one
 #                 UPDATE, fake agent with capacity for all; on the Dolt
 #                 emulation, then again on plain MariaDB (no emulation: no Dolt
-#                 commits, the daemon's own cost without the stand-in's). The
+#                 commits, the daemon's own cost without the stand-in's), then
+#                 `beads-sched once` on the emulation (its cycles of at most
+#                 128 beads follow each other at once; in `run` the next
+#                 cycle waits for the probe, as the printed cycles show). The
 #                 emulation's DOLT_COMMIT counts every write row ever made
 #                 under a shared lock, so its cost grows with the history;
 #                 the script prints what one costs at the end.
@@ -177,22 +180,36 @@ b_db_ms=$(ticks_ms "$b_db_ticks")
 bench_stop_agent
 
 # ---- C. throughput: THR beads at once ----
-# throughput NAME [dolt]: sets <NAME>_done _posts _span _rate _trx _commits.
+# throughput NAME run|once [dolt]: sets <NAME>_done _posts _span _span_disp
+# _rate _trx _commits. run: the daemon, beads assigned in one UPDATE while it
+# runs; once: `beads-sched once` over beads already assigned (one process,
+# its cycles back to back, no probe between them).
 throughput() {
-  local name=$1 emul=${2:-} x0 rb0 c0=0 x1 rb1 c1=0
+  local name=$1 mode=$2 emul=${3:-} x0 rb0 c0=0 x1 rb1 c1=0 sub=1
   bench_start_agent 100000 "$W/$name.posts"
   bash tests/harness/newdb.sh "$W/db" "$name" current $emul >/dev/null
-  bench_fill "$name" "$THR" NULL
-  start_sched "$name" "$W/$name.db" "$W/$name.log"
+  if [ "$mode" = run ]; then
+    bench_fill "$name" "$THR" NULL
+    start_sched "$name" "$W/$name.db" "$W/$name.log"
+  else
+    bench_fill "$name" "$THR"
+    sched_env "$name" "$W/$name.db"
+    build/beads-sched migrate >/dev/null
+    sub=0
+  fi
   if [ -n "$emul" ]; then read -r x0 rb0 c0 < <(counters "$name"); else read -r x0 rb0 < <(counters_plain); fi
-  bench_sql "$name" -e "UPDATE issues SET assignee = 'agent', updated_at = UTC_TIMESTAMP() WHERE id LIKE 'bench-%'"
-  for _ in $(seq 4800); do
-    [ "$(journal_dispatched "$W/$name.db")" -ge "$THR" ] && [ "$(dispatched_in "$name")" -ge "$THR" ] && break
-    sleep 0.05
-  done
-  sleep 1.5
+  if [ "$mode" = run ]; then
+    bench_sql "$name" -e "UPDATE issues SET assignee = 'agent', updated_at = UTC_TIMESTAMP() WHERE id LIKE 'bench-%'"
+    for _ in $(seq 4800); do
+      [ "$(journal_dispatched "$W/$name.db")" -ge "$THR" ] && [ "$(dispatched_in "$name")" -ge "$THR" ] && break
+      sleep 0.05
+    done
+    sleep 1.5
+  else
+    build/beads-sched once 2>"$W/$name.log"
+  fi
   if [ -n "$emul" ]; then read -r x1 rb1 c1 < <(counters "$name"); else read -r x1 rb1 < <(counters_plain); fi
-  stop_sched
+  [ "$mode" = run ] && stop_sched
   local ndone posts first last_post last_disp
   ndone=$(journal_dispatched "$W/$name.db")
   posts=$(wc -l <"$W/$name.posts")
@@ -204,7 +221,7 @@ throughput() {
   printf -v "${name}_span" %s "$((last_post - first))"
   printf -v "${name}_span_disp" %s "$((last_disp - first))"
   printf -v "${name}_rate" %s "$(awk -v n="$ndone" -v ms="$((last_post - first))" 'BEGIN { printf "%.0f", (ms > 0 ? n * 1000 / ms : 0) }')"
-  printf -v "${name}_trx" %s "$((x1 - x0 - 1))"
+  printf -v "${name}_trx" %s "$((x1 - x0 - sub))"
   printf -v "${name}_commits" %s "$((c1 - c0))"
   bench_stop_agent
 }
@@ -212,14 +229,15 @@ counters_plain() {
   bench_sql -e "SELECT (SELECT count FROM information_schema.INNODB_METRICS WHERE name = 'trx_rw_commits'),
                        (SELECT count FROM information_schema.INNODB_METRICS WHERE name = 'trx_rollbacks')" | tr '\t' ' '
 }
-throughput c dolt
+throughput c run dolt
 # What one DOLT_COMMIT costs the emulation at the end of C (it counts every
 # write row under a shared lock: the cost grows with the history).
 c_hist=$(bench_sql c -e "SELECT COUNT(*) FROM dolt_emul_writes")
 c_commit_ms=$(bench_sql c -e "SET @t = NOW(6); UPDATE issues SET notes = 'x' WHERE id = 'bench-1';
   CALL DOLT_COMMIT('-m', 'bench', '--author', 'Bench <bench@localhost>');
   SELECT ROUND(TIMESTAMPDIFF(MICROSECOND, @t, NOW(6)) / 1000, 1)" | tail -1)
-throughput p
+throughput p run
+throughput o once dolt
 
 # ---- D. pickup: assign -> POST, one bead at a time ----
 bench_start_agent 100000 "$W/d.posts"
@@ -256,6 +274,11 @@ echo "C. $THR beads at once on the Dolt emulation: $c_done dispatched, $c_posts 
      "one DOLT_COMMIT of the emulation at the end: $c_commit_ms ms ($c_hist write rows)"
 echo "   on plain MariaDB (no emulation, no Dolt commits): $p_done dispatched, $p_posts POSTs; first claim -> last POST" \
      "$p_span ms, -> last dispatched journaled $p_span_disp ms; transactions $p_trx"
+echo "   \`once\` on the Dolt emulation (cycles back to back): $o_done dispatched, $o_posts POSTs; first claim -> last POST" \
+     "$o_span ms, -> last dispatched journaled $o_span_disp ms; transactions $o_trx, Dolt commits $o_commits"
+echo "   cycles of the run on the Dolt emulation (start after the first claim, ms: claims):" \
+     "$(sqlite3 "$W/c.db" "SELECT created_at, count(*) FROM journal GROUP BY created_at ORDER BY created_at" |
+        awk -F'|' 'NR == 1 { t0 = $1 } { printf "%s+%d: %d", (NR > 1 ? ", " : ""), $1 - t0, $2 }')"
 echo "D. pickup: $count samples of $SAMPLES"
 
 result_header
@@ -267,5 +290,6 @@ result_row "batch: cost ratio baseline / beads-sched" "$(ratio "$base_cpu_per" "
 result_row "batch: mariadbd CPU ms per dispatch" "$(per "$b_db_ms" "$b_done") (baseline $(per "$base_db_ms" "$base_done"))"
 result_row "batch: $THR beads, first claim -> last POST" "$c_rate dispatches/s ($c_span ms; $c_done/$THR dispatched; Dolt emulation; target >= 1000/s)"
 result_row "batch: $THR beads, transactions / Dolt commits" "$(per "$c_trx" "$c_done") / $(per "$c_commits" "$c_done") per dispatch"
+result_row "batch: $THR beads, once, Dolt emulation" "$o_rate dispatches/s ($o_span ms; $o_done/$THR; $(per "$o_trx" "$o_done") / $(per "$o_commits" "$o_done") transactions / Dolt commits per dispatch)"
 result_row "batch: $THR beads, plain MariaDB, claim -> POST" "$p_rate dispatches/s ($p_span ms; $p_done/$THR; $(per "$p_trx" "$p_done") transactions per dispatch)"
 result_row "batch: pickup assign -> POST (defaults)" "p50 $(pct 50) ms, p99 $(pct 99) ms, max $(echo "$lat" | tail -1) ms ($count samples; target p50 <= 250 ms)"
