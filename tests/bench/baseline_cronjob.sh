@@ -37,7 +37,11 @@
 # BASELINE_DB_PASSWORD, BASELINE_DB_NAME (code), BASELINE_AGENT_URL,
 # BASELINE_AGENT_TOKEN, BASELINE_BEADBOARD_URL, BASELINE_ASSIGNEE (agent),
 # BASELINE_STALE_MIN (30). BASELINE_EXEC_LOG: a file that gets one line per
-# process the pipeline starts (for counting).
+# process the pipeline starts (for counting). BASELINE_DOLT=1: every write
+# is versioned as bd does it on Dolt (CONTRACTS.md section 5): in the same
+# client process, START TRANSACTION, the write, CALL DOLT_ADD('issues'),
+# CALL DOLT_COMMIT('-m', 'bd: <verb> <id>', '--author', BASELINE_DOLT_AUTHOR)
+# (default 'bd <bd@localhost>'); for a database with the Dolt emulation.
 set -euo pipefail
 SELF=${BASH_SOURCE[0]}
 ASSIGNEE=${BASELINE_ASSIGNEE:-agent}
@@ -74,12 +78,24 @@ sqlq() {
   printf -v "$1" "'%s'" "$s"
 }
 
+# A bd write command: the statement, versioned when BASELINE_DOLT=1.
+dbw() { # VERB ID SQL
+  if [ "${BASELINE_DOLT:-}" != 1 ]; then
+    db "$3"
+    return
+  fi
+  local msg author
+  sqlq msg "bd: $1 $2"
+  sqlq author "${BASELINE_DOLT_AUTHOR:-bd <bd@localhost>}"
+  db "START TRANSACTION; $3; CALL DOLT_ADD('issues'); CALL DOLT_COMMIT('-m', $msg, '--author', $author)" >/dev/null
+}
+
 # bd note: beads' append rule, old + "\n" + new (no newline when empty).
 note() {
   local id note
   sqlq id "$1"
   sqlq note "$2"
-  db "UPDATE issues SET notes = IF(notes = '', $note, CONCAT(notes, '\n', $note)),
+  dbw note "$1" "UPDATE issues SET notes = IF(notes = '', $note, CONCAT(notes, '\n', $note)),
       updated_at = UTC_TIMESTAMP() WHERE id = $id"
 }
 
@@ -88,7 +104,7 @@ set_status() {
   local id st
   sqlq id "$1"
   sqlq st "$2"
-  db "UPDATE issues SET status = $st, updated_at = UTC_TIMESTAMP() WHERE id = $id"
+  dbw update "$1" "UPDATE issues SET status = $st, updated_at = UTC_TIMESTAMP() WHERE id = $id"
 }
 
 dispatcher_tick() {

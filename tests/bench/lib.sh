@@ -34,12 +34,13 @@ bench_fill() {
     FROM seq_1_to_$n"
 }
 
-# bench_start_agent CAPACITY: the fake agent on an ephemeral port; sets
-# AGENT_URL and AGENT_PID.
+# bench_start_agent CAPACITY [POST_LOG]: the fake agent on an ephemeral
+# port; sets AGENT_URL and AGENT_PID. POST_LOG: a file that gets one JSON
+# line per accepted POST /execute (bead_id, job_id, t_ms: arrival, epoch ms).
 bench_start_agent() {
   rm -f "$W/agent.port"
   "$ROOT/build/fake-agent" --port 0 --port-file "$W/agent.port" --token bench \
-    --capacity "${1:-100000}" --queue-limit 1000000 --idle-timeout-s 0 >"$W/agent.log" 2>&1 &
+    --capacity "${1:-100000}" --queue-limit 1000000 --idle-timeout-s 0 ${2:+--log "$2"} >"$W/agent.log" 2>&1 &
   AGENT_PID=$!
   BENCH_PIDS="$BENCH_PIDS $AGENT_PID"
   for _ in $(seq 100); do [ -s "$W/agent.port" ] && break; sleep 0.05; done
