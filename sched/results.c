@@ -158,7 +158,7 @@ static void write_dispatched_notes(struct session *s, struct owed *owed, struct 
         of[n++] = p;
     }
     if (n > 0)
-        beads_move_many(c, &s->schema, &s->writer, m, n, "dispatched", rcs);
+        beads_move_many(c, &s->schema, &s->writer, m, n, "note", rcs);
     for (size_t i = 0; i < n; i++) {
         struct pick *p = of[i];
         int nrc = rcs[i];

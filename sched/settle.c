@@ -279,7 +279,12 @@ static int move_batch(struct reaper *d, struct dolt_conn *c, struct reap_item **
             .verb = strcmp(it->dec.bead_to, "open") == 0 ? "release" : "block", .wrote_updated_at = it->wrote_dt,
         };
     }
-    int rc = beads_move_many(c, &d->s->schema, &d->s->writer, m, n, "reap", rcs);
+    const char *verb = m[0].verb; /* release, block, or both: reap */
+    for (size_t i = 1; i < n; i++) {
+        if (strcmp(m[i].verb, verb) != 0)
+            verb = "reap";
+    }
+    int rc = beads_move_many(c, &d->s->schema, &d->s->writer, m, n, verb, rcs);
     if (rc)
         return rc;
     int moved = 0;
