@@ -46,8 +46,10 @@ void owed_pay(struct owed *o, struct session *s, struct dolt_conn *c)
         int rc = session_add_note(s, c, n->bead_id, n->note);
         if (rc == BS_ECONN || rc == BS_EIO || rc == BS_ECONFLICT) {
             pp = &n->next; /* Dolt trouble: keep it for later */
-            if (rc == BS_ECONN)
+            if (rc == BS_ECONN) {
+                atomic_store(&s->dolt_lost, 1);
                 return;
+            }
             continue;
         }
         if (rc == 0)

@@ -164,6 +164,8 @@ static void write_dispatched_notes(struct session *s, struct owed *owed, struct 
         int nrc = rcs[i];
         if (nrc == BS_EIO) /* the bead refuses writes: its problem, on record; retried */
             session_write_failed(s, c, p->bead_id, p->attempt_id, "dispatched note", nrc);
+        if (nrc == BS_ECONN)
+            atomic_store(&s->dolt_lost, 1);
         if (nrc == BS_ECONN || nrc == BS_EIO || nrc == BS_ECONFLICT) {
             log_warn("could not add the dispatched note; retried later", "bead", p->bead_id,
                      "job", p->job_id, "error", bs_strerror(nrc));

@@ -192,6 +192,8 @@ static void timer_fired(uv_timer_t *t)
 {
     struct runner *r = t->data;
     r->may_run = !r->env.may_run || r->env.may_run(r->env.arg);
+    if (atomic_exchange(&r->s.dolt_lost, 0))
+        session_note_dolt(&r->s, BS_ECONN); /* a note's write lost the connection */
     /* POST results that could not be journaled yet: try again. */
     poster_retry(r->poster);
     next(r);

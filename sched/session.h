@@ -39,6 +39,9 @@ struct session {
     /* Loop: whether Dolt answered the last request; read by the admin thread. */
     _Atomic int dolt_ok;        /* -1 before the first answer */
     _Atomic int64_t dolt_ok_ms; /* when it last answered (0 = never) */
+    /* Set on the worker when a write lost its connection outside a step's
+     * own result (a note); the loop notes Dolt unreachable at its next tick. */
+    _Atomic int dolt_lost;
 };
 
 void session_init(struct session *s, const struct config *cfg);
