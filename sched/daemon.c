@@ -359,6 +359,8 @@ static void on_role(void *arg, int active)
         /* Recovery and a first cycle now, not at the next probe tick. */
         if (!d->stopping)
             runner_recover_again(d->runner);
+    } else if (!lease_dolt_ok(d->lease)) {
+        runner_dolt_lost(d->runner); /* the lock's connection failed: Dolt is unreachable */
     }
     struct role_note *n = d->store && d->dolt && !d->stopping ? malloc(sizeof *n) : NULL;
     if (!n)

@@ -343,6 +343,8 @@ void runner_recover_again(struct runner *r)
     next(r);
 }
 
+void runner_dolt_lost(struct runner *r) { session_note_dolt(&r->s, BS_ECONN); }
+
 static void on_timer_closed(uv_handle_t *h) { (void)h; }
 
 void runner_stop(struct runner *r)

@@ -10,7 +10,7 @@
 # those checks are reported as skipped and the rest runs as always.
 source "$(dirname "$0")/lib.sh"
 
-BATCH=${BATCH_COMMITS_EXPECTED:-0}
+BATCH=${BATCH_COMMITS_EXPECTED:-1}
 t_skip() { echo "skip - $1 (BATCH_COMMITS_EXPECTED=1 turns it on)"; }
 posted_once() { t_stats | jq -r '[.by_bead | to_entries[] | select(.value != 1) | "\(.key):\(.value)"] | join(" ")'; }
 
