@@ -1119,8 +1119,8 @@ int beads_move(struct dolt_conn *c, const struct beads_schema *s, const struct b
     if ((rc = dolt_begin(c)) == 0 && (rc = move_in_tx(c, s, w, m, capped, &fit, &notes_len)) == 0 &&
         (rc = move_commit(c, w, m)) == 0)
         log_fit(m, fit, notes_len);
-    else if (rc != BS_ECONN)
-        dolt_rollback(c);
+    else
+        dolt_rollback(c); /* also after a lost connection: it disarms the lost-transaction guard */
     free(capped);
     return rc;
 }
@@ -1202,8 +1202,7 @@ int beads_move_many(struct dolt_conn *c, const struct beads_schema *s, const str
     } else {
         rc = (int)moved;
     }
-    if (rc != BS_ECONN)
-        dolt_rollback(c);
+    dolt_rollback(c); /* also after a lost connection: it disarms the lost-transaction guard */
     if (rc == BS_ECONFLICT) {
         /* Dolt aborts the whole transaction on a conflict: each bead again
          * on its own, so one contested bead costs the others nothing. */
