@@ -18,7 +18,7 @@ cd "$(dirname "$0")/../.."
 jobs=$(nproc 2>/dev/null || echo 2)
 
 # The container image (ops/image/build.sh) is built in the background while
-# the two trees compile: most of its time goes to downloading and unpacking
+# the three trees compile: most of its time goes to downloading and unpacking
 # Debian packages, which leaves a core free. It must be done before ctest,
 # whose image test (label "image") then finds it current, and so that the
 # heavy build never runs beside the timed tests.
