@@ -1,5 +1,6 @@
 #include "beads.h"
 
+#include "clock.h"
 #include "crash.h"
 #include "errors.h"
 #include "log.h"
@@ -15,10 +16,7 @@
 
 void beads_datetime(int64_t ms, char *buf, size_t len)
 {
-    time_t t = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    strftime(buf, len, "%Y-%m-%d %H:%M:%S", &tm);
+    clock_utc(ms, CLOCK_UTC_SQL, buf, len);
 }
 
 int64_t beads_datetime_ms(const char *s)

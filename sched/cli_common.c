@@ -3,13 +3,13 @@
  * aligned table. */
 #include "cli.h"
 
+#include "clock.h"
 #include "errors.h"
 #include "log.h"
 #include "text.h"
 
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 /* See cli.h: info becomes warn; debug and the quieter levels stay. */
 void cli_quiet_logs(const struct config *cfg)
@@ -45,16 +45,7 @@ void cli_iso_ms(int64_t ms, char *buf, size_t len)
         snprintf(buf, len, "-");
         return;
     }
-    time_t t = (time_t)(ms / 1000);
-    int frac = (int)(ms % 1000);
-    if (frac < 0) {
-        t -= 1;
-        frac += 1000;
-    }
-    struct tm tm;
-    gmtime_r(&t, &tm);
-    snprintf(buf, len, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900, tm.tm_mon + 1,
-             tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, frac);
+    clock_utc(ms, CLOCK_UTC_ISO_MS, buf, len);
 }
 
 /* See cli.h. Never fails (output cut to len). */

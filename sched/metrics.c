@@ -6,11 +6,11 @@
 #include "metrics.h"
 #include "clock.h"
 #include "log.h"
+#include "strbuf.h"
 
 #include <inttypes.h>
 #include <math.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -203,96 +203,35 @@ void metrics_reset(void)
 
 /* ---- rendering ---- */
 
-/* A growable text buffer; after an allocation failure it stays failed and
- * every append is a no-op. */
-struct text {
-    char *p;
-    size_t len, cap;
-    int failed;
-};
-
-static void text_reserve(struct text *t, size_t more)
-{
-    if (t->failed || t->len + more + 1 <= t->cap)
-        return;
-    size_t cap = t->cap ? t->cap : 4096;
-    while (t->len + more + 1 > cap)
-        cap *= 2;
-    char *np = realloc(t->p, cap);
-    if (!np) {
-        t->failed = 1;
-        return;
-    }
-    t->p = np;
-    t->cap = cap;
-}
-
-static void text_put(struct text *t, const char *s, size_t n)
-{
-    text_reserve(t, n);
-    if (t->failed)
-        return;
-    memcpy(t->p + t->len, s, n);
-    t->len += n;
-    t->p[t->len] = '\0';
-}
-
-static void text_puts(struct text *t, const char *s) { text_put(t, s, strlen(s)); }
-
-__attribute__((format(printf, 2, 3)))
-static void text_printf(struct text *t, const char *fmt, ...)
-{
-    char small[256];
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(small, sizeof small, fmt, ap);
-    va_end(ap);
-    if (n < 0) {
-        t->failed = 1;
-        return;
-    }
-    if ((size_t)n < sizeof small) {
-        text_put(t, small, (size_t)n);
-        return;
-    }
-    text_reserve(t, (size_t)n);
-    if (t->failed)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(t->p + t->len, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    t->len += (size_t)n;
-}
-
 /* A label value with \, " and newline escaped as the exposition format
  * requires. */
-static void text_put_label_value(struct text *t, const char *v)
+static void put_label_value(struct strbuf *t, const char *v)
 {
     for (; *v; v++) {
         if (*v == '\\')
-            text_puts(t, "\\\\");
+            strbuf_puts(t, "\\\\");
         else if (*v == '"')
-            text_puts(t, "\\\"");
+            strbuf_puts(t, "\\\"");
         else if (*v == '\n')
-            text_puts(t, "\\n");
+            strbuf_puts(t, "\\n");
         else
-            text_put(t, v, 1);
+            strbuf_put(t, v, 1);
     }
 }
 
 /* HELP text escapes only \ and newline. */
-static void text_put_help(struct text *t, const char *name, const char *help, const char *type)
+static void put_help(struct strbuf *t, const char *name, const char *help, const char *type)
 {
-    text_printf(t, "# HELP %s ", name);
+    strbuf_printf(t, "# HELP %s ", name);
     for (const char *h = help; *h; h++) {
         if (*h == '\\')
-            text_puts(t, "\\\\");
+            strbuf_puts(t, "\\\\");
         else if (*h == '\n')
-            text_puts(t, "\\n");
+            strbuf_puts(t, "\\n");
         else
-            text_put(t, h, 1);
+            strbuf_put(t, h, 1);
     }
-    text_printf(t, "\n# TYPE %s %s\n", name, type);
+    strbuf_printf(t, "\n# TYPE %s %s\n", name, type);
 }
 
 /* The shortest of %.15g/%.17g that reads back as v, or NaN/+Inf/-Inf as the
@@ -309,45 +248,45 @@ static const char *format_double(char *out, double v)
     return out;
 }
 
-static void render_counter(struct text *t, const struct metrics_values *s, enum metric_counter c)
+static void render_counter(struct strbuf *t, const struct metrics_values *s, enum metric_counter c)
 {
     const struct counter_def *d = &counter_defs[c];
-    text_put_help(t, d->name, d->help, "counter");
+    put_help(t, d->name, d->help, "counter");
     for (size_t i = 0; d->values[i]; i++) {
-        text_printf(t, "%s{%s=\"", d->name, d->label);
-        text_put_label_value(t, d->values[i]);
-        text_printf(t, "\"} %" PRIu64 "\n", s->counters[c][i]);
+        strbuf_printf(t, "%s{%s=\"", d->name, d->label);
+        put_label_value(t, d->values[i]);
+        strbuf_printf(t, "\"} %" PRIu64 "\n", s->counters[c][i]);
     }
     /* "other" appears only once something was counted there: it flags a
      * bug, not a state dashboards need from the start. */
     if (s->counters[c][LABELS_MAX])
-        text_printf(t, "%s{%s=\"" OTHER_LABEL "\"} %" PRIu64 "\n", d->name, d->label,
+        strbuf_printf(t, "%s{%s=\"" OTHER_LABEL "\"} %" PRIu64 "\n", d->name, d->label,
                     s->counters[c][LABELS_MAX]);
 }
 
-static void render_gauge(struct text *t, const char *name, const char *help, double v)
+static void render_gauge(struct strbuf *t, const char *name, const char *help, double v)
 {
     char num[32];
-    text_put_help(t, name, help, "gauge");
-    text_printf(t, "%s %s\n", name, format_double(num, v));
+    put_help(t, name, help, "gauge");
+    strbuf_printf(t, "%s %s\n", name, format_double(num, v));
 }
 
-static void render_histogram(struct text *t, const struct metrics_values *s,
+static void render_histogram(struct strbuf *t, const struct metrics_values *s,
                              enum metric_histogram h)
 {
     const struct histogram_def *d = &histogram_defs[h];
     char num[32];
     uint64_t cumulative = 0;
-    text_put_help(t, d->name, d->help, "histogram");
+    put_help(t, d->name, d->help, "histogram");
     for (size_t b = 0; b < d->nbounds; b++) {
         cumulative += s->buckets[h][b];
-        text_printf(t, "%s_bucket{le=\"%s\"} %" PRIu64 "\n", d->name,
+        strbuf_printf(t, "%s_bucket{le=\"%s\"} %" PRIu64 "\n", d->name,
                     format_double(num, d->bounds[b]), cumulative);
     }
     cumulative += s->buckets[h][d->nbounds];
-    text_printf(t, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n", d->name, cumulative);
-    text_printf(t, "%s_sum %s\n", d->name, format_double(num, s->sums[h]));
-    text_printf(t, "%s_count %" PRIu64 "\n", d->name, s->counts[h]);
+    strbuf_printf(t, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n", d->name, cumulative);
+    strbuf_printf(t, "%s_sum %s\n", d->name, format_double(num, s->sums[h]));
+    strbuf_printf(t, "%s_count %" PRIu64 "\n", d->name, s->counts[h]);
 }
 
 char *metrics_render(void)
@@ -358,7 +297,7 @@ char *metrics_render(void)
     s = values;
     pthread_mutex_unlock(&metrics_lock);
 
-    struct text t = {0};
+    struct strbuf t = STRBUF_INIT;
     for (int c = 0; c < MC_COUNT; c++)
         render_counter(&t, &s, (enum metric_counter)c);
     for (int g = 0; g < MG_COUNT; g++)
@@ -366,11 +305,11 @@ char *metrics_render(void)
     for (int h = 0; h < MH_COUNT; h++)
         render_histogram(&t, &s, (enum metric_histogram)h);
 
-    text_put_help(&t, "beads_sched_build_info", "Always 1; the version label names the build.",
+    put_help(&t, "beads_sched_build_info", "Always 1; the version label names the build.",
                   "gauge");
-    text_puts(&t, "beads_sched_build_info{version=\"");
-    text_put_label_value(&t, BEADS_SCHED_VERSION);
-    text_puts(&t, "\"} 1\n");
+    strbuf_puts(&t, "beads_sched_build_info{version=\"");
+    put_label_value(&t, BEADS_SCHED_VERSION);
+    strbuf_puts(&t, "\"} 1\n");
     render_gauge(&t, "beads_sched_start_time_seconds", "Unix time the process started.",
                  start_time);
     /* The process collector's usual name, so dashboards and alerts written
@@ -385,9 +324,5 @@ char *metrics_render(void)
     render_gauge(&t, "process_resident_memory_bytes", "Resident memory size in bytes.",
                  (double)pages * (double)sysconf(_SC_PAGESIZE));
 
-    if (t.failed) {
-        free(t.p);
-        return NULL;
-    }
-    return t.p;
+    return strbuf_take(&t);
 }

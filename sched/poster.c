@@ -43,24 +43,6 @@ struct flush {
     struct pick *list;
 };
 
-void pick_free(struct pick *p)
-{
-    free(p->bead_id);
-    free(p->cand_updated_at);
-    free(p->body);
-    bead_free(&p->bead);
-    free(p);
-}
-
-void picks_free(struct pick *p)
-{
-    while (p) {
-        struct pick *n = p->next;
-        pick_free(p);
-        p = n;
-    }
-}
-
 int poster_init(struct poster **out, struct session *s, struct throttle *t, struct owed *owed,
                 const struct poster_hooks *hooks)
 {

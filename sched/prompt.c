@@ -2,6 +2,7 @@
 
 #include "errors.h"
 #include "notes.h"
+#include "strbuf.h"
 #include "text.h"
 
 #include <stdio.h>
@@ -77,81 +78,48 @@ int prompt_template_check(const char *tmpl, char *why, size_t whylen)
     return 0;
 }
 
-struct buf {
-    char *p;
-    size_t len, cap;
-    int oom;
-};
-
-static void put(struct buf *b, const char *s, size_t n)
-{
-    if (b->oom)
-        return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (b->len + n + 1 > cap)
-            cap *= 2;
-        char *np = realloc(b->p, cap);
-        if (!np) {
-            b->oom = 1;
-            return;
-        }
-        b->p = np;
-        b->cap = cap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
-}
-
-static void put_capped(struct buf *b, const char *s)
+static void put_capped(struct strbuf *b, const char *s)
 {
     if (!s)
         s = "";
     char *c = text_cap(s, strlen(s), PROMPT_FIELD_MAX, NULL);
     if (!c) {
-        b->oom = 1;
+        strbuf_set_nomem(b);
         return;
     }
-    put(b, c, strlen(c));
+    strbuf_puts(b, c);
     free(c);
 }
 
 char *prompt_render(const char *tmpl, const struct bead *bd, const char *dispatch_id, int attempt,
                     int max_attempts, const char *bd_db)
 {
-    struct buf b = {0};
-    char num[32];
+    struct strbuf b = STRBUF_INIT;
     const char *p = tmpl;
-    put(&b, "", 0);
     while (*p) {
         const char *open = strstr(p, "{{");
         const char *end = open ? strstr(open + 2, "}}") : NULL;
         int idx = end ? placeholder_index(open + 2, (size_t)(end - open - 2)) : -1;
         if (!open || !end) {
-            put(&b, p, strlen(p));
+            strbuf_puts(&b, p);
             break;
         }
-        put(&b, p, (size_t)(open - p));
+        strbuf_put(&b, p, (size_t)(open - p));
         switch (idx) {
         case 0: put_capped(&b, bd->id); break;
         case 1: put_capped(&b, bd->title); break;
-        case 2: snprintf(num, sizeof num, "%ld", bd->priority); put(&b, num, strlen(num)); break;
+        case 2: strbuf_printf(&b, "%ld", bd->priority); break;
         case 3: put_capped(&b, bd->issue_type); break;
         case 4: put_capped(&b, bd->description); break;
         case 5: put_capped(&b, bd->acceptance); break;
         case 6: put_capped(&b, dispatch_id); break;
-        case 7: snprintf(num, sizeof num, "%d", attempt); put(&b, num, strlen(num)); break;
-        case 8: snprintf(num, sizeof num, "%d", max_attempts); put(&b, num, strlen(num)); break;
+        case 7: strbuf_printf(&b, "%d", attempt); break;
+        case 8: strbuf_printf(&b, "%d", max_attempts); break;
         case 9: put_capped(&b, dispatch_id); break;
         case 10: put_capped(&b, bd_db); break;
-        default: put(&b, open, (size_t)(end + 2 - open)); break;
+        default: strbuf_put(&b, open, (size_t)(end + 2 - open)); break;
         }
         p = end + 2;
     }
-    if (b.oom) {
-        free(b.p);
-        return NULL;
-    }
-    return b.p;
+    return strbuf_take(&b);
 }

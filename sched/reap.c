@@ -9,7 +9,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "notes.h"
-#include "reap_pass.h"
+#include "settle.h"
 #include "results.h"
 
 #include <stdio.h>
@@ -18,6 +18,34 @@
 
 /* GET /jobs requests in flight at once. */
 #define REAP_CONCURRENCY 32
+
+/* What the reaper remembers about one attempt between passes. */
+struct reap_memo {
+    int64_t key;                /* attempt id; for an orphan, minus a hash of its bead id */
+    int missed;                 /* consecutive passes without a usable answer */
+    int maybe_running;          /* seen timeout/error */
+};
+
+struct reaper {
+    struct session *s;
+    struct throttle *throttle;
+    struct owed *owed;
+    struct reap_hooks hooks;
+    /* Loop thread: attempts whose job gave no usable answer in the last pass
+     * (with how many passes in a row), and those seen timeout/error (the
+     * agent may still run). Sorted by key. */
+    struct reap_memo *memo;
+    size_t nmemo;
+};
+
+struct reap_pass {
+    struct reaper *r;
+    struct settle x;             /* recovery, loaded_ms, the POSTs owed */
+    struct reap_item *items;
+    size_t n, cap;
+    size_t next_job, jobs_pending;
+    int64_t started_ms, jobs_ms; /* phase ends, for the debug log */
+};
 
 static void reap_item_clear(struct reap_item *it)
 {
@@ -36,7 +64,7 @@ static void reap_pass_free(struct reap_pass *rp)
     for (size_t i = 0; i < rp->n; i++)
         reap_item_clear(&rp->items[i]);
     free(rp->items);
-    picks_free(rp->repost);
+    picks_free(rp->x.repost);
     free(rp);
 }
 
@@ -52,7 +80,7 @@ static struct reap_item *add_item(struct reap_pass *rp)
     }
     struct reap_item *it = &rp->items[rp->n++];
     memset(it, 0, sizeof *it);
-    it->rp = rp;
+    it->pass = rp;
     return it;
 }
 
@@ -161,7 +189,7 @@ static int reap_load(struct dolt_conn *c, void *arg)
     }
     for (size_t i = 0; i < rp->n; i++) {
         enum attempt_state st = rp->items[i].state;
-        if (st == AS_DISPATCHED && !rp->recovery)
+        if (st == AS_DISPATCHED && !rp->x.recovery)
             without[nwo++] = rp->items[i].bead_id;
         else
             with_notes[nw++] = rp->items[i].bead_id;
@@ -206,7 +234,7 @@ static void start_jobs(struct reap_pass *rp);
 static void job_done(const struct http_response *r, void *arg)
 {
     struct reap_item *it = arg;
-    struct reap_pass *rp = it->rp;
+    struct reap_pass *rp = it->pass;
     struct agent_job_answer a;
     agent_read_job(r, it->job_id, &a);
     rp->jobs_pending--;
@@ -256,7 +284,7 @@ static void start_jobs(struct reap_pass *rp)
 static void load_done(int rc, void *arg)
 {
     struct reap_pass *rp = arg;
-    rp->loaded_ms = clock_now_ms();
+    rp->x.loaded_ms = clock_now_ms();
     session_note_dolt(rp->r->s, rc == BS_ECONN ? rc : 0);
     if (rc || session_stopping(rp->r->s)) {
         pass_done(rp, rc ? rc : BS_EINVAL);
@@ -279,7 +307,7 @@ static int reap_apply(struct dolt_conn *c, void *arg)
     owed_pay(d->owed, d->s, c);
     for (size_t i = 0; i < rp->n && !session_stopping(d->s); i++) {
         struct reap_item *it = &rp->items[i];
-        int rc = settle_item(d, c, rp, it, now);
+        int rc = settle_item(&rp->x, c, it, now);
         if (rc == BS_ECONN || rc == BS_EFULL || rc == BS_ERDONLY)
             return rc; /* Dolt or the store is down: the next pass retries */
         /* Anything else is this bead's problem: logged, and the pass goes
@@ -291,7 +319,7 @@ static int reap_apply(struct dolt_conn *c, void *arg)
         }
     }
     if (!session_stopping(d->s)) {
-        int rc = settle_moves(d, c, rp);
+        int rc = settle_moves(&rp->x, c, rp->items, rp->n);
         if (rc)
             return rc; /* Dolt or the store failed: the next pass re-reads and settles */
     }
@@ -310,10 +338,10 @@ static int reap_apply(struct dolt_conn *c, void *arg)
     owed_pay(d->owed, d->s, c); /* those recovery found missing */
 
     /* Owed POSTs: record that they are about to go out, as the dispatcher does. */
-    if (rp->repost) {
-        int rc = results_build_bodies(d->s, rp->repost);
+    if (rp->x.repost) {
+        int rc = results_build_bodies(d->s, rp->x.repost);
         if (rc == 0)
-            rc = results_journal(d->s, rp->repost, AS_CLAIMED, AS_POSTING, clock_now_ms());
+            rc = results_journal(d->s, rp->x.repost, AS_CLAIMED, AS_POSTING, clock_now_ms());
         if (rc)
             return rc;
         CRASH_POINT("after_posting_commit");
@@ -424,24 +452,24 @@ static void pass_done(struct reap_pass *rp, int rc)
     metrics_count(MC_CYCLES, "reap", 1);
     log_debug("reap pass done", "attempts", LOG_INT(rp->n), "settled", LOG_INT(acted),
               "ms", LOG_INT(ended_ms - rp->started_ms),
-              "load_ms", LOG_INT(rp->loaded_ms - rp->started_ms),
-              "jobs_ms", LOG_INT(rp->jobs_ms ? rp->jobs_ms - rp->loaded_ms : 0),
-              "recovery", rp->recovery ? "true" : NULL);
+              "load_ms", LOG_INT(rp->x.loaded_ms - rp->started_ms),
+              "jobs_ms", LOG_INT(rp->jobs_ms ? rp->jobs_ms - rp->x.loaded_ms : 0),
+              "recovery", rp->x.recovery ? "true" : NULL);
     if (rc) {
         if (rc != BS_EINVAL || !session_stopping(d->s))
-            log_warn(rp->recovery ? "recovery pass failed; retrying" : "reap pass failed; retrying",
+            log_warn(rp->x.recovery ? "recovery pass failed; retrying" : "reap pass failed; retrying",
                      "error", bs_strerror(rc));
     } else {
-        if (rp->recovery) {
+        if (rp->x.recovery) {
             log_info("recovery done", "in_flight", LOG_INT(alive), "settled", LOG_INT(acted));
         } else if (acted) {
             log_info("reap pass", "in_flight", LOG_INT(alive), "settled", LOG_INT(acted));
         }
     }
-    struct pick *owed = rc == 0 ? rp->repost : NULL;
+    struct pick *owed = rc == 0 ? rp->x.repost : NULL;
     if (owed)
-        rp->repost = NULL;
-    int recovery = rp->recovery;
+        rp->x.repost = NULL;
+    int recovery = rp->x.recovery;
     reap_pass_free(rp);
     d->hooks.done(d->hooks.arg, recovery, rc, owed);
 }
@@ -474,7 +502,9 @@ int reaper_start(struct reaper *r, int recovery)
     if (!rp)
         return BS_ENOMEM;
     rp->r = r;
-    rp->recovery = recovery;
+    rp->x.s = r->s;
+    rp->x.owed = r->owed;
+    rp->x.recovery = recovery;
     rp->started_ms = clock_now_ms();
     if (dolt_submit(r->s->dolt, reap_load, load_done, rp)) {
         free(rp);

@@ -5,7 +5,7 @@
 #include <stdint.h>
 
 #include "owed.h"
-#include "poster.h"
+#include "pick.h"
 #include "session.h"
 
 /* Builds the request body of every claimed pick (from its bead text, read

@@ -2,7 +2,7 @@
  * step 1 read it, the evidence in its notes and events, the job as step 2
  * saw it), attempt_decide's decision, and the writes that carry it out.
  * Worker thread. */
-#include "reap_pass.h"
+#include "settle.h"
 
 #include "beads.h"
 #include "clock.h"
@@ -26,9 +26,9 @@ static void set_detail(struct reap_item *it, const char *text)
 
 /* How long the bead has been quiet: the server's age at load plus the time
  * since (a difference of this process's clock, so its offset cancels). */
-static int64_t quiet_ms(const struct reap_item *it, int64_t now)
+static int64_t quiet_ms(const struct settle *d, const struct reap_item *it, int64_t now)
 {
-    int64_t since_load = now - it->rp->loaded_ms;
+    int64_t since_load = now - d->loaded_ms;
     return it->age_ms + (since_load > 0 ? since_load : 0);
 }
 
@@ -67,15 +67,15 @@ static int released_by_us(struct dolt_conn *c, const struct reap_item *it)
 
 /* The facts about one item, gathering only the evidence its state can use
  * (each costs a read). Negative: an error reading them. */
-static int gather(struct reaper *d, struct dolt_conn *c, struct reap_item *it, int64_t now,
+static int gather(struct settle *d, struct dolt_conn *c, struct reap_item *it, int64_t now,
                   struct attempt_facts *f)
 {
     struct store *s = d->s->store;
     *f = (struct attempt_facts){
         .event = AE_RECONCILE, .tracked = it->attempt_id != 0, .state = it->state,
-        .has_job_id = it->job_id[0] != 0, .dispatched_ms = it->dispatched_at, .recovery = it->rp->recovery,
+        .has_job_id = it->job_id[0] != 0, .dispatched_ms = it->dispatched_at, .recovery = d->recovery,
         .bead = bead_of(it), .mine = it->assignee && strcmp(it->assignee, d->s->cfg->assignee) == 0,
-        .quiet_since_ms = now - quiet_ms(it, now), .notes_read = it->notes && it->notes[0],
+        .quiet_since_ms = now - quiet_ms(d, it, now), .notes_read = it->notes && it->notes[0],
         .job = it->job_id[0] ? it->job : AJ_NONE, .job_status = it->job_status,
         .job_finished_ms = it->job_finished_ms, .missed_passes = it->missed,
         .seen_maybe_running = it->seen_maybe_running, .now_ms = now,
@@ -174,7 +174,7 @@ static void record_detail(struct dolt_conn *c, const struct reap_item *it, enum 
 }
 
 /* The note of a decision that moves the bead. */
-static void move_note(const struct reaper *d, const struct reap_item *it, const struct attempt_facts *f,
+static void move_note(const struct settle *d, const struct reap_item *it, const struct attempt_facts *f,
                       const struct attempt_decision *dec, char *out, size_t len)
 {
     const struct config *cfg = d->s->cfg;
@@ -186,7 +186,7 @@ static void move_note(const struct reaper *d, const struct reap_item *it, const 
                               f->now_ms - it->dispatched_at, (int64_t)(cfg->job_timeout_ms + cfg->stale_after_ms));
         return;
     case AR_STALE:
-        notes_reap_stale(out, len, quiet_ms(it, f->now_ms), (int64_t)cfg->stale_after_ms);
+        notes_reap_stale(out, len, quiet_ms(d, it, f->now_ms), (int64_t)cfg->stale_after_ms);
         return;
     case AR_NO_ANSWER_QUIET:
         notes_why_no_job_id(what, sizeof what, it->dispatch_id, f->agent_reached, quiet);
@@ -210,7 +210,7 @@ static void move_note(const struct reaper *d, const struct reap_item *it, const 
 /* The outcome of one item's move in the batch: 0 moved, 1 the bead changed
  * meanwhile or refused the write (recorded, left for the next pass), or a
  * negative error that ends the pass. */
-static int move_outcome(struct reaper *d, struct dolt_conn *c, struct reap_item *it, const char *verb, int rc)
+static int move_outcome(struct settle *d, struct dolt_conn *c, struct reap_item *it, const char *verb, int rc)
 {
     if (rc == BS_ESTATE || rc == BS_ECONFLICT) {
         /* Someone moved the bead after we read it: record, re-read next pass. */
@@ -232,7 +232,7 @@ static int move_outcome(struct reaper *d, struct dolt_conn *c, struct reap_item 
 }
 
 /* The journal entries of the moves made: one store transaction. */
-static int record_moves(struct reaper *d, struct reap_item **items, const int *rcs, size_t n)
+static int record_moves(struct settle *d, struct reap_item **items, const int *rcs, size_t n)
 {
     struct store *s = d->s->store;
     int64_t now = clock_now_ms();
@@ -267,7 +267,7 @@ static int record_moves(struct reaper *d, struct reap_item **items, const int *r
 }
 
 /* One batch of at most BEADS_BATCH_MAX moves: Dolt first, then the store. */
-static int move_batch(struct reaper *d, struct dolt_conn *c, struct reap_item **items, size_t n)
+static int move_batch(struct settle *d, struct dolt_conn *c, struct reap_item **items, size_t n)
 {
     struct bead_move m[BEADS_BATCH_MAX] = {{0}};
     int rcs[BEADS_BATCH_MAX];
@@ -305,12 +305,12 @@ static int move_batch(struct reaper *d, struct dolt_conn *c, struct reap_item **
     return 0;
 }
 
-int settle_moves(struct reaper *d, struct dolt_conn *c, struct reap_pass *rp)
+int settle_moves(struct settle *d, struct dolt_conn *c, struct reap_item *all, size_t count)
 {
     struct reap_item *items[BEADS_BATCH_MAX];
     size_t n = 0;
-    for (size_t i = 0; i < rp->n; i++) {
-        struct reap_item *it = &rp->items[i];
+    for (size_t i = 0; i < count; i++) {
+        struct reap_item *it = &all[i];
         if (!it->move_pending)
             continue;
         it->move_pending = 0;
@@ -326,7 +326,7 @@ int settle_moves(struct reaper *d, struct dolt_conn *c, struct reap_pass *rp)
 }
 
 /* A claimed attempt whose POST never left: queue it to be sent now. */
-static int queue_repost(struct dolt_conn *c, struct reap_pass *rp, struct reap_item *it)
+static int queue_repost(struct settle *d, struct dolt_conn *c, struct reap_item *it)
 {
     struct pick *p = calloc(1, sizeof *p);
     if (!p || !(p->bead_id = strdup(it->bead_id))) {
@@ -343,15 +343,15 @@ static int queue_repost(struct dolt_conn *c, struct reap_pass *rp, struct reap_i
         return rc;
     }
     p->state = AS_CLAIMED;
-    p->next = rp->repost;
-    rp->repost = p;
+    p->next = d->repost;
+    d->repost = p;
     it->reason = "recovered";
     snprintf(it->detail, sizeof it->detail, "claimed but never posted: posting now");
     return 0;
 }
 
 /* The first step of a decision that goes through two states. */
-static int record_via(struct reaper *d, struct reap_item *it, const struct attempt_decision *dec, int64_t now)
+static int record_via(struct settle *d, struct reap_item *it, const struct attempt_decision *dec, int64_t now)
 {
     char detail[300];
     struct store_transition t = {0};
@@ -382,7 +382,7 @@ static struct attempt_limits limits_of(const struct config *cfg)
 }
 
 /* Carries a decision out. */
-static int carry_out(struct reaper *d, struct dolt_conn *c, struct reap_pass *rp, struct reap_item *it,
+static int carry_out(struct settle *d, struct dolt_conn *c, struct reap_item *it,
                      const struct attempt_facts *f, const struct attempt_decision *dec)
 {
     char text[NOTES_MAX + 1];
@@ -399,7 +399,7 @@ static int carry_out(struct reaper *d, struct dolt_conn *c, struct reap_pass *rp
     case AA_NOTHING:
         return 0;
     case AA_POST:
-        return queue_repost(c, rp, it);
+        return queue_repost(d, c, it);
     case AA_MOVE:
         /* Made with the pass's other moves, in one batch (settle_moves). */
         move_note(d, it, f, dec, text, sizeof text);
@@ -436,7 +436,7 @@ static int carry_out(struct reaper *d, struct dolt_conn *c, struct reap_pass *rp
     return 0;
 }
 
-int settle_item(struct reaper *d, struct dolt_conn *c, struct reap_pass *rp, struct reap_item *it, int64_t now)
+int settle_item(struct settle *d, struct dolt_conn *c, struct reap_item *it, int64_t now)
 {
     struct attempt_facts f;
     struct attempt_limits lim = limits_of(d->s->cfg);
@@ -444,13 +444,13 @@ int settle_item(struct reaper *d, struct dolt_conn *c, struct reap_pass *rp, str
     if (rc)
         return rc;
     struct attempt_decision dec = attempt_decide(&f, &lim);
-    rc = carry_out(d, c, rp, it, &f, &dec);
+    rc = carry_out(d, c, it, &f, &dec);
     if (dec.act == AA_ADOPT && (rc == BS_ESTATE || rc == BS_EINVAL)) {
         /* The journal knows that dispatch (or can't take it): not adopted;
          * decide as for any other orphan. */
         f.adoptable = 0;
         dec = attempt_decide(&f, &lim);
-        rc = carry_out(d, c, rp, it, &f, &dec);
+        rc = carry_out(d, c, it, &f, &dec);
     }
     return rc;
 }

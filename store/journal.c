@@ -6,6 +6,7 @@
 
 #include "errors.h"
 #include "log.h"
+#include "text.h"
 
 #include <stdlib.h>
 #include <stdio.h>
@@ -96,7 +97,7 @@ static int bind_detail(sqlite3_stmt *st, int i, const char *v)
 {
     if (!v)
         return sqlite3_bind_null(st, i);
-    size_t n = store_utf8_prefix(v, strnlen(v, STORE_DETAIL_MAX), STORE_DETAIL_MAX - 1);
+    size_t n = text_utf8_prefix(v, strnlen(v, STORE_DETAIL_MAX), STORE_DETAIL_MAX - 1);
     return sqlite3_bind_text(st, i, v, (int)n, SQLITE_STATIC);
 }
 

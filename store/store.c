@@ -6,6 +6,7 @@
 
 #include "errors.h"
 #include "log.h"
+#include "text.h"
 #include "migrations.h"
 
 #include <errno.h>
@@ -744,24 +745,7 @@ void store_close(struct store *s)
     free(s);
 }
 
-/* Length of the longest prefix of src[0..n) of at most max bytes that does
- * not end inside a UTF-8 sequence (plain byte cut for text that is not
- * UTF-8). Never fails. */
-size_t store_utf8_prefix(const char *src, size_t n, size_t max)
-{
-    if (n <= max)
-        return n;
-    size_t k = max;
-    /* src[k] is the first byte left out: while it continues a sequence,
-     * leave out that sequence's earlier bytes too (at most 3). */
-    for (int i = 0; i < 3 && k > 0 && ((unsigned char)src[k] & 0xC0) == 0x80; i++)
-        k--;
-    if (((unsigned char)src[k] & 0xC0) == 0x80)
-        k = max; /* not UTF-8 after all: plain byte cut */
-    return k;
-}
-
-/* Copies src[0..n) into dst[cap] NUL-terminated, cut by store_utf8_prefix
+/* Copies src[0..n) into dst[cap] NUL-terminated, cut by text_utf8_prefix
  * when it does not fit; NULL src gives "". Does nothing when cap is 0. */
 void store_copy_text(char *dst, size_t cap, const char *src, size_t n)
 {
@@ -769,7 +753,7 @@ void store_copy_text(char *dst, size_t cap, const char *src, size_t n)
         return;
     if (!src)
         n = 0;
-    size_t k = store_utf8_prefix(src, n, cap - 1);
+    size_t k = text_utf8_prefix(src, n, cap - 1);
     if (k)
         memcpy(dst, src, k);
     dst[k] = '\0';

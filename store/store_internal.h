@@ -82,10 +82,7 @@ int store_fail(struct store *s, const char *op, int rc);
 int store_op_begin(struct store *s, const char *op);
 int store_op_end(struct store *s, const char *op, int rc);
 
-/* Length of the longest prefix of src (n bytes) that fits in max bytes
- * without cutting a UTF-8 sequence in half. */
-size_t store_utf8_prefix(const char *src, size_t n, size_t max);
 /* Copies src (n bytes) into dst[cap] NUL-terminated, cut with
- * store_utf8_prefix when it does not fit. */
+ * text_utf8_prefix when it does not fit. */
 void store_copy_text(char *dst, size_t cap, const char *src, size_t n);
 #endif

@@ -73,6 +73,16 @@ t_posts() { t_stats | jq -r "${1:-.posts}"; }
 # free_port: a loopback TCP port free right now (for admin endpoints).
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
 
+# t_needs_hooks: for a test that uses the fault seams (crash points,
+# BEADS_SCHED_TEST_*_MS pauses, the clock skew), which only a build with
+# -DBEADS_SCHED_TEST_HOOKS=ON has. Elsewhere the test exits 77, which ctest
+# reports as skipped, rather than fail for a reason that is not a bug.
+t_needs_hooks() {
+  [ "${BS_TEST_HOOKS:-0}" = 1 ] && return 0
+  echo "SKIPPED: $(basename "$0") needs a build configured with -DBEADS_SCHED_TEST_HOOKS=ON"
+  exit 77
+}
+
 # t_env STORE: exports the daemon's configuration for the current db/agent.
 t_env() {
   export BEADS_SCHED_DOLT_URL=$T_DOLT_URL BEADS_SCHED_AGENT_URL=$T_AGENT_URL

@@ -10,6 +10,7 @@
 # same checks: one agent run at a time per bead, nothing lost, the journal
 # and the bead agree, the notes are few and true.
 source "$(dirname "$0")/lib.sh"
+t_needs_hooks # a crash point and the results pause
 
 
 fast_env() { # intervals for tests

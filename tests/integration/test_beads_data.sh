@@ -4,6 +4,7 @@
 # is off by 40 minutes either way. In every case the other beads are
 # dispatched or reaped in the same pass.
 source "$(dirname "$0")/lib.sh"
+t_needs_hooks # crash points and the clock skew
 
 FILL=65500
 notes_len() { t_sql "SELECT OCTET_LENGTH(notes) FROM issues WHERE id = '$1'"; }

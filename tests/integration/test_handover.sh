@@ -4,6 +4,7 @@
 # dispatches; when it is killed, or loses the lock, the other takes over
 # without dispatching anything twice.
 source "$(dirname "$0")/lib.sh"
+t_needs_hooks # the claim pause (BEADS_SCHED_TEST_CLAIM_MS)
 
 metric() { curl -s -m 2 "http://127.0.0.1:$1/metrics" | awk -v m="$2" '$1 == m {print $2}'; }
 active_of() { metric "$1" beads_sched_active; }

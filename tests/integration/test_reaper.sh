@@ -2,6 +2,7 @@
 # Reaper and restart-safe recovery: crash points, SIGKILL chaos, an agent
 # restart, failed jobs, orphans, a MariaDB restart and the read-write race.
 source "$(dirname "$0")/lib.sh"
+t_needs_hooks # crash points and the reaper pause
 
 reap_env() { # fast intervals for tests
   export BEADS_SCHED_REAP_INTERVAL=1s BEADS_SCHED_RETRY_BACKOFF=1s BEADS_SCHED_STALE_AFTER=30m

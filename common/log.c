@@ -1,5 +1,7 @@
 #include "log.h"
+#include "clock.h"
 #include "errors.h"
+#include "strbuf.h"
 
 #include <inttypes.h>
 #include <jansson.h>
@@ -8,8 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
-#include <time.h>
 
 enum log_level log_min_level = LL_INFO;
 static enum log_format log_format = LF_LOGFMT;
@@ -49,33 +49,8 @@ const char *log_i64(char *buf, int64_t v)
     return buf;
 }
 
-/* A growable line buffer; on allocation failure the line is cut, never lost
- * entirely. */
-struct line {
-    char *p;
-    size_t len, cap;
-};
-
-static void line_put(struct line *l, const char *s, size_t n)
-{
-    if (l->len + n + 2 > l->cap) {
-        size_t cap = l->cap ? l->cap : 256;
-        while (l->len + n + 2 > cap)
-            cap *= 2;
-        char *np = realloc(l->p, cap);
-        if (!np)
-            return;
-        l->p = np;
-        l->cap = cap;
-    }
-    memcpy(l->p + l->len, s, n);
-    l->len += n;
-}
-
-static void line_puts(struct line *l, const char *s) { line_put(l, s, strlen(s)); }
-
 /* logfmt value: bare when it has no space, quote, '=' or control byte. */
-static void line_put_value(struct line *l, const char *v)
+static void line_put_value(struct strbuf *l, const char *v)
 {
     int bare = *v != '\0';
     for (const unsigned char *c = (const unsigned char *)v; *c; c++) {
@@ -85,47 +60,37 @@ static void line_put_value(struct line *l, const char *v)
         }
     }
     if (bare) {
-        line_puts(l, v);
+        strbuf_puts(l, v);
         return;
     }
-    line_put(l, "\"", 1);
+    strbuf_put(l, "\"", 1);
     for (const unsigned char *c = (const unsigned char *)v; *c; c++) {
         char esc[8];
         switch (*c) {
-        case '"': line_put(l, "\\\"", 2); break;
-        case '\\': line_put(l, "\\\\", 2); break;
-        case '\n': line_put(l, "\\n", 2); break;
-        case '\r': line_put(l, "\\r", 2); break;
-        case '\t': line_put(l, "\\t", 2); break;
+        case '"': strbuf_put(l, "\\\"", 2); break;
+        case '\\': strbuf_put(l, "\\\\", 2); break;
+        case '\n': strbuf_put(l, "\\n", 2); break;
+        case '\r': strbuf_put(l, "\\r", 2); break;
+        case '\t': strbuf_put(l, "\\t", 2); break;
         default:
             if (*c < 0x20 || *c == 0x7f) {
                 snprintf(esc, sizeof esc, "\\x%02x", *c);
-                line_puts(l, esc);
+                strbuf_puts(l, esc);
             } else {
-                line_put(l, (const char *)c, 1);
+                strbuf_put(l, (const char *)c, 1);
             }
         }
     }
-    line_put(l, "\"", 1);
-}
-
-static void timestamp(char *buf, size_t n)
-{
-    struct timeval tv;
-    struct tm tm;
-    gettimeofday(&tv, NULL);
-    gmtime_r(&tv.tv_sec, &tm);
-    size_t k = strftime(buf, n, "%Y-%m-%dT%H:%M:%S", &tm);
-    snprintf(buf + k, n - k, ".%03dZ", (int)(tv.tv_usec / 1000));
+    strbuf_put(l, "\"", 1);
 }
 
 void log_emit(enum log_level lvl, const char *msg, ...)
 {
-    char ts[40];
-    timestamp(ts, sizeof ts);
+    char ts[CLOCK_UTC_MAX];
+    clock_utc(clock_real_ms(), CLOCK_UTC_ISO_MS, ts, sizeof ts);
     va_list ap;
     va_start(ap, msg);
-    struct line l = {0};
+    struct strbuf l = STRBUF_INIT;
 
     if (log_format == LF_JSON) {
         json_t *o = json_object();
@@ -140,32 +105,33 @@ void log_emit(enum log_level lvl, const char *msg, ...)
         char *s = json_dumps(o, JSON_COMPACT | JSON_PRESERVE_ORDER);
         json_decref(o);
         if (s) {
-            line_puts(&l, s);
+            strbuf_puts(&l, s);
             free(s);
         }
     } else {
-        line_puts(&l, "ts=");
-        line_puts(&l, ts);
-        line_puts(&l, " level=");
-        line_puts(&l, log_level_name(lvl));
-        line_puts(&l, " msg=");
+        strbuf_puts(&l, "ts=");
+        strbuf_puts(&l, ts);
+        strbuf_puts(&l, " level=");
+        strbuf_puts(&l, log_level_name(lvl));
+        strbuf_puts(&l, " msg=");
         line_put_value(&l, msg);
         for (const char *k = va_arg(ap, const char *); k; k = va_arg(ap, const char *)) {
             const char *v = va_arg(ap, const char *);
             if (!v)
                 continue;
-            line_put(&l, " ", 1);
-            line_puts(&l, k);
-            line_put(&l, "=", 1);
+            strbuf_put(&l, " ", 1);
+            strbuf_puts(&l, k);
+            strbuf_put(&l, "=", 1);
             line_put_value(&l, v);
         }
     }
     va_end(ap);
+    /* After an allocation failure the line is cut, never lost entirely. */
     if (!l.p)
         return;
-    l.p[l.len++] = '\n';
+    l.p[l.len] = '\n'; /* over the NUL: the buffer always has room for it */
     pthread_mutex_lock(&log_lock);
-    fwrite(l.p, 1, l.len, stderr);
+    fwrite(l.p, 1, l.len + 1, stderr);
     fflush(stderr);
     pthread_mutex_unlock(&log_lock);
     free(l.p);

@@ -37,9 +37,13 @@ size_t text_utf8_prefix(const char *s, size_t len, size_t max)
     if (len <= max)
         return len;
     size_t k = max;
-    /* Step back over continuation bytes to the start of the cut sequence. */
-    while (k > 0 && ((unsigned char)s[k] & 0xc0) == 0x80)
+    /* s[k] is the first byte left out: while it continues a sequence, leave
+     * out that sequence's earlier bytes too (at most 3, the longest a
+     * sequence has). */
+    for (int i = 0; i < 3 && k > 0 && ((unsigned char)s[k] & 0xc0) == 0x80; i++)
         k--;
+    if (((unsigned char)s[k] & 0xc0) == 0x80)
+        k = max; /* not UTF-8 after all: plain byte cut */
     return k;
 }
 

@@ -3,8 +3,10 @@
 /* Text helpers for untrusted bead text. */
 #include <stddef.h>
 
-/* Length of the longest prefix of s[0..len) that is at most max bytes and
- * does not end inside a UTF-8 sequence. */
+/* The one "cut at a UTF-8 boundary": length of the longest prefix of
+ * s[0..len) that is at most max bytes and does not end inside a UTF-8
+ * sequence. Text that is not UTF-8 where it is cut (more than 3
+ * continuation bytes in a row) gets a plain byte cut at max. Never fails. */
 size_t text_utf8_prefix(const char *s, size_t len, size_t max);
 
 /* Returns a malloc'd, NUL-terminated copy of s[0..len) that is valid UTF-8:

@@ -1,45 +1,32 @@
-#ifndef BS_REAP_PASS_H
-#define BS_REAP_PASS_H
-/* A reap pass's data, shared by its two halves: reap.c (loading, asking the
- * agent, the pass's control) and settle.c (deciding and writing, per
- * attempt). Not for other modules. Threads: as reap.h. */
+#ifndef BS_SETTLE_H
+#define BS_SETTLE_H
+/* Step 3 of a reap pass (reap.h): for each attempt the reaper loaded, the
+ * facts, attempt_decide's decision and the writes that carry it out; the
+ * moves of a pass in one batch. Dolt worker thread only. reap.c fills the
+ * items (steps 1 and 2) and hands them here. */
 #include <stdint.h>
 
 #include "agent.h"
 #include "attempt.h"
 #include "owed.h"
-#include "poster.h"
-#include "reap.h"
+#include "pick.h"
 #include "session.h"
 #include "store.h"
-#include "throttle.h"
 
 /* Passes in a row without a usable answer before the stale rule applies. */
 #define MIN_MISSED_PASSES 2
 
-/* What the reaper remembers about one attempt between passes. */
-struct reap_memo {
-    int64_t key;                /* attempt id; for an orphan, minus a hash of its bead id */
-    int missed;                 /* consecutive passes without a usable answer */
-    int maybe_running;          /* seen timeout/error */
-};
-
-struct reaper {
+/* What settling one pass needs. */
+struct settle {
     struct session *s;
-    struct throttle *throttle;
     struct owed *owed;
-    struct reap_hooks hooks;
-    /* Loop thread: attempts whose job gave no usable answer in the last pass
-     * (with how many passes in a row), and those seen timeout/error (the
-     * agent may still run). Sorted by key. */
-    struct reap_memo *memo;
-    size_t nmemo;
+    int recovery;                /* start-up / take-over recovery pass */
+    int64_t loaded_ms;           /* when step 1 read the beads */
+    struct pick *repost;         /* out: claimed attempts whose POST is still owed */
 };
-
-struct reap_pass;
 
 struct reap_item {
-    struct reap_pass *rp;
+    void *pass;                  /* the reap pass it belongs to (reap.c) */
     int64_t attempt_id;          /* 0: an orphan bead the store does not track */
     int attempt;
     enum attempt_state state;
@@ -69,23 +56,14 @@ struct reap_item {
     char detail[300];
 };
 
-struct reap_pass {
-    struct reaper *r;
-    int recovery;
-    struct reap_item *items;
-    size_t n, cap;
-    size_t next_job, jobs_pending;
-    struct pick *repost;         /* claimed attempts whose POST is still owed */
-    int64_t started_ms, loaded_ms, jobs_ms; /* phase ends, for the debug log */
-};
 
 /* settle.c, worker thread: the facts about one item (a tracked attempt
  * whose bead was read, or an orphan), attempt_decide's decision, and the
  * writes that carry it out. 0, 1 when the bead changed meanwhile (recorded,
  * the next pass re-reads), or an error (BS_ECONN etc.). */
-int settle_item(struct reaper *r, struct dolt_conn *c, struct reap_pass *rp, struct reap_item *it, int64_t now);
+int settle_item(struct settle *x, struct dolt_conn *c, struct reap_item *it, int64_t now);
 /* settle.c, worker thread: the moves the pass's items decided, in one batch
  * (one transaction, one Dolt commit), then their journal entries. 0, or a
  * Dolt or store error that ends the pass. */
-int settle_moves(struct reaper *r, struct dolt_conn *c, struct reap_pass *rp);
+int settle_moves(struct settle *x, struct dolt_conn *c, struct reap_item *items, size_t n);
 #endif
