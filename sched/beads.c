@@ -1143,27 +1143,141 @@ static void batch_message(const char *verb, const struct bead_move *m, const int
         snprintf(msg + k, len - k, " (+%zu more)", moved - shown);
 }
 
-/* The moves of a batch in the open transaction, each behind a savepoint so
- * that one bead's lost race or refused row undoes only its own writes.
- * Returns how many moved, or a batch error (BS_ECONFLICT, BS_ECONN). */
+/* One bead of a batch as the batch's pre-read found it. */
+struct pre_one {
+    struct pre pre;
+    char *old_json;              /* the events row's old_value, as bd writes it */
+};
+
+struct pre_many {
+    const struct bead_move *m;
+    size_t n;
+    struct pre_one *v;
+};
+
+static int pre_many_row(const struct dolt_row *r, void *arg)
+{
+    struct pre_many *a = arg;
+    for (size_t i = 0; i < a->n; i++) {
+        if (a->v[i].pre.found || !r->vals[0] || strcmp(r->vals[0], a->m[i].id) != 0)
+            continue;
+        struct pre_one *o = &a->v[i];
+        struct dolt_row rest = {r->ncols - 1, r->vals + 1, r->lens + 1, r->names + 1};
+        pre_row(&rest, &o->pre);
+        o->old_json = r->vals[4] ? strdup(r->vals[4]) : NULL;
+        return o->old_json || !r->vals[4] ? 0 : BS_ENOMEM;
+    }
+    return 0;
+}
+
+/* The batch's pre-read, one statement: each bead's notes size, the
+ * updated_at compared with, the server's clock and the old_value of its
+ * events row (the state before the move). */
+static int pre_read_many(struct dolt_conn *c, const struct bead_move *m, size_t n, struct pre_one *v)
+{
+    struct dolt_value p[BEADS_BATCH_MAX];
+    char sql[600 + 2 * BEADS_BATCH_MAX];
+    size_t k = (size_t)snprintf(sql, sizeof sql,
+                                "SELECT id, OCTET_LENGTH(notes), DATE_FORMAT(updated_at, '%%Y-%%m-%%d %%H:%%i:%%s'), "
+                                "DATE_FORMAT(UTC_TIMESTAMP(), '%%Y-%%m-%%d %%H:%%i:%%s'), "
+                                "JSON_OBJECT('id', id, 'title', title, 'status', status, 'priority', priority, "
+                                "'issue_type', issue_type, 'assignee', assignee, "
+                                "'updated_at', DATE_FORMAT(updated_at, '%%Y-%%m-%%dT%%H:%%i:%%sZ')) "
+                                "FROM issues WHERE id IN (");
+    for (size_t i = 0; i < n; i++) {
+        p[i] = DOLT_TEXT(m[i].id);
+        k += (size_t)snprintf(sql + k, sizeof sql - k, i ? ",?" : "?");
+    }
+    snprintf(sql + k, sizeof sql - k, ")");
+    struct pre_many a = {m, n, v};
+    int rc = dolt_query(c, sql, p, n, pre_many_row, &a, NULL);
+    return rc < 0 ? rc : 0;
+}
+
+/* The events rows of the moves made, one statement. */
+static int events_many(struct dolt_conn *c, const struct beads_writer *w, const struct bead_move *m,
+                       const int *rcs, char *const *capped, const struct pre_one *v, size_t n)
+{
+    struct dolt_value *p = calloc(6 * n, sizeof *p);
+    char **newv = calloc(n, sizeof *newv);
+    char *sql = malloc(200 + 20 * n);
+    int rc = p && newv && sql ? 0 : BS_ENOMEM;
+    size_t np = 0, k = 0;
+    if (rc == 0)
+        k = (size_t)sprintf(sql, "INSERT INTO events (issue_id, event_type, actor, old_value, new_value, comment) VALUES ");
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        if (rcs[i] != 0)
+            continue;
+        int status_change = strcmp(m[i].from, m[i].to) != 0, claim = strcmp(m[i].event_type, "claimed") == 0;
+        const char *kv[] = {"status", m[i].to, "assignee", m[i].assignee};
+        if ((status_change || claim) && !(newv[i] = json_pairs(kv, claim ? 4 : 2))) {
+            rc = BS_ENOMEM;
+            break;
+        }
+        p[np++] = DOLT_TEXT(m[i].id);
+        p[np++] = DOLT_TEXT(m[i].event_type);
+        p[np++] = DOLT_TEXT(w->actor);
+        p[np++] = v[i].old_json ? DOLT_TEXT(v[i].old_json) : DOLT_NULL;
+        p[np++] = newv[i] ? DOLT_TEXT(newv[i]) : DOLT_NULL;
+        p[np++] = capped[i] ? DOLT_TEXT(capped[i]) : DOLT_NULL;
+        k += (size_t)sprintf(sql + k, "%s(?, ?, ?, ?, ?, ?)", np > 6 ? ", " : "");
+    }
+    if (rc == 0 && np)
+        rc = dolt_query(c, sql, p, np, NULL, NULL, NULL);
+    for (size_t i = 0; newv && i < n; i++)
+        free(newv[i]);
+    free(newv);
+    free(p);
+    free(sql);
+    return rc;
+}
+
+/* The moves of a batch in the open transaction: one pre-read for all, one
+ * guarded UPDATE each (a bead not as expected matches no row and writes
+ * nothing; a row the server refuses fails its own statement only), one
+ * INSERT for the events rows of those that moved. Returns how many moved,
+ * or a batch error (BS_ECONFLICT, BS_ECONN, ...). */
 static long moves_in_tx(struct dolt_conn *c, const struct beads_schema *s, const struct beads_writer *w,
                         const struct bead_move *m, size_t n, int *rcs, int *fits, long long *lens)
 {
+    struct pre_one v[BEADS_BATCH_MAX];
+    char *capped[BEADS_BATCH_MAX] = {0};
     long moved = 0;
-    for (size_t i = 0; i < n; i++) {
-        char *capped;
-        int rc = cap_note(&m[i], &capped);
-        if (rc == 0 && (rc = dolt_exec(c, "SAVEPOINT bs_move")) == 0)
-            rc = move_in_tx(c, s, w, &m[i], capped, &fits[i], &lens[i]);
-        free(capped);
-        if (rc == BS_ECONFLICT || rc == BS_ECONN)
-            return rc;
-        if (rc && dolt_exec(c, "ROLLBACK TO SAVEPOINT bs_move"))
-            return BS_ECONN; /* can't undo just this one: treat the batch as lost */
-        rcs[i] = rc;
-        moved += rc == 0;
+    memset(v, 0, sizeof v);
+    int rc = pre_read_many(c, m, n, v);
+    for (size_t i = 0; rc == 0 && i < n; i++) {
+        char *note = NULL;
+        fits[i] = 1;
+        lens[i] = v[i].pre.notes_len;
+        if ((rc = cap_note(&m[i], &capped[i])))
+            break;
+        if (!v[i].pre.found) {
+            rcs[i] = BS_ESTATE;
+            continue;
+        }
+        const char *written = strcmp(v[i].pre.updated_at, v[i].pre.now) > 0 ? v[i].pre.updated_at : v[i].pre.now;
+        if (capped[i] && !(note = fit_note(capped[i], v[i].pre.notes_len, &fits[i])) && fits[i] != -1) {
+            rc = BS_ENOMEM;
+            break;
+        }
+        int mrc = move_update(c, s, &m[i], written, v[i].pre.now, note);
+        free(note);
+        if (mrc == BS_ECONFLICT || mrc == BS_ECONN) {
+            rc = mrc;
+            break;
+        }
+        rcs[i] = mrc;
+        moved += mrc == 0;
+        if (mrc == 0 && m[i].wrote_updated_at)
+            snprintf(m[i].wrote_updated_at, 32, "%s", written);
     }
-    return moved;
+    if (rc == 0 && moved)
+        rc = events_many(c, w, m, rcs, capped, v, n);
+    for (size_t i = 0; i < n; i++) {
+        free(capped[i]);
+        free(v[i].old_json);
+    }
+    return rc ? rc : moved;
 }
 
 int beads_move_many(struct dolt_conn *c, const struct beads_schema *s, const struct beads_writer *w,
@@ -1201,10 +1315,12 @@ int beads_move_many(struct dolt_conn *c, const struct beads_schema *s, const str
         rc = (int)moved;
     }
     dolt_rollback(c); /* also after a lost connection: it disarms the lost-transaction guard */
-    if (rc == BS_ECONFLICT) {
-        /* Dolt aborts the whole transaction on a conflict: each bead again
-         * on its own, so one contested bead costs the others nothing. */
-        log_info("batch hit a Dolt conflict; moving its beads one by one", "beads", LOG_INT(n));
+    if (rc != BS_ECONN) {
+        /* Dolt aborts the whole transaction on a conflict (1213, at a
+         * statement or at COMMIT); any other failure of the batch as a
+         * whole is treated alike: each bead again on its own, so one
+         * contested bead costs the others nothing. */
+        log_info("batch failed; moving its beads one by one", "beads", LOG_INT(n), "error", bs_strerror(rc));
         for (size_t i = 0; i < n; i++)
             rcs[i] = beads_move(c, s, w, &m[i]);
         return 0;

@@ -142,7 +142,8 @@ int beads_move(struct dolt_conn *c, const struct beads_schema *s, const struct b
 /* Moves in one batch of at most this many. */
 #define BEADS_BATCH_MAX 128
 /* The moves as one transaction and (when w asks) one Dolt commit, "beads-sched:
- * <verb> <id> <id> ..." (capped). Each move is still a compare-and-swap:
+ * <verb> <id> <id> ..." (capped): one pre-read for all, one guarded UPDATE
+ * each, one INSERT of the events rows. Each move is still a compare-and-swap:
  * rcs[i] is 0 (moved), BS_ESTATE (the bead was not as expected: nothing of
  * it written), another error of that bead's own (the server refused its
  * row), or the batch's. A Dolt conflict (1213) aborts the whole
