@@ -45,19 +45,22 @@ struct daemon {
     int exit_status;
 };
 
-
 static void on_handle_closed(uv_handle_t *h) { (void)h; }
-
-static void on_dolt_stopped(void *arg)
-{
-    struct daemon *d = arg;
-    d->dolt = NULL;
-}
 
 static void on_lease_stopped(void *arg)
 {
     struct daemon *d = arg;
     d->lease = NULL;
+}
+
+/* The Dolt worker has stopped: only now may the lease go, whose check the
+ * worker calls before every batch of writes (may_write). */
+static void on_dolt_stopped(void *arg)
+{
+    struct daemon *d = arg;
+    d->dolt = NULL;
+    if (d->lease)
+        lease_stop(d->lease, on_lease_stopped, d);
 }
 
 static void on_http_closed(void *arg)
@@ -89,8 +92,8 @@ static void daemon_stop(struct daemon *d)
     if (d->http)
         http_client_close(d->http, on_http_closed, d);
     if (d->dolt)
-        dolt_stop(d->dolt, on_dolt_stopped, d);
-    if (d->lease)
+        dolt_stop(d->dolt, on_dolt_stopped, d); /* then the lease */
+    else if (d->lease)
         lease_stop(d->lease, on_lease_stopped, d);
 }
 
@@ -211,6 +214,10 @@ static int admin_ready(void *arg, char *why, size_t len)
     int64_t window = 3 * (int64_t)d->cfg->probe_interval_ms;
     if (window < 3000)
         window = 3000;
+    if (d->stopping) {
+        snprintf(why, len, "stopping"); /* and the lease may be going */
+        return 0;
+    }
     if (!d->store) {
         snprintf(why, len, "store not open");
         return 0;

@@ -159,6 +159,7 @@ static void write_dispatched_notes(struct session *s, struct owed *owed, struct 
     }
     if (n > 0)
         beads_move_many(c, &s->schema, &s->writer, m, n, "note", rcs);
+    size_t owed_now = 0;
     for (size_t i = 0; i < n; i++) {
         struct pick *p = of[i];
         int nrc = rcs[i];
@@ -167,8 +168,10 @@ static void write_dispatched_notes(struct session *s, struct owed *owed, struct 
         if (nrc == BS_ECONN)
             atomic_store(&s->dolt_lost, 1);
         if (nrc == BS_ECONN || nrc == BS_EIO || nrc == BS_ECONFLICT) {
-            log_warn("could not add the dispatched note; retried later", "bead", p->bead_id,
-                     "job", p->job_id, "error", bs_strerror(nrc));
+            /* One line for the batch, not one per bead. */
+            if (owed_now++ == 0)
+                log_warn("could not add the dispatched notes; retried later", "beads", LOG_INT(n), "first",
+                         p->bead_id, "job", p->job_id, "error", bs_strerror(nrc));
             owed_add(owed, p->bead_id, notes[i]);
         } else if (nrc) {
             log_info("dispatched note not added: bead no longer in progress", "bead", p->bead_id,
