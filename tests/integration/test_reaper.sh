@@ -4,6 +4,14 @@
 source "$(dirname "$0")/lib.sh"
 t_needs_hooks # crash points and the reaper pause
 
+# BS_ONLY="section ..." runs only those sections (crash_points reap_crashes
+# chaos agent_restart failed_job orphan race db_restart); all by default.
+section() {
+  [ -z "${BS_ONLY:-}" ] || [[ " $BS_ONLY " == *" $1 "* ]] || return 0
+  echo "# $1"
+  "$1"
+}
+
 reap_env() { # fast intervals for tests
   export BEADS_SCHED_REAP_INTERVAL=1s BEADS_SCHED_RETRY_BACKOFF=1s BEADS_SCHED_STALE_AFTER=30m
   export BEADS_SCHED_DISPATCH_INTERVAL=1s
@@ -46,11 +54,15 @@ crash_point() { # point [force_status]
   t_eq "[$point] every close credited to the attempt that ran" 3 "$(t_store "SELECT count(*) FROM journal WHERE state = 'closed' AND detail LIKE 'bead closed by this attempt''s agent%'")"
   t_agent_stop
 }
-for p in after_claiming_commit after_dolt_claim after_claimed_commit after_posting_commit \
-         after_post_response after_dispatched_commit; do
-  crash_point "$p"
-done
-crash_point after_dolt_revert 422
+crash_points() {
+  local p
+  for p in after_claiming_commit after_dolt_claim after_claimed_commit after_posting_commit \
+           after_post_response after_dispatched_commit; do
+    crash_point "$p"
+  done
+  crash_point after_dolt_revert 422
+}
+section crash_points
 
 # A crash inside the reaper's own writes: the job failed, the reaper
 # releases the bead for a retry and dies after the Dolt write / the commit.
@@ -73,8 +85,11 @@ reap_crash() { # point
   t_eq "[$point] two accepted POSTs, one per attempt" 2 "$(t_posts '.by_bead.r1')"
   t_agent_stop
 }
-reap_crash after_reap_dolt_write
-reap_crash after_reap_commit
+reap_crashes() {
+  reap_crash after_reap_dolt_write
+  reap_crash after_reap_commit
+}
+section reap_crashes
 
 # --- chaos: SIGKILL at random moments, 300 beads ---
 chaos() {
@@ -118,7 +133,7 @@ chaos() {
   t_consistent "chaos"
   t_agent_stop
 }
-chaos
+section chaos
 
 # --- the agent forgets every job (restart) ---
 agent_restart() {
@@ -149,7 +164,7 @@ agent_restart() {
   unset BEADS_SCHED_MAX_ATTEMPTS
   t_agent_stop
 }
-agent_restart
+section agent_restart
 
 # --- a job that ends failed while the bead stays in_progress ---
 failed_job() {
@@ -168,7 +183,7 @@ failed_job() {
   unset BEADS_SCHED_MAX_ATTEMPTS
   t_agent_stop
 }
-failed_job
+section failed_job
 
 # --- an orphan: in_progress, agent-assigned, 2 h without update, unknown to the store ---
 orphan() {
@@ -183,7 +198,7 @@ orphan() {
   t_eq "orphan: recorded in the history" orphan_blocked "$(t_store "SELECT event FROM history WHERE bead_id='o1'")"
   t_agent_stop
 }
-orphan
+section orphan
 
 # --- the reaper never overwrites a bead closed between its read and its write ---
 race() {
@@ -207,7 +222,7 @@ race() {
   t_eq "race: never called an unknown error" 0 "$(grep -c 'unknown error' "$T_TMP/race.log" || true)"
   t_agent_stop
 }
-race
+section race
 
 # --- MariaDB restarted in the middle of a cycle ---
 db_restart() {
@@ -245,6 +260,6 @@ db_restart() {
   t_sql_root() { mariadb --no-defaults --user=root --socket="$BS_TEST_MYSQL_DIR/mysqld.sock" --batch --skip-column-names "$@"; }
   T_DB=$saved_db
 }
-db_restart
+section db_restart
 
 t_done
