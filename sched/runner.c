@@ -192,8 +192,10 @@ static void timer_fired(uv_timer_t *t)
 {
     struct runner *r = t->data;
     r->may_run = !r->env.may_run || r->env.may_run(r->env.arg);
-    if (atomic_exchange(&r->s.dolt_lost, 0))
-        session_note_dolt(&r->s, BS_ECONN); /* a note's write lost the connection */
+    /* A write or the lock lost Dolt's connection: noted between steps (a
+     * step in flight reports what it met itself). */
+    if (r->step == STEP_IDLE && atomic_exchange(&r->s.dolt_lost, 0))
+        session_note_dolt(&r->s, BS_ECONN);
     /* POST results that could not be journaled yet: try again. */
     poster_retry(r->poster);
     next(r);
@@ -343,7 +345,7 @@ void runner_recover_again(struct runner *r)
     next(r);
 }
 
-void runner_dolt_lost(struct runner *r) { session_note_dolt(&r->s, BS_ECONN); }
+void runner_dolt_lost(struct runner *r) { atomic_store(&r->s.dolt_lost, 1); }
 
 static void on_timer_closed(uv_handle_t *h) { (void)h; }
 

@@ -62,7 +62,8 @@ void runner_once(struct runner *r);
  * for an instance that becomes active after standing by. Runs at once. */
 void runner_recover_again(struct runner *r);
 /* Dolt's connection was lost elsewhere (the lock's): noted as a failed
- * answer (log, gauge, readiness) until a step of the runner gets one. */
+ * answer (log, gauge, readiness) at the next tick between steps, until a
+ * step of the runner gets one. */
 void runner_dolt_lost(struct runner *r);
 /* Stop starting work; what is in flight finishes at a journal boundary.
  * Closes the timer. */
