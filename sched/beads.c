@@ -974,35 +974,6 @@ static char *json_pairs(const char *const *kv, size_t n)
     return s;
 }
 
-/* The events row of move m, written first: it records the state before the
- * move (bd writes the old issue as JSON; the short fields here, so the row
- * always fits a TEXT column), and it is what recovery reads when the note
- * did not fit. It is rolled back with the move if the move does not
- * apply. note is the whole (capped) note or NULL. */
-static int move_event(struct dolt_conn *c, const struct beads_writer *w, const struct bead_move *m,
-                      const char *note)
-{
-    int status_change = strcmp(m->from, m->to) != 0;
-    int claim = strcmp(m->event_type, "claimed") == 0;
-    const char *kv[] = {"status", m->to, "assignee", m->assignee};
-    char *new_value = json_pairs(kv, claim ? 4 : 2);
-    if (!new_value)
-        return BS_ENOMEM;
-    struct dolt_value ev[] = {
-        DOLT_TEXT(m->event_type), DOLT_TEXT(w->actor),
-        status_change || claim ? DOLT_TEXT(new_value) : DOLT_NULL,
-        note ? DOLT_TEXT(note) : DOLT_NULL, DOLT_TEXT(m->id),
-    };
-    int rc = dolt_query(c, "INSERT INTO events (issue_id, event_type, actor, old_value, new_value, comment) "
-                           "SELECT id, ?, ?, JSON_OBJECT('id', id, 'title', title, 'status', status, "
-                           "'priority', priority, 'issue_type', issue_type, 'assignee', assignee, "
-                           "'updated_at', DATE_FORMAT(updated_at, '%Y-%m-%dT%H:%i:%sZ')), ?, ? "
-                           "FROM issues WHERE id = ?",
-                        ev, sizeof ev / sizeof ev[0], NULL, NULL, NULL);
-    free(new_value);
-    return rc;
-}
-
 /* The guarded UPDATE of move m: status and updated_at (written), started_at
  * from now where asked, note appended when it fits (NULL: left out).
  * BS_ESTATE when no row matched what the move expects. */
@@ -1045,49 +1016,6 @@ static int move_update(struct dolt_conn *c, const struct beads_schema *s, const 
     return rc ? rc : affected == 0 ? BS_ESTATE : 0;
 }
 
-/* Commits the move's transaction: a Dolt commit when w asks for one. */
-static int move_commit(struct dolt_conn *c, const struct beads_writer *w, const struct bead_move *m)
-{
-    if (!w->dolt_commit)
-        return dolt_commit(c);
-    char msg[512];
-    snprintf(msg, sizeof msg, "beads-sched: %s %.400s", m->verb, m->id);
-    const char *tables[] = {"issues", "events"};
-    return dolt_version_commit(c, tables, 2, msg, w->author);
-}
-
-/* Move m inside the open transaction: the pre-read (notes' size, the
- * updated_at compared with, the server's clock), the events row, the
- * guarded UPDATE. Sets *fit (note whole 1, shortened 0, left out -1) and
- * m->wrote_updated_at. BS_ESTATE when the bead is not as expected. */
-static int move_in_tx(struct dolt_conn *c, const struct beads_schema *s, const struct beads_writer *w,
-                      const struct bead_move *m, const char *capped, int *fit, long long *notes_len)
-{
-    char *note = NULL;
-    struct pre pre = {0};
-    int rc = dolt_query(c, "SELECT OCTET_LENGTH(notes), DATE_FORMAT(updated_at, '%Y-%m-%d %H:%i:%s'), "
-                           "DATE_FORMAT(UTC_TIMESTAMP(), '%Y-%m-%d %H:%i:%s') FROM issues WHERE id = ?",
-                        (struct dolt_value[]){DOLT_TEXT(m->id)}, 1, pre_row, &pre, NULL);
-    *fit = 1;
-    if (rc < 0)
-        return rc;
-    if (!pre.found)
-        return BS_ESTATE;
-    *notes_len = pre.notes_len;
-    /* updated_at never moves backwards, even when another writer's clock
-     * ran ahead of the server's. */
-    const char *written = strcmp(pre.updated_at, pre.now) > 0 ? pre.updated_at : pre.now;
-    if (capped && !(note = fit_note(capped, pre.notes_len, fit)) && *fit != -1)
-        return BS_ENOMEM;
-    rc = move_event(c, w, m, capped);
-    if (rc == 0)
-        rc = move_update(c, s, m, written, pre.now, note);
-    if (rc == 0 && m->wrote_updated_at)
-        snprintf(m->wrote_updated_at, 32, "%s", written);
-    free(note);
-    return rc;
-}
-
 static void log_fit(const struct bead_move *m, int fit, long long notes_len)
 {
     if (fit != 1)
@@ -1103,24 +1031,6 @@ static int cap_note(const struct bead_move *m, char **capped)
     if (m->note && !(*capped = text_cap(m->note, strlen(m->note), NOTE_MAX, NULL)))
         return BS_ENOMEM;
     return 0;
-}
-
-int beads_move(struct dolt_conn *c, const struct beads_schema *s, const struct beads_writer *w,
-               const struct bead_move *m)
-{
-    char *capped;
-    int fit = 1;
-    long long notes_len = 0;
-    int rc = cap_note(m, &capped);
-    if (rc)
-        return rc;
-    if ((rc = dolt_begin(c)) == 0 && (rc = move_in_tx(c, s, w, m, capped, &fit, &notes_len)) == 0 &&
-        (rc = move_commit(c, w, m)) == 0)
-        log_fit(m, fit, notes_len);
-    else
-        dolt_rollback(c); /* also after a lost connection: it disarms the lost-transaction guard */
-    free(capped);
-    return rc;
 }
 
 /* "beads-sched: <verb> <id> <id> ...", cut (at an id) to fit, with how many
@@ -1280,21 +1190,18 @@ static long moves_in_tx(struct dolt_conn *c, const struct beads_schema *s, const
     return rc ? rc : moved;
 }
 
-int beads_move_many(struct dolt_conn *c, const struct beads_schema *s, const struct beads_writer *w,
-                    const struct bead_move *m, size_t n, const char *verb, int *rcs)
+/* The moves as one transaction: they are made (moves_in_tx), then the
+ * transaction is committed, with a Dolt commit when w asks for one. 0 when
+ * it ran (rcs says what became of each move; nothing applied: nothing
+ * committed), or the error that undid it (rolled back, rcs unset). */
+static int move_tx(struct dolt_conn *c, const struct beads_schema *s, const struct beads_writer *w,
+                   const struct bead_move *m, size_t n, const char *verb, int *rcs)
 {
     int fits[BEADS_BATCH_MAX];
     long long lens[BEADS_BATCH_MAX];
-    if (n == 0)
-        return 0;
-    if (n == 1 || n > BEADS_BATCH_MAX) {
-        for (size_t i = 0; i < n; i++)
-            rcs[i] = beads_move(c, s, w, &m[i]);
-        return 0;
-    }
     int rc = dolt_begin(c);
     long moved = rc ? rc : moves_in_tx(c, s, w, m, n, rcs, fits, lens);
-    if (moved > 0 && strcmp(verb, "claim") == 0)
+    if (moved > 0 && n > 1 && strcmp(verb, "claim") == 0)
         CRASH_POINT("inside_claim_batch");
     if (moved == 0) {
         dolt_rollback(c); /* nothing applied: nothing to commit */
@@ -1315,6 +1222,30 @@ int beads_move_many(struct dolt_conn *c, const struct beads_schema *s, const str
         rc = (int)moved;
     }
     dolt_rollback(c); /* also after a lost connection: it disarms the lost-transaction guard */
+    return rc;
+}
+
+int beads_move(struct dolt_conn *c, const struct beads_schema *s, const struct beads_writer *w,
+               const struct bead_move *m)
+{
+    int moved = 0;
+    int rc = move_tx(c, s, w, m, 1, m->verb, &moved);
+    return rc ? rc : moved;
+}
+
+int beads_move_many(struct dolt_conn *c, const struct beads_schema *s, const struct beads_writer *w,
+                    const struct bead_move *m, size_t n, const char *verb, int *rcs)
+{
+    if (n == 0)
+        return 0;
+    if (n == 1 || n > BEADS_BATCH_MAX) {
+        for (size_t i = 0; i < n; i++)
+            rcs[i] = beads_move(c, s, w, &m[i]);
+        return 0;
+    }
+    int rc = move_tx(c, s, w, m, n, verb, rcs);
+    if (rc == 0)
+        return 0;
     if (rc != BS_ECONN) {
         /* Dolt aborts the whole transaction on a conflict (1213, at a
          * statement or at COMMIT); any other failure of the batch as a

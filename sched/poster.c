@@ -67,7 +67,6 @@ void poster_free(struct poster *p)
 
 void poster_set_once(struct poster *p, int once) { p->once = once; }
 
-int poster_has_results(const struct poster *p) { return p->results != NULL; }
 
 /* Worker: the batch's journaling (results.c). */
 static int record_results(struct dolt_conn *c, void *arg)

@@ -39,6 +39,4 @@ void poster_set_once(struct poster *p, int once);
 void poster_send(struct poster *p, struct pick *list);
 /* Loop: results whose journaling failed are retried when due. */
 void poster_retry(struct poster *p);
-/* Loop: results are waiting to be journaled. */
-int poster_has_results(const struct poster *p);
 #endif
