@@ -9,6 +9,7 @@
 #include "errors.h"
 #include "log.h"
 #include "metrics.h"
+#include "text.h"
 
 #include <stdatomic.h>
 #include <stdio.h>
@@ -47,14 +48,10 @@ void lease_name(const char *database, const char *assignee, char *buf, size_t le
         return;
     /* FNV-1a, 64 bits: stable across builds and machines, which is all a
      * lock name shared by every instance needs. */
-    uint64_t h = 0xcbf29ce484222325ULL;
+    uint64_t h = TEXT_FNV1A_SEED;
     const char *parts[] = {database ? database : "", "/", assignee ? assignee : ""};
-    for (size_t i = 0; i < 3; i++) {
-        for (const unsigned char *p = (const unsigned char *)parts[i]; *p; p++) {
-            h ^= *p;
-            h *= 0x100000001b3ULL;
-        }
-    }
+    for (size_t i = 0; i < 3; i++)
+        h = text_fnv1a(h, parts[i], strlen(parts[i]));
     snprintf(buf, len, "beads-sched/#%016llx", (unsigned long long)h);
 }
 

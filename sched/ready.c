@@ -24,15 +24,7 @@ struct ready_map {
     size_t cap, count;  /* cap is a power of two */
 };
 
-static uint64_t hash_id(struct ready_id id)
-{
-    uint64_t h = 1469598103934665603ULL;
-    for (size_t i = 0; i < id.n; i++) {
-        h ^= (unsigned char)id.p[i];
-        h *= 1099511628211ULL;
-    }
-    return h;
-}
+static uint64_t hash_id(struct ready_id id) { return text_fnv1a(TEXT_FNV1A_SEED, id.p, id.n); }
 
 struct ready_map *ready_map_new(void)
 {

@@ -10,6 +10,7 @@
 #include "metrics.h"
 #include "notes.h"
 #include "settle.h"
+#include "text.h"
 #include "results.h"
 
 #include <stdio.h>
@@ -362,9 +363,7 @@ static int64_t memo_key(const struct reap_item *it)
 {
     if (it->attempt_id)
         return it->attempt_id;
-    uint64_t h = 1469598103934665603ULL;
-    for (const unsigned char *p = (const unsigned char *)it->bead_id; *p; p++)
-        h = (h ^ *p) * 1099511628211ULL;
+    uint64_t h = text_fnv1a(TEXT_FNV1A_SEED, it->bead_id, strlen(it->bead_id));
     return -(int64_t)(h >> 2) - 1;
 }
 
