@@ -4,6 +4,7 @@
 #include "crash.h"
 #include "errors.h"
 #include "log.h"
+#include "strbuf.h"
 #include "text.h"
 
 #include <jansson.h>
@@ -234,6 +235,54 @@ int beads_read(struct dolt_conn *c, const char *id, int want_notes, struct bead 
         return 0;
     bead_free(out);
     return rc ? rc : BS_ENOTFOUND;
+}
+
+struct each_acc {
+    const char *const *ids;
+    size_t n;
+    struct bead *out;
+};
+
+/* A row of beads_read_each: into the out[] of its id. */
+static int each_row(const struct dolt_row *r, void *arg)
+{
+    struct each_acc *a = arg;
+    for (size_t i = 0; r->vals[0] && i < a->n; i++) {
+        if (a->out[i].id || strcmp(a->ids[i], r->vals[0]) != 0)
+            continue;
+        int rc = bead_row(r, &a->out[i]);
+        return rc == 1 || rc == 0 ? 0 : rc;
+    }
+    return 0;
+}
+
+int beads_read_each(struct dolt_conn *c, const char *const *ids, size_t n, struct bead *out)
+{
+    /* One text for every chunk (the last padded with its final id), as in
+     * beads_read_many. */
+    char sql[512 + BEADS_READ_CHUNK * 3];
+    size_t k = (size_t)snprintf(sql, sizeof sql,
+                                "SELECT id, title, description, acceptance_criteria, issue_type, status, assignee, "
+                                "DATE_FORMAT(updated_at, '%%Y-%%m-%%d %%H:%%i:%%s'), priority, " AGE_COLUMN
+                                " FROM issues WHERE id IN (");
+    for (size_t i = 0; i < BEADS_READ_CHUNK; i++)
+        k += (size_t)snprintf(sql + k, sizeof sql - k, i ? ",?" : "?");
+    snprintf(sql + k, sizeof sql - k, ")");
+    memset(out, 0, n * sizeof *out);
+    struct dolt_value params[BEADS_READ_CHUNK];
+    for (size_t off = 0; off < n; off += BEADS_READ_CHUNK) {
+        size_t cnt = n - off < BEADS_READ_CHUNK ? n - off : BEADS_READ_CHUNK;
+        for (size_t i = 0; i < BEADS_READ_CHUNK; i++)
+            params[i] = DOLT_TEXT(ids[off + (i < cnt ? i : cnt - 1)]);
+        struct each_acc a = {ids + off, cnt, out + off};
+        int rc = dolt_query(c, sql, params, BEADS_READ_CHUNK, each_row, &a, NULL);
+        if (rc < 0) {
+            for (size_t i = 0; i < n; i++)
+                bead_free(&out[i]);
+            return rc;
+        }
+    }
+    return 0;
 }
 
 struct many_acc {
@@ -1142,57 +1191,226 @@ static int events_many(struct dolt_conn *c, const struct beads_writer *w, const 
     return rc;
 }
 
-/* The moves of a batch in the open transaction: one pre-read for all, one
- * guarded UPDATE each (a bead not as expected matches no row and writes
- * nothing; a row the server refuses fails its own statement only), one
- * INSERT for the events rows of those that moved. Returns how many moved,
- * or a batch error (BS_ECONFLICT, BS_ECONN, ...). */
+/* The batch's UPDATE, padded to one of a few sizes (the last move
+ * repeated: an id matched twice is one row) so that few statement texts
+ * reach the server's prepared-statement cache. */
+static size_t padded_size(size_t n)
+{
+    return n <= 8 ? 8 : n <= 32 ? 32 : BEADS_BATCH_MAX;
+}
+
+/* The text of the batch's UPDATE for n moves: every column a CASE on the
+ * id (the note rule is move_update's; a move with no note keeps the
+ * notes). The compare-and-swap of every move is one IN list of keys, each
+ * the row's id, status, assignee and updated_at as the move expects them,
+ * length-prefixed so that no two rows share one (a list of OR'ed clauses
+ * or of row constructors costs the optimizer far more). */
+static char *many_update_sql(const struct beads_schema *s, size_t n)
+{
+    struct strbuf b;
+    strbuf_init(&b, 0);
+    strbuf_puts(&b, "UPDATE issues SET status = CASE id");
+    for (size_t i = 0; i < n; i++)
+        strbuf_puts(&b, " WHEN ? THEN ?");
+    strbuf_puts(&b, " ELSE status END, updated_at = CASE id");
+    for (size_t i = 0; i < n; i++)
+        strbuf_puts(&b, " WHEN ? THEN ?");
+    if (s->has_started_at) {
+        strbuf_puts(&b, " ELSE updated_at END, started_at = CASE id");
+        for (size_t i = 0; i < n; i++)
+            strbuf_puts(&b, " WHEN ? THEN IF(?, COALESCE(started_at, ?), started_at)");
+        strbuf_puts(&b, " ELSE started_at END, notes = CASE id");
+    } else {
+        strbuf_puts(&b, " ELSE updated_at END, notes = CASE id");
+    }
+    for (size_t i = 0; i < n; i++)
+        strbuf_printf(&b, " WHEN ? THEN CASE WHEN ? IS NULL THEN notes WHEN notes IS NULL OR notes = '' THEN ? "
+                          "WHEN OCTET_LENGTH(notes) + 1 + ? <= %d THEN CONCAT(notes, '\\n', ?) ELSE notes END",
+                      BEADS_TEXT_MAX);
+    strbuf_puts(&b, " ELSE notes END WHERE id IN (");
+    for (size_t i = 0; i < n; i++)
+        strbuf_puts(&b, i ? ",?" : "?");
+    strbuf_puts(&b, ") AND CONCAT(OCTET_LENGTH(id), ':', id, OCTET_LENGTH(status), ':', status, "
+                    "OCTET_LENGTH(assignee), ':', assignee, DATE_FORMAT(updated_at, '%Y-%m-%d %H:%i:%s')) IN (");
+    for (size_t i = 0; i < n; i++)
+        strbuf_puts(&b, i ? ",?" : "?");
+    strbuf_puts(&b, ")");
+    return strbuf_take(&b);
+}
+
+/* One move's share of the batch's UPDATE. */
+struct many_row {
+    const struct bead_move *m;
+    const char *written, *now;
+    const char *expect;          /* the updated_at the move expects, or the pre-read's */
+    const char *note;            /* NULL: no note (none, or it does not fit) */
+    long long note_len;
+};
+
+/* The key many_update_sql compares each row with. */
+static char *guard_key(const struct many_row *x)
+{
+    const struct bead_move *m = x->m;
+    struct strbuf b;
+    strbuf_init(&b, 0);
+    strbuf_printf(&b, "%zu:%s%zu:%s%zu:%s%s", strlen(m->id), m->id, strlen(m->from), m->from,
+                  strlen(m->assignee), m->assignee, x->expect);
+    return strbuf_take(&b);
+}
+
+/* The parameters of many_update_sql for the k rows padded to n (the last
+ * row repeated); keys[] holds what guard_key made (freed by the caller). */
+static size_t many_update_params(const struct beads_schema *s, const struct many_row *r, size_t k, size_t n,
+                                 struct dolt_value *p, char **keys)
+{
+    size_t np = 0;
+    for (size_t pass = 0; pass < 6; pass++) {
+        for (size_t j = 0; j < n; j++) {
+            const struct many_row *x = &r[j < k ? j : k - 1];
+            if (pass == 2 && !s->has_started_at)
+                break;
+            if (pass == 5) {
+                p[np++] = DOLT_TEXT(keys[j < k ? j : k - 1]);
+                continue;
+            }
+            p[np++] = DOLT_TEXT(x->m->id);
+            if (pass == 0) {
+                p[np++] = DOLT_TEXT(x->m->to);
+            } else if (pass == 1) {
+                p[np++] = DOLT_TEXT(x->written);
+            } else if (pass == 2) {
+                p[np++] = DOLT_INT(x->m->set_started != 0);
+                p[np++] = DOLT_TEXT(x->now);
+            } else if (pass == 3) {
+                p[np++] = x->note ? DOLT_TEXT(x->note) : DOLT_NULL;
+                p[np++] = x->note ? DOLT_TEXT(x->note) : DOLT_NULL;
+                p[np++] = DOLT_INT(x->note_len);
+                p[np++] = x->note ? DOLT_TEXT(x->note) : DOLT_NULL;
+            }
+        }
+    }
+    return np;
+}
+
+/* The batch's moves as one UPDATE. 0 when every one of the k rows moved;
+ * BS_ESTATE when fewer did (which ones it does not say: the caller makes
+ * them one UPDATE each); or the statement's error. */
+static int move_update_many(struct dolt_conn *c, const struct beads_schema *s, const struct many_row *r,
+                            size_t k)
+{
+    size_t n = padded_size(k);
+    char *sql = many_update_sql(s, n);
+    struct dolt_value *p = calloc(14 * n, sizeof *p);
+    char **keys = calloc(k, sizeof *keys);
+    int rc = sql && p && keys ? 0 : BS_ENOMEM;
+    for (size_t i = 0; rc == 0 && i < k; i++)
+        if (!(keys[i] = guard_key(&r[i])))
+            rc = BS_ENOMEM;
+    uint64_t affected = 0;
+    if (rc == 0)
+        rc = dolt_query(c, sql, p, many_update_params(s, r, k, n, p, keys), NULL, NULL, &affected);
+    for (size_t i = 0; keys && i < k; i++)
+        free(keys[i]);
+    free(keys);
+    free(sql);
+    free(p);
+    return rc ? rc : affected == k ? 0 : BS_ESTATE;
+}
+
+/* moves_in_tx's answer when the batch's one UPDATE did not move every
+ * bead: the transaction is rolled back and made again, one UPDATE each. */
+#define MOVES_REDO (-1000)
+
+/* Each move's UPDATE on its own (a bead not as expected matches no row and
+ * writes nothing; a row the server refuses fails its own statement only).
+ * Returns how many moved, or a batch error (BS_ECONFLICT, BS_ECONN). */
+static long moves_each(struct dolt_conn *c, const struct beads_schema *s, const struct bead_move *m, size_t n,
+                       const struct many_row *r, int *rcs)
+{
+    long moved = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (rcs[i] == BS_ESTATE)
+            continue; /* not found by the pre-read */
+        int mrc = move_update(c, s, &m[i], r[i].written, r[i].now, r[i].note);
+        if (mrc == BS_ECONFLICT || mrc == BS_ECONN)
+            return mrc;
+        rcs[i] = mrc;
+        moved += mrc == 0;
+    }
+    return moved;
+}
+
+/* Every move of the batch in one UPDATE (move_update_many). Returns how
+ * many moved, a batch error, or MOVES_REDO. */
+static long moves_together(struct dolt_conn *c, const struct beads_schema *s, size_t n,
+                           const struct many_row *r, int *rcs)
+{
+    struct many_row k[BEADS_BATCH_MAX];
+    size_t nk = 0;
+    for (size_t i = 0; i < n; i++)
+        if (rcs[i] != BS_ESTATE)
+            k[nk++] = r[i];
+    if (nk == 0)
+        return 0;
+    int rc = move_update_many(c, s, k, nk);
+    if (rc == BS_ECONFLICT || rc == BS_ECONN || rc == BS_ENOMEM)
+        return rc;
+    if (rc)
+        return MOVES_REDO; /* a bead not as expected, or a row the server refused */
+    for (size_t i = 0; i < n; i++)
+        if (rcs[i] != BS_ESTATE)
+            rcs[i] = 0;
+    return (long)nk;
+}
+
+/* The moves of a batch in the open transaction: one pre-read for all, the
+ * UPDATEs (all in one, or one each when each is set), one INSERT for the
+ * events rows of those that moved. Returns how many moved, a batch error
+ * (BS_ECONFLICT, BS_ECONN, ...), or MOVES_REDO. */
 static long moves_in_tx(struct dolt_conn *c, const struct beads_schema *s, const struct beads_writer *w,
-                        const struct bead_move *m, size_t n, int *rcs, int *fits, long long *lens)
+                        const struct bead_move *m, size_t n, int each, int *rcs, int *fits, long long *lens)
 {
     struct pre_one v[BEADS_BATCH_MAX];
-    char *capped[BEADS_BATCH_MAX] = {0};
+    struct many_row r[BEADS_BATCH_MAX];
+    char *capped[BEADS_BATCH_MAX] = {0}, *note[BEADS_BATCH_MAX] = {0};
     long moved = 0;
     memset(v, 0, sizeof v);
     int rc = pre_read_many(c, m, n, v);
     for (size_t i = 0; rc == 0 && i < n; i++) {
-        char *note = NULL;
         fits[i] = 1;
         lens[i] = v[i].pre.notes_len;
+        rcs[i] = v[i].pre.found ? 0 : BS_ESTATE;
         if ((rc = cap_note(&m[i], &capped[i])))
             break;
-        if (!v[i].pre.found) {
-            rcs[i] = BS_ESTATE;
-            continue;
-        }
-        const char *written = strcmp(v[i].pre.updated_at, v[i].pre.now) > 0 ? v[i].pre.updated_at : v[i].pre.now;
-        if (capped[i] && !(note = fit_note(capped[i], v[i].pre.notes_len, &fits[i])) && fits[i] != -1) {
+        r[i] = (struct many_row){
+            .m = &m[i], .now = v[i].pre.now,
+            .expect = m[i].expect_updated_at ? m[i].expect_updated_at : v[i].pre.updated_at,
+        };
+        r[i].written = strcmp(v[i].pre.updated_at, v[i].pre.now) > 0 ? v[i].pre.updated_at : v[i].pre.now;
+        if (capped[i] && !(note[i] = fit_note(capped[i], v[i].pre.notes_len, &fits[i])) && fits[i] != -1)
             rc = BS_ENOMEM;
-            break;
-        }
-        int mrc = move_update(c, s, &m[i], written, v[i].pre.now, note);
-        free(note);
-        if (mrc == BS_ECONFLICT || mrc == BS_ECONN) {
-            rc = mrc;
-            break;
-        }
-        rcs[i] = mrc;
-        moved += mrc == 0;
-        if (mrc == 0 && m[i].wrote_updated_at)
-            snprintf(m[i].wrote_updated_at, 32, "%s", written);
+        r[i].note = note[i];
+        r[i].note_len = note[i] ? (long long)strlen(note[i]) : 0;
     }
-    if (rc == 0 && moved)
+    if (rc == 0)
+        moved = each ? moves_each(c, s, m, n, r, rcs) : moves_together(c, s, n, r, rcs);
+    for (size_t i = 0; rc == 0 && moved > 0 && i < n; i++)
+        if (rcs[i] == 0 && m[i].wrote_updated_at)
+            snprintf(m[i].wrote_updated_at, 32, "%s", r[i].written);
+    if (rc == 0 && moved > 0)
         rc = events_many(c, w, m, rcs, capped, v, n);
     for (size_t i = 0; i < n; i++) {
         free(capped[i]);
+        free(note[i]);
         free(v[i].old_json);
     }
     return rc ? rc : moved;
 }
 
-/* The moves as one transaction: they are made (moves_in_tx), then the
- * transaction is committed, with a Dolt commit when w asks for one. 0 when
- * it ran (rcs says what became of each move; nothing applied: nothing
+/* The moves as one transaction: they are made (moves_in_tx: one UPDATE for
+ * all, and when not all moved the transaction again with one each), then
+ * the transaction is committed, with a Dolt commit when w asks for one. 0
+ * when it ran (rcs says what became of each move; nothing applied: nothing
  * committed), or the error that undid it (rolled back, rcs unset). */
 static int move_tx(struct dolt_conn *c, const struct beads_schema *s, const struct beads_writer *w,
                    const struct bead_move *m, size_t n, const char *verb, int *rcs)
@@ -1200,7 +1418,13 @@ static int move_tx(struct dolt_conn *c, const struct beads_schema *s, const stru
     int fits[BEADS_BATCH_MAX];
     long long lens[BEADS_BATCH_MAX];
     int rc = dolt_begin(c);
-    long moved = rc ? rc : moves_in_tx(c, s, w, m, n, rcs, fits, lens);
+    long moved = rc ? rc : moves_in_tx(c, s, w, m, n, n == 1, rcs, fits, lens);
+    if (moved == MOVES_REDO) {
+        log_debug("batch update did not move every bead; one update per bead", "beads", LOG_INT(n), "verb", verb);
+        dolt_rollback(c);
+        rc = dolt_begin(c);
+        moved = rc ? rc : moves_in_tx(c, s, w, m, n, 1, rcs, fits, lens);
+    }
     if (moved > 0 && n > 1 && strcmp(verb, "claim") == 0)
         CRASH_POINT("inside_claim_batch");
     if (moved == 0) {

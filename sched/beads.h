@@ -44,6 +44,10 @@ void bead_free(struct bead *b);
  * byte are never returned by any read here (logged and skipped): such an id
  * would be cut short into another bead's id by every C string. */
 int beads_read(struct dolt_conn *c, const char *id, int want_notes, struct bead *out);
+/* beads_read (without notes) of n beads in statements of BEADS_READ_CHUNK:
+ * out[i] is ids[i]'s bead, or all zero (out[i].id NULL) when there is no
+ * such bead. On an error every out[] is freed. */
+int beads_read_each(struct dolt_conn *c, const char *const *ids, size_t n, struct bead *out);
 
 /* Reads many beads' state (id, status, assignee, updated_at, priority and,
  * with want_notes, notes; text fields are left NULL) in chunks of

@@ -68,12 +68,12 @@ int dispatcher_health_ok(const struct dispatcher *d) { return d->health_ok; }
 /* ------------------------------------------------------------------ */
 /* Worker: select and claim                                            */
 
-/* Reads the bead to claim (its text goes into the prompt) and checks it is
- * still open and ours. 0, or the claim's outcome is already known (set). */
-static int claim_read(struct dolt_conn *c, const char *assignee, struct pick *p)
+/* Checks the bead to claim, as read (its text goes into the prompt; rc is
+ * the read's): still open and ours. 0, or the claim's outcome is already
+ * known (set). */
+static int claim_check(const char *assignee, struct pick *p, int rc)
 {
-    int rc = beads_read(c, p->bead_id, 0, &p->bead);
-    if (rc == BS_ENOTFOUND) {
+    if (rc == 0 && !p->bead.id) {
         p->claim = AC_LOST;
         snprintf(p->detail, sizeof p->detail, "bead no longer exists");
         return 1;
@@ -89,6 +89,28 @@ static int claim_read(struct dolt_conn *c, const char *assignee, struct pick *p)
         return 1;
     }
     return 0;
+}
+
+/* Reads the chosen beads (at most BEADS_BATCH_MAX), one statement per
+ * BEADS_READ_CHUNK, into their picks. Returns the read's error (then no
+ * pick has its bead). */
+static int claim_read_all(struct dolt_conn *c, struct pick *list)
+{
+    const char *ids[BEADS_BATCH_MAX];
+    struct pick *of[BEADS_BATCH_MAX];
+    struct bead *got = calloc(BEADS_BATCH_MAX, sizeof *got);
+    size_t n = 0;
+    if (!got)
+        return BS_ENOMEM;
+    for (struct pick *p = list; p && n < BEADS_BATCH_MAX; p = p->next) {
+        of[n] = p;
+        ids[n++] = p->bead_id;
+    }
+    int rc = beads_read_each(c, ids, n, got);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        of[i]->bead = got[i]; /* the pick owns it now */
+    free(got);
+    return rc;
 }
 
 /* What the claim's compare-and-swap did (rc from beads_move_many). */
@@ -148,8 +170,9 @@ static int claim_batch(struct dispatcher *d, struct dolt_conn *c, struct pick *l
         return BS_ENOMEM;
     /* The note's time is the server's, like every time written to a bead. */
     int trc = beads_server_now(c, NULL, 0, iso, sizeof iso);
+    int rrc = claim_read_all(c, list);
     for (struct pick *p = list; p && n < BEADS_BATCH_MAX; p = p->next) {
-        if (claim_read(c, d->s->cfg->assignee, p))
+        if (claim_check(d->s->cfg->assignee, p, rrc))
             continue;
         if (trc == BS_ECONN) {
             p->claim = AC_FAILED;
@@ -217,6 +240,7 @@ static int claim_chosen(struct dispatcher *d, struct dolt_conn *c, struct cycle 
 {
     /* 1. Intent: one journal row per bead, state claiming. */
     struct store *s = d->s->store;
+    int64_t now0 = clock_now_ms();
     int rc;
     if ((rc = store_begin(s)))
         return rc;
@@ -234,9 +258,11 @@ static int claim_chosen(struct dispatcher *d, struct dolt_conn *c, struct cycle 
     if ((rc = store_commit(s)))
         return rc;
     CRASH_POINT("after_claiming_commit");
+    int64_t t1 = clock_now_ms();
 
     /* 2. The claims in Dolt (one batch), and what each outcome means. */
     claim_batch(d, c, cy->picks);
+    int64_t t2 = clock_now_ms();
     for (struct pick *p = cy->picks; p; p = p->next) {
         struct attempt_facts f = {
             .event = AE_CLAIMED, .tracked = 1, .state = AS_CLAIMING, .claim = p->claim, .now_ms = now,
@@ -250,13 +276,19 @@ static int claim_chosen(struct dispatcher *d, struct dolt_conn *c, struct cycle 
     if ((rc = results_journal(d->s, cy->picks, AS_CLAIMING, AS_STATE_COUNT, clock_now_ms())))
         return rc;
     CRASH_POINT("after_claimed_commit");
+    int64_t t3 = clock_now_ms();
 
     /* 4. Build the requests, then record that they are about to go out. */
     if ((rc = results_build_bodies(d->s, cy->picks)))
         return rc; /* claimed stays: recovery posts it */
+    int64_t t4 = clock_now_ms();
     if ((rc = results_journal(d->s, cy->picks, AS_CLAIMED, AS_POSTING, clock_now_ms())))
         return rc;
     CRASH_POINT("after_posting_commit");
+    int64_t t5 = clock_now_ms();
+    log_debug("claim steps", "beads", LOG_INT(cy->sel.chosen), "choose_ms", LOG_INT(now0 - now),
+              "claiming_ms", LOG_INT(t1 - now0), "dolt_ms", LOG_INT(t2 - t1), "claimed_ms", LOG_INT(t3 - t2),
+              "bodies_ms", LOG_INT(t4 - t3), "posting_ms", LOG_INT(t5 - t4));
     return 0;
 }
 

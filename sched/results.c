@@ -206,6 +206,7 @@ static int record_sent(struct session *s, struct owed *owed, struct dolt_conn *c
     if ((rc = store_commit(s->store)))
         return rc;
     CRASH_POINT("after_dispatched_commit");
+    int64_t t1 = clock_now_ms();
     for (struct pick *p = list; p; p = p->next) {
         if (p->journaled || p->dec.act != AA_RECORD)
             continue;
@@ -213,7 +214,10 @@ static int record_sent(struct session *s, struct owed *owed, struct dolt_conn *c
         p->note_due = p->dec.owe_dispatched_note;
     }
     write_dispatched_notes(s, owed, c, list);
+    int64_t t2 = clock_now_ms();
     note_cycle_result(s, list, now);
+    log_debug("record steps", "journal_ms", LOG_INT(t1 - now), "notes_ms", LOG_INT(t2 - t1),
+              "result_ms", LOG_INT(clock_now_ms() - t2));
     return 0;
 }
 

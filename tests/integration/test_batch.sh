@@ -12,6 +12,7 @@ source "$(dirname "$0")/lib.sh"
 
 BATCH=${BATCH_COMMITS_EXPECTED:-1}
 t_skip() { echo "skip - $1 (BATCH_COMMITS_EXPECTED=1 turns it on)"; }
+status_of() { t_sql "SELECT status FROM issues WHERE id = '$1'"; }
 posted_once() { t_stats | jq -r '[.by_bead | to_entries[] | select(.value != 1) | "\(.key):\(.value)"] | join(" ")'; }
 
 # --- a) 10 beads at once, one bead's claim fails with 1213 ---
@@ -50,6 +51,52 @@ conflict_in_batch() { # update|commit
   t_eq "[1213 at $at] every bead in_progress with its dispatched note" 10 \
     "$(t_sql "SELECT count(*) FROM issues WHERE status='in_progress' AND notes LIKE '%dispatched: job=%'")"
   t_consistent "[1213 at $at] after"
+  t_agent_stop
+}
+
+# --- a2) one bead of a batch of ten not moved by the batch's UPDATE ---
+# The batch is one UPDATE; when it fails, or moves fewer rows than it
+# should, the transaction is made again with one UPDATE per bead, so only
+# that bead is affected. refused: the server refuses its row (the whole
+# statement fails); unchanged: its row stays as it was (the UPDATE matches
+# it but changes nothing, as a lost race does).
+row_in_batch() { # refused|unchanged
+  local how=$1 body
+  t_new_db current dolt; t_agent --capacity 10
+  t_env "$T_TMP/row.$how.db"
+  local i
+  for i in $(seq 1 10); do t_bead "r$i" "updated_at=UTC_TIMESTAMP() - INTERVAL $((100 - i)) MINUTE"; done
+  t_sql "CALL DOLT_COMMIT('-m', 'fixture', '--author', 'Test <test@example.org>')" >/dev/null
+  local seq0; seq0=$(t_sql "SELECT MAX(seq) FROM dolt_emul_commits")
+  if [ "$how" = refused ]; then
+    body="SIGNAL SQLSTATE '45000' SET MESSAGE_TEXT = 'row refused by a check'"
+  else
+    body="SET NEW.status = OLD.status, NEW.updated_at = OLD.updated_at, NEW.notes = OLD.notes, NEW.started_at = OLD.started_at"
+  fi
+  t_sql_root "$T_DB" <<SQL
+DELIMITER //
+CREATE TRIGGER row_in_batch BEFORE UPDATE ON issues FOR EACH ROW
+BEGIN
+  IF OLD.id = 'r5' AND OLD.status = 'open' THEN $body; END IF;
+END//
+SQL
+  local redo0; redo0=$(grep -c "batch update did not move every bead" "$T_TMP/once.log" || true)
+  BEADS_SCHED_LOG_LEVEL=debug t_once
+  t_eq "[$how] the batch was made again, one update per bead" $((redo0 + 1)) \
+    "$(grep -c "batch update did not move every bead" "$T_TMP/once.log" || true)"
+  t_eq "[$how] the nine others POSTed, each once" "9 " "$(t_posts) $(posted_once)"
+  t_eq "[$how] r5 not POSTed, left open without a claim note" "null open 0" \
+    "$(t_posts '.by_bead.r5') $(status_of r5) $(t_notes_count r5 'auto-dispatcher claimed')"
+  t_eq "[$how] nine dispatched notes" 9 "$(t_sql "SELECT count(*) FROM issues WHERE notes LIKE '%dispatched: job=%'")"
+  local claims; claims=$(t_sql "SELECT message FROM dolt_emul_commits WHERE seq > $seq0 AND message LIKE 'beads-sched: claim %'")
+  t_eq "[$how] the nine claims in one commit naming them" "1 r1 r10 r2 r3 r4 r6 r7 r8 r9" \
+    "$(grep -c . <<<"$claims") $(named "$claims" | sort | xargs)"
+  if [ "$how" = refused ]; then
+    t_match "[$how] the journal says why" "row refused by a check" "$(t_store "SELECT detail FROM journal WHERE bead_id='r5'")"
+  else
+    t_eq "[$how] r5's attempt is a lost race" lost_race "$(t_store "SELECT state FROM journal WHERE bead_id='r5'")"
+  fi
+  t_consistent "[$how]"
   t_agent_stop
 }
 
@@ -212,6 +259,8 @@ crash_batch() { # point
 
 conflict_in_batch update
 conflict_in_batch commit
+row_in_batch refused
+row_in_batch unchanged
 commits
 commits_capped
 reaper_pass
