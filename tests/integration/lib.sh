@@ -57,7 +57,11 @@ t_bead() {
 
 # t_agent [fake-agent args...]: starts a fake agent; sets T_AGENT_URL.
 t_agent() {
-  local pf="$T_TMP/agent.$RANDOM.port"
+  # A name no earlier agent of this run used: a port file left by one
+  # (killed since) would be read before the new agent writes its own.
+  T_AGENT_SEQ=$((${T_AGENT_SEQ:-0} + 1))
+  local pf="$T_TMP/agent.$T_AGENT_SEQ.port"
+  rm -f "$pf"
   "$BS_FAKE_AGENT" --port 0 --port-file "$pf" --token test-token "$@" >"$T_TMP/agent.log" 2>&1 &
   T_AGENT_PIDS+=($!)
   local i
