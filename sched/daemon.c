@@ -12,6 +12,7 @@
 #include "retention.h"
 #include "store.h"
 
+#include <malloc.h>
 #include <stdatomic.h>
 #include <stdio.h>
 
@@ -465,8 +466,16 @@ static int start_parts(struct daemon *d)
     return 0;
 }
 
+/* Memory a batch frees stays with the process, up to this much at the top
+ * of each heap, instead of going back to the kernel only to be faulted in
+ * again by the next batch (measured: about a third of the daemon's CPU for
+ * batches of ten). A big cycle still gives its memory back (malloc_trim in
+ * dispatch.c). */
+#define HEAP_KEEP_BYTES (4 * 1024 * 1024)
+
 int daemon_run(const struct config *cfg, const struct daemon_opts *opts)
 {
+    mallopt(M_TRIM_THRESHOLD, HEAP_KEEP_BYTES);
     struct daemon *d = calloc(1, sizeof *d);
     if (!d) {
         log_error("out of memory");

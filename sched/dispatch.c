@@ -159,13 +159,17 @@ static int claim_batch(struct dispatcher *d, struct dolt_conn *c, struct pick *l
 {
     struct bead_move m[BEADS_BATCH_MAX];
     struct pick *of[BEADS_BATCH_MAX];
-    char (*notes)[NOTES_MAX + 1] = malloc(BEADS_BATCH_MAX * sizeof *notes), iso[32];
+    char iso[32];
     int rcs[BEADS_BATCH_MAX];
-    size_t n = 0;
+    size_t n = 0, count = 0;
     for (struct pick *p = list; p; p = p->next) {
         p->claim = AC_FAILED; /* until the batch says otherwise */
         snprintf(p->detail, sizeof p->detail, "not claimed: out of memory");
+        count++;
     }
+    if (count == 0)
+        return 0;
+    char (*notes)[NOTES_MAX + 1] = malloc((count < BEADS_BATCH_MAX ? count : BEADS_BATCH_MAX) * sizeof *notes);
     if (!notes)
         return BS_ENOMEM;
     /* The note's time is the server's, like every time written to a bead. */

@@ -137,9 +137,11 @@ static void write_dispatched_notes(struct session *s, struct owed *owed, struct 
 {
     struct bead_move m[BEADS_BATCH_MAX];
     struct pick *of[BEADS_BATCH_MAX];
-    char (*notes)[NOTES_MAX + 1] = malloc(BEADS_BATCH_MAX * sizeof *notes);
     int rcs[BEADS_BATCH_MAX];
-    size_t n = 0;
+    size_t n = 0, due = 0;
+    for (struct pick *p = list; p; p = p->next)
+        due += p->note_due != 0;
+    char (*notes)[NOTES_MAX + 1] = due ? malloc((due < BEADS_BATCH_MAX ? due : BEADS_BATCH_MAX) * sizeof *notes) : NULL;
     for (struct pick *p = list; p; p = p->next) {
         if (!p->note_due)
             continue;
