@@ -222,67 +222,21 @@ static int bead_row(const struct dolt_row *r, void *arg)
 
 #define AGE_COLUMN "TIMESTAMPDIFF(SECOND, updated_at, UTC_TIMESTAMP())"
 
+/* What bead_row reads (notes may follow). */
+#define BEAD_COLUMNS \
+    "id, title, description, acceptance_criteria, issue_type, status, assignee, " \
+    "DATE_FORMAT(updated_at, '%Y-%m-%d %H:%i:%s'), priority, " AGE_COLUMN
+
 int beads_read(struct dolt_conn *c, const char *id, int want_notes, struct bead *out)
 {
     memset(out, 0, sizeof *out);
-    const char *sql = want_notes
-        ? "SELECT id, title, description, acceptance_criteria, issue_type, status, assignee, "
-          "DATE_FORMAT(updated_at, '%Y-%m-%d %H:%i:%s'), priority, " AGE_COLUMN ", notes FROM issues WHERE id = ?"
-        : "SELECT id, title, description, acceptance_criteria, issue_type, status, assignee, "
-          "DATE_FORMAT(updated_at, '%Y-%m-%d %H:%i:%s'), priority, " AGE_COLUMN " FROM issues WHERE id = ?";
+    const char *sql = want_notes ? "SELECT " BEAD_COLUMNS ", notes FROM issues WHERE id = ?"
+                                 : "SELECT " BEAD_COLUMNS " FROM issues WHERE id = ?";
     int rc = dolt_query(c, sql, (struct dolt_value[]){DOLT_TEXT(id)}, 1, bead_row, out, NULL);
     if (rc == 1)
         return 0;
     bead_free(out);
     return rc ? rc : BS_ENOTFOUND;
-}
-
-struct each_acc {
-    const char *const *ids;
-    size_t n;
-    struct bead *out;
-};
-
-/* A row of beads_read_each: into the out[] of its id. */
-static int each_row(const struct dolt_row *r, void *arg)
-{
-    struct each_acc *a = arg;
-    for (size_t i = 0; r->vals[0] && i < a->n; i++) {
-        if (a->out[i].id || strcmp(a->ids[i], r->vals[0]) != 0)
-            continue;
-        int rc = bead_row(r, &a->out[i]);
-        return rc == 1 || rc == 0 ? 0 : rc;
-    }
-    return 0;
-}
-
-int beads_read_each(struct dolt_conn *c, const char *const *ids, size_t n, struct bead *out)
-{
-    /* One text for every chunk (the last padded with its final id), as in
-     * beads_read_many. */
-    char sql[512 + BEADS_READ_CHUNK * 3];
-    size_t k = (size_t)snprintf(sql, sizeof sql,
-                                "SELECT id, title, description, acceptance_criteria, issue_type, status, assignee, "
-                                "DATE_FORMAT(updated_at, '%%Y-%%m-%%d %%H:%%i:%%s'), priority, " AGE_COLUMN
-                                " FROM issues WHERE id IN (");
-    for (size_t i = 0; i < BEADS_READ_CHUNK; i++)
-        k += (size_t)snprintf(sql + k, sizeof sql - k, i ? ",?" : "?");
-    snprintf(sql + k, sizeof sql - k, ")");
-    memset(out, 0, n * sizeof *out);
-    struct dolt_value params[BEADS_READ_CHUNK];
-    for (size_t off = 0; off < n; off += BEADS_READ_CHUNK) {
-        size_t cnt = n - off < BEADS_READ_CHUNK ? n - off : BEADS_READ_CHUNK;
-        for (size_t i = 0; i < BEADS_READ_CHUNK; i++)
-            params[i] = DOLT_TEXT(ids[off + (i < cnt ? i : cnt - 1)]);
-        struct each_acc a = {ids + off, cnt, out + off};
-        int rc = dolt_query(c, sql, params, BEADS_READ_CHUNK, each_row, &a, NULL);
-        if (rc < 0) {
-            for (size_t i = 0; i < n; i++)
-                bead_free(&out[i]);
-            return rc;
-        }
-    }
-    return 0;
 }
 
 struct many_acc {
@@ -311,29 +265,80 @@ static int state_row(const struct dolt_row *r, void *arg)
 
 #define STATE_COLUMNS "id, status, assignee, DATE_FORMAT(updated_at, '%Y-%m-%d %H:%i:%s'), priority, " AGE_COLUMN
 
-int beads_read_many(struct dolt_conn *c, const char *const *ids, size_t n, int want_notes,
-                    bead_cb cb, void *arg)
+/* Runs "SELECT <columns> FROM issues WHERE id IN (...)" over ids in chunks
+ * of BEADS_READ_CHUNK, each row to on_row. One statement text for every
+ * chunk keeps the prepared-statement cache small: every chunk has
+ * BEADS_READ_CHUNK placeholders, the last one padded by repeating its final
+ * id (IN ignores duplicates). on_row gets a struct chunk: arg and the
+ * chunk's first index. Stops at the first non-zero answer of a chunk. */
+struct chunk {
+    void *arg;
+    size_t off;
+};
+
+static int read_in_chunks(struct dolt_conn *c, const char *columns, const char *const *ids, size_t n,
+                          dolt_row_cb on_row, void *arg)
 {
-    /* One statement text per chunk size keeps the prepared-statement cache
-     * small: every chunk has BEADS_READ_CHUNK placeholders, the last one
-     * padded by repeating its final id (IN ignores duplicates). */
-    char sql[256 + BEADS_READ_CHUNK * 3];
-    size_t k = (size_t)snprintf(sql, sizeof sql, "SELECT %s%s FROM issues WHERE id IN (",
-                                STATE_COLUMNS, want_notes ? ", notes" : "");
+    char sql[512 + BEADS_READ_CHUNK * 3];
+    size_t k = (size_t)snprintf(sql, sizeof sql, "SELECT %s FROM issues WHERE id IN (", columns);
     for (size_t i = 0; i < BEADS_READ_CHUNK; i++)
         k += (size_t)snprintf(sql + k, sizeof sql - k, i ? ",?" : "?");
     snprintf(sql + k, sizeof sql - k, ")");
     struct dolt_value params[BEADS_READ_CHUNK];
-    struct many_acc m = {cb, arg};
     for (size_t off = 0; off < n; off += BEADS_READ_CHUNK) {
         size_t cnt = n - off < BEADS_READ_CHUNK ? n - off : BEADS_READ_CHUNK;
         for (size_t i = 0; i < BEADS_READ_CHUNK; i++)
             params[i] = DOLT_TEXT(ids[off + (i < cnt ? i : cnt - 1)]);
-        int rc = dolt_query(c, sql, params, BEADS_READ_CHUNK, state_row, &m, NULL);
+        struct chunk ch = {arg, off};
+        int rc = dolt_query(c, sql, params, BEADS_READ_CHUNK, on_row, &ch, NULL);
         if (rc)
             return rc;
     }
     return 0;
+}
+
+static int state_chunk_row(const struct dolt_row *r, void *arg)
+{
+    return state_row(r, ((struct chunk *)arg)->arg);
+}
+
+int beads_read_many(struct dolt_conn *c, const char *const *ids, size_t n, int want_notes,
+                    bead_cb cb, void *arg)
+{
+    struct many_acc m = {cb, arg};
+    return read_in_chunks(c, want_notes ? STATE_COLUMNS ", notes" : STATE_COLUMNS, ids, n, state_chunk_row, &m);
+}
+
+struct each_acc {
+    const char *const *ids;
+    size_t n;
+    struct bead *out;
+};
+
+/* A row of beads_read_each: into the out[] of its id (within its chunk). */
+static int each_row(const struct dolt_row *r, void *arg)
+{
+    const struct chunk *ch = arg;
+    const struct each_acc *a = ch->arg;
+    size_t end = a->n - ch->off < BEADS_READ_CHUNK ? a->n : ch->off + BEADS_READ_CHUNK;
+    for (size_t i = ch->off; r->vals[0] && i < end; i++) {
+        if (a->out[i].id || strcmp(a->ids[i], r->vals[0]) != 0)
+            continue;
+        int rc = bead_row(r, &a->out[i]);
+        return rc == 1 || rc == 0 ? 0 : rc;
+    }
+    return 0;
+}
+
+int beads_read_each(struct dolt_conn *c, const char *const *ids, size_t n, struct bead *out)
+{
+    memset(out, 0, n * sizeof *out);
+    struct each_acc a = {ids, n, out};
+    int rc = read_in_chunks(c, BEAD_COLUMNS, ids, n, each_row, &a);
+    if (rc < 0)
+        for (size_t i = 0; i < n; i++)
+            bead_free(&out[i]);
+    return rc < 0 ? rc : 0;
 }
 
 int beads_in_progress(struct dolt_conn *c, const char *assignee, bead_cb cb, void *arg)
@@ -1023,6 +1028,15 @@ static char *json_pairs(const char *const *kv, size_t n)
     return s;
 }
 
+/* beads' own append rule for a note (three parameters: the note, its
+ * length, the note again; format argument BEADS_TEXT_MAX): old + "\n" +
+ * new, no newline when empty; in the UPDATE itself, so it is atomic
+ * against concurrent notes, and the CASE keeps the column within its size
+ * even if notes grew since the pre-read (then the note is left out). */
+#define NOTE_APPEND_SQL \
+    "CASE WHEN notes IS NULL OR notes = '' THEN ? " \
+    "WHEN OCTET_LENGTH(notes) + 1 + ? <= %d THEN CONCAT(notes, '\\n', ?) ELSE notes END"
+
 /* The guarded UPDATE of move m: status and updated_at (written), started_at
  * from now where asked, note appended when it fits (NULL: left out).
  * BS_ESTATE when no row matched what the move expects. */
@@ -1041,14 +1055,7 @@ static int move_update(struct dolt_conn *c, const struct beads_schema *s, const 
         p[np++] = DOLT_TEXT(now);
     }
     if (note) {
-        /* beads' own append rule: old + "\n" + new, no newline when empty;
-         * one UPDATE keeps it atomic against concurrent notes, and the
-         * CASE keeps the column within its size even if notes grew since
-         * the read above (then the note is left out). */
-        k += (size_t)snprintf(sql + k, sizeof sql - k,
-                              ", notes = CASE WHEN notes IS NULL OR notes = '' THEN ? "
-                              "WHEN OCTET_LENGTH(notes) + 1 + ? <= %d THEN CONCAT(notes, '\\n', ?) "
-                              "ELSE notes END", BEADS_TEXT_MAX);
+        k += (size_t)snprintf(sql + k, sizeof sql - k, ", notes = " NOTE_APPEND_SQL, BEADS_TEXT_MAX);
         p[np++] = DOLT_TEXT(note);
         p[np++] = DOLT_INT(strlen(note));
         p[np++] = DOLT_TEXT(note);
@@ -1200,7 +1207,7 @@ static size_t padded_size(size_t n)
 }
 
 /* The text of the batch's UPDATE for n moves: every column a CASE on the
- * id (the note rule is move_update's; a move with no note keeps the
+ * id (the note by NOTE_APPEND_SQL; a move with no note keeps the
  * notes). The compare-and-swap of every move is one IN list of keys, each
  * the row's id, status, assignee and updated_at as the move expects them,
  * length-prefixed so that no two rows share one (a list of OR'ed clauses
@@ -1224,9 +1231,7 @@ static char *many_update_sql(const struct beads_schema *s, size_t n)
         strbuf_puts(&b, " ELSE updated_at END, notes = CASE id");
     }
     for (size_t i = 0; i < n; i++)
-        strbuf_printf(&b, " WHEN ? THEN CASE WHEN ? IS NULL THEN notes WHEN notes IS NULL OR notes = '' THEN ? "
-                          "WHEN OCTET_LENGTH(notes) + 1 + ? <= %d THEN CONCAT(notes, '\\n', ?) ELSE notes END",
-                      BEADS_TEXT_MAX);
+        strbuf_printf(&b, " WHEN ? THEN IF(? IS NULL, notes, " NOTE_APPEND_SQL ")", BEADS_TEXT_MAX);
     strbuf_puts(&b, " ELSE notes END WHERE id IN (");
     for (size_t i = 0; i < n; i++)
         strbuf_puts(&b, i ? ",?" : "?");
@@ -1258,37 +1263,41 @@ static char *guard_key(const struct many_row *x)
     return strbuf_take(&b);
 }
 
-/* The parameters of many_update_sql for the k rows padded to n (the last
- * row repeated); keys[] holds what guard_key made (freed by the caller). */
+/* The parameters of many_update_sql, in its order, for the k rows padded
+ * to n (the last row repeated); keys[] holds what guard_key made (freed by
+ * the caller). */
 static size_t many_update_params(const struct beads_schema *s, const struct many_row *r, size_t k, size_t n,
                                  struct dolt_value *p, char **keys)
 {
+#define ROW(j) (&r[(j) < k ? (j) : k - 1])
     size_t np = 0;
-    for (size_t pass = 0; pass < 6; pass++) {
-        for (size_t j = 0; j < n; j++) {
-            const struct many_row *x = &r[j < k ? j : k - 1];
-            if (pass == 2 && !s->has_started_at)
-                break;
-            if (pass == 5) {
-                p[np++] = DOLT_TEXT(keys[j < k ? j : k - 1]);
-                continue;
-            }
-            p[np++] = DOLT_TEXT(x->m->id);
-            if (pass == 0) {
-                p[np++] = DOLT_TEXT(x->m->to);
-            } else if (pass == 1) {
-                p[np++] = DOLT_TEXT(x->written);
-            } else if (pass == 2) {
-                p[np++] = DOLT_INT(x->m->set_started != 0);
-                p[np++] = DOLT_TEXT(x->now);
-            } else if (pass == 3) {
-                p[np++] = x->note ? DOLT_TEXT(x->note) : DOLT_NULL;
-                p[np++] = x->note ? DOLT_TEXT(x->note) : DOLT_NULL;
-                p[np++] = DOLT_INT(x->note_len);
-                p[np++] = x->note ? DOLT_TEXT(x->note) : DOLT_NULL;
-            }
-        }
+    for (size_t j = 0; j < n; j++) { /* status */
+        p[np++] = DOLT_TEXT(ROW(j)->m->id);
+        p[np++] = DOLT_TEXT(ROW(j)->m->to);
     }
+    for (size_t j = 0; j < n; j++) { /* updated_at */
+        p[np++] = DOLT_TEXT(ROW(j)->m->id);
+        p[np++] = DOLT_TEXT(ROW(j)->written);
+    }
+    for (size_t j = 0; s->has_started_at && j < n; j++) { /* started_at */
+        p[np++] = DOLT_TEXT(ROW(j)->m->id);
+        p[np++] = DOLT_INT(ROW(j)->m->set_started != 0);
+        p[np++] = DOLT_TEXT(ROW(j)->now);
+    }
+    for (size_t j = 0; j < n; j++) { /* notes: IF(? IS NULL, ...) and NOTE_APPEND_SQL */
+        const struct many_row *x = ROW(j);
+        struct dolt_value note = x->note ? DOLT_TEXT(x->note) : DOLT_NULL;
+        p[np++] = DOLT_TEXT(x->m->id);
+        p[np++] = note;
+        p[np++] = note;
+        p[np++] = DOLT_INT(x->note_len);
+        p[np++] = note;
+    }
+    for (size_t j = 0; j < n; j++) /* id IN */
+        p[np++] = DOLT_TEXT(ROW(j)->m->id);
+    for (size_t j = 0; j < n; j++) /* key IN */
+        p[np++] = DOLT_TEXT(keys[j < k ? j : k - 1]);
+#undef ROW
     return np;
 }
 
