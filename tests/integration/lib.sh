@@ -150,6 +150,25 @@ t_agent_progress() {
          WHERE id IN ($ids) AND status = 'in_progress'"
 }
 
+# t_agents_work ROUNDS: the test's agents at work for ROUNDS half-seconds
+# (t_agent_claims, then t_agent_progress, every 0.5 s).
+t_agents_work() {
+  local i
+  for i in $(seq "$1"); do t_agent_claims; t_agent_progress; sleep 0.5; done
+}
+
+# t_agents_until COUNT TIMEOUT_S: the test's agents at work until COUNT
+# beads are dispatched, or their agents' claim notes seen (journal state
+# dispatched or unknown), or TIMEOUT_S seconds have passed.
+t_agents_until() {
+  local deadline=$((SECONDS + $2))
+  while [ $SECONDS -lt $deadline ]; do
+    t_agent_claims; t_agent_progress
+    [ "$(t_store "SELECT count(DISTINCT bead_id) FROM journal WHERE state IN ('dispatched', 'unknown')")" = "$1" ] && break
+    sleep 0.5
+  done
+}
+
 # t_agent_close BEAD: the agent of BEAD's running job closes it as the
 # beads-task-runner does, naming the job id its prompt gave it.
 t_agent_close() {

@@ -237,13 +237,8 @@ crash_batch() { # point
   # seconds on a loaded machine, and a quiet agent is taken for a stopped one.)
   export BEADS_SCHED_STALE_AFTER=5s
   "$BS_BIN" run 2>>"$T_TMP/crash.log" & local pid=$!
-  local deadline=$((SECONDS + 60))
-  while [ $SECONDS -lt $deadline ]; do
-    t_agent_claims; t_agent_progress
-    [ "$(t_store "SELECT count(DISTINCT bead_id) FROM journal WHERE state IN ('dispatched', 'unknown')")" = 10 ] && break
-    sleep 0.5
-  done
-  for i in 1 2 3 4; do t_agent_claims; t_agent_progress; sleep 0.5; done
+  t_agents_until 10 60
+  t_agents_work 4
   kill -TERM "$pid"; wait "$pid" || true
   t_consistent "[$point]"
   [ "$(t_store "SELECT count(DISTINCT bead_id) FROM journal WHERE state IN ('dispatched', 'unknown')")" = 10 ] ||

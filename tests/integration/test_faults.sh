@@ -105,8 +105,7 @@ agent_big_and_hanging() {
     && t_ok "hang past the timeout: outcome unknown" || t_fail "hang: $(t_store "SELECT state FROM journal WHERE bead_id='hang1'")"
   t_eq "hang: the agent has the job" 1 "$(t_posts '.by_bead.hang1')"
   t_fake config '{"hang": false, "shape_paths": null}'
-  local i
-  for i in $(seq 16); do t_agent_claims; t_agent_progress; sleep 0.5; done # 8 s > STALE_AFTER, its agent working
+  t_agents_work 16 # 8 s > STALE_AFTER, its agent working
   t_eq "hang: the agent's claim note names this attempt" 1 \
     "$(t_notes_count hang1 "^claimed by agent $(t_store "SELECT dispatch_id FROM journal WHERE bead_id='hang1'")\$")"
   t_eq "hang: unknown, watched through the bead, not re-sent" unknown "$(t_store "SELECT state FROM journal WHERE bead_id='hang1'")"

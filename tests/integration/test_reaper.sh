@@ -38,8 +38,7 @@ crash_point() { # point [force_status]
   # while its agent works (3x STALE_AFTER here).
   export BEADS_SCHED_STALE_AFTER=2s
   "$BS_BIN" run 2>>"$T_TMP/crash.log" & local pid=$!
-  local i
-  for i in $(seq 14); do t_agent_claims; t_agent_progress; sleep 0.5; done
+  t_agents_work 14
   t_wait 20 bash -c "[ \"\$(sqlite3 '$BEADS_SCHED_STORE' \"SELECT count(DISTINCT bead_id) FROM journal WHERE state IN ('dispatched', 'unknown')\")\" = 3 ]" || true
   kill -TERM "$pid"; wait "$pid" || true
   t_consistent "[$point]"
@@ -119,13 +118,8 @@ chaos() {
   # rightly taken for a stopped one.)
   export BEADS_SCHED_STALE_AFTER=20s
   "$BS_BIN" run 2>>"$T_TMP/chaos.log" & local pid=$!
-  local deadline=$((SECONDS + 90))
-  while [ $SECONDS -lt $deadline ]; do
-    t_agent_claims; t_agent_progress
-    [ "$(t_store "SELECT count(DISTINCT bead_id) FROM journal WHERE state IN ('dispatched', 'unknown')")" = 300 ] && break
-    sleep 0.5
-  done
-  for i in 1 2 3 4 5 6; do t_agent_claims; t_agent_progress; sleep 0.5; done
+  t_agents_until 300 90
+  t_agents_work 6
   kill -TERM "$pid"; wait "$pid" || true
   t_eq "chaos: every bead dispatched, or its agent's claim note seen" 300 "$(t_store "SELECT count(DISTINCT bead_id) FROM journal WHERE state IN ('dispatched', 'unknown')")"
   t_eq "chaos: 300 accepted POSTs" 300 "$(t_posts)"
@@ -244,12 +238,7 @@ db_restart() {
   t_wait 10 bash -c "[ \"\$(sqlite3 '$BEADS_SCHED_STORE' \"SELECT count(*) FROM journal WHERE state='posting'\" 2>/dev/null)\" -gt 0 ]" || true
   bash "$HARNESS/mariadb.sh" restart "$priv" "$port" >/dev/null
   t_fake config '{"latency_ms": 0}'
-  local deadline=$((SECONDS + 40))
-  while [ $SECONDS -lt $deadline ]; do
-    t_agent_claims; t_agent_progress
-    [ "$(t_store "SELECT count(DISTINCT bead_id) FROM journal WHERE state IN ('dispatched', 'unknown')")" = 200 ] && break
-    sleep 0.5
-  done
+  t_agents_until 200 40
   kill -TERM "$pid"; wait "$pid" || true
   t_match "db restart: the daemon saw the connection drop and came back" "dolt reachable" "$(grep -A1000 'dolt unreachable' "$T_TMP/rs.log" | head -50)"
   t_eq "db restart: all 200 dispatched, or their agents' claim notes seen" 200 "$(t_store "SELECT count(DISTINCT bead_id) FROM journal WHERE state IN ('dispatched', 'unknown')")"
