@@ -29,6 +29,8 @@ struct cycle {
     int capped;                 /* want was cut to MAX_PICKS_PER_CYCLE */
     int paused;
     int retry_known;            /* next_retry_at is this cycle's finding */
+    int waiting;                /* its report waits until the poster's sends are over */
+    int waiting_ok;             /* ... and is this then */
     int rc;
     struct pick *picks;         /* the claims, once chosen (sel.picks moved here) */
     struct bead_list *undefer;  /* beads deferred while the service was full: their wait ends now */
@@ -41,6 +43,7 @@ struct dispatcher {
     struct dispatch_hooks hooks;
     /* Loop thread. */
     struct cycle *cur;
+    int posted_rc;              /* a journaling error of a send no cycle was waiting for */
     int health_ok;              /* -1: not asked yet */
     int64_t health_logged_ms;
     int backlog;
@@ -337,16 +340,29 @@ static void print_dry_run(struct cycle *cy)
     fflush(stdout);
 }
 
-/* Ends the cycle: metrics, memory, and the report to the runner. */
+/* Ends the cycle: metrics, memory, and the report to the runner. A cycle
+ * that ends the round of filling free slots reports only once every send
+ * is over (an earlier cycle's POSTs may still be out): `once` and the
+ * runner's reap passes rely on nothing being in flight then. */
 static void finish_cycle(struct dispatcher *d, int ok)
 {
     struct cycle *cy = d->cur;
+    if (d->posted_rc) {
+        ok = 0; /* an earlier send's results were not journaled */
+        d->posted_rc = 0;
+    }
+    /* A capped cycle that left slots to fill goes on at once: the round of
+     * filling free slots is not over yet. */
+    int continues = ok && cy->capped && d->backlog && !session_stopping(d->s);
+    if (!continues && poster_busy(d->poster)) {
+        cy->waiting = 1;
+        cy->waiting_ok = ok;
+        return; /* dispatcher_posted ends it */
+    }
     d->cur = NULL;
     struct cycle_report r = {
         .ok = ok, .selected = cy->selected, .backlog = d->backlog, .retry_due = cy->sel.next_retry_at,
-        /* A capped cycle that left slots to fill goes on at once: the round
-         * of filling free slots is not over yet. */
-        .continues = ok && cy->capped && d->backlog && !session_stopping(d->s),
+        .continues = continues,
     };
     if (cy->selected) {
         metrics_count(MC_CYCLES, "dispatch", 1);
@@ -405,18 +421,32 @@ static void claimed_done(int rc, void *arg)
         finish_cycle(d, rc == 0);
         return;
     }
+    /* A capped cycle with slots left hands its POSTs to the poster and ends:
+     * the next cycle's claims overlap their round trips. Not while results
+     * wait for a retry: then dispatching waits with them. */
+    int overlap = cy->capped && d->backlog && !session_stopping(d->s) && !poster_failing(d->poster);
     struct pick *picks = cy->picks;
     cy->picks = NULL;
-    poster_send(d->poster, picks);
+    cy->waiting = !overlap;
+    cy->waiting_ok = 1;
+    poster_send(d->poster, picks); /* may end the cycle (dispatcher_posted) */
+    if (overlap && d->cur == cy)
+        finish_cycle(d, 1);
 }
 
 void dispatcher_posted(struct dispatcher *d, int rc)
 {
-    if (!d->cur)
+    struct cycle *cy = d->cur;
+    if (!cy || !cy->waiting) {
+        /* Sent by a cycle that has ended (or by recovery): the cycle that
+         * reports next carries the error. */
+        if (rc && !d->posted_rc)
+            d->posted_rc = rc;
         return;
-    if (rc && !d->cur->rc)
-        d->cur->rc = rc;
-    finish_cycle(d, d->cur->rc == 0);
+    }
+    if (rc && !cy->rc)
+        cy->rc = rc;
+    finish_cycle(d, cy->waiting_ok && cy->rc == 0);
 }
 
 static void health_done(const struct http_response *r, void *arg)
@@ -442,6 +472,9 @@ static void health_done(const struct http_response *r, void *arg)
         return;
     }
     cy->sel.want = agent_free_slots(&a.h);
+    /* POSTs of an earlier cycle still out are not in the service's counts yet. */
+    size_t out = poster_in_flight(d->poster);
+    cy->sel.want = cy->sel.want > (long)out ? cy->sel.want - (long)out : 0;
     metrics_gauge_set(MG_AGENT_FREE_SLOTS, (double)cy->sel.want);
     throttle_health(d->throttle, a.h.active + a.h.queued, &cy->sel.want, &cy->undefer);
     if (cy->sel.want > MAX_PICKS_PER_CYCLE) {

@@ -67,6 +67,12 @@ void poster_free(struct poster *p)
 
 void poster_set_once(struct poster *p, int once) { p->once = once; }
 
+int poster_busy(const struct poster *p) { return p->sending; }
+
+size_t poster_in_flight(const struct poster *p) { return p->pending; }
+
+int poster_failing(const struct poster *p) { return p->failing; }
+
 
 /* Worker: the batch's journaling (results.c). */
 static int record_results(struct dolt_conn *c, void *arg)

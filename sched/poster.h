@@ -10,6 +10,7 @@
  * Threads: poster_send, poster_retry and the callbacks run on the loop
  * thread; the journaling runs on the Dolt worker; results_build_bodies and
  * results_journal are worker functions. */
+#include <stddef.h>
 #include <stdint.h>
 
 #include "owed.h"
@@ -35,8 +36,16 @@ void poster_free(struct poster *p);
 void poster_set_once(struct poster *p, int once);
 
 /* Loop: sends every pick of list in posting (takes the list); hooks.done runs
- * when all are answered and journaled (at once when none was sent). */
+ * when all are answered and journaled (at once when none was sent). A send
+ * may start while an earlier one is still out: hooks.done then runs once,
+ * when both are over. */
 void poster_send(struct poster *p, struct pick *list);
+/* Loop: a send is not over (POSTs in flight, or results not journaled yet). */
+int poster_busy(const struct poster *p);
+/* Loop: POSTs in flight (sent, not answered). */
+size_t poster_in_flight(const struct poster *p);
+/* Loop: the last journaling of results failed; they wait for a retry. */
+int poster_failing(const struct poster *p);
 /* Loop: results whose journaling failed are retried when due. */
 void poster_retry(struct poster *p);
 #endif

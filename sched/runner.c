@@ -59,9 +59,9 @@ enum runner_step runner_choose(const struct runner_view *v, int64_t now, int64_t
     if (!v->may_run)
         return STEP_IDLE;
     if (!v->recovered)
-        return STEP_RECOVER; /* no dispatch before the last run's attempts are settled */
+        return v->posts_out ? STEP_IDLE : STEP_RECOVER; /* no dispatch before the last run's attempts are settled */
     if (v->reap_at && now >= v->reap_at)
-        return STEP_REAP;
+        return v->posts_out ? STEP_IDLE : STEP_REAP; /* no new cycle meanwhile: the POSTs end soon */
     if (v->cycle_again)
         return STEP_CYCLE;
     if (v->probe_at && now >= v->probe_at)
@@ -100,12 +100,16 @@ static void cycle_done(void *arg, const struct cycle_report *rep)
 static void posted(void *arg, int rc)
 {
     struct runner *r = arg;
-    if (r->step == STEP_CYCLE) {
-        dispatcher_posted(r->dispatcher, rc);
+    if (r->step == STEP_POST) {
+        r->step = STEP_IDLE; /* recovery's owed POSTs */
+        next(r);
         return;
     }
-    r->step = STEP_IDLE; /* recovery's owed POSTs */
-    next(r);
+    /* A cycle's POSTs: the cycle waiting for them ends (or, when it has
+     * already ended, the next cycle to report carries rc). */
+    dispatcher_posted(r->dispatcher, rc);
+    if (r->step == STEP_IDLE)
+        next(r); /* a reap pass or recovery may have waited for them */
 }
 
 static void retry_due(void *arg, int64_t at)
@@ -258,7 +262,8 @@ static void next(struct runner *r)
         now = clock_now_ms();
         struct runner_view v = {
             .may_run = r->may_run, .recovered = r->recovered, .once = r->once,
-            .cycle_again = r->cycle_again, .reap_at = r->started ? r->reap_at : 0,
+            .cycle_again = r->cycle_again, .posts_out = poster_busy(r->poster),
+            .reap_at = r->started ? r->reap_at : 0,
             .probe_at = r->started ? r->probe_at : 0,
         };
         enum runner_step step = runner_choose(&v, now, &wake_at);

@@ -2,7 +2,8 @@
 #define BS_RUNNER_H
 /* The runner owns the scheduler's timer and serialises its steps: the
  * change probe, dispatch cycles, reap passes, start-up recovery and the
- * POSTs recovery found owed. One step runs at a time; when one ends,
+ * POSTs recovery found owed. One step runs at a time (the POSTs of a capped
+ * cycle may still be out during the next cycle or a probe); when one ends,
  * runner_choose says what runs next, and the loop sleeps until the next
  * deadline (the probe interval, the reap interval, a retry).
  *
@@ -28,11 +29,14 @@ struct runner_view {
     int recovered;        /* start-up (or take-over) recovery done */
     int once;             /* `once`: recovery, then cycles until one reports */
     int cycle_again;      /* a cycle is owed (after recovery, a capped cycle) */
+    int posts_out;        /* POSTs of an ended cycle are still out (or not journaled) */
     int64_t reap_at;      /* next reap pass due (0: never) */
     int64_t probe_at;     /* next probe due (0: never) */
 };
 /* The step to start now, and (when STEP_IDLE) when to look again
- * (*wake_at, 0: only when something happens). Pure. */
+ * (*wake_at, 0: only when something happens). Recovery and reap passes
+ * wait until no POST is out: they would meet attempts between POST and
+ * answer. Pure. */
 enum runner_step runner_choose(const struct runner_view *v, int64_t now, int64_t *wake_at);
 
 struct runner_env {

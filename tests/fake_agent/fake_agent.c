@@ -129,6 +129,7 @@ struct config {
     int force_status;
     unsigned force_paths;
     unsigned shape_paths;   /* endpoints malformed/truncated/big bodies apply to */
+    unsigned latency_paths; /* endpoints latency_ms applies to */
     int malformed, truncated, big_body_chunked, hang, no_response, drop_mid_body, delay_before;
     int single_slot;
     int proxy_status;       /* 0, or the status a proxy answers after the service did the work */
@@ -1468,6 +1469,7 @@ static void *agent_main(void *arg)
  *   force_status, force_status_paths
  *                             transport faults (see reply_send, reply_delay);
  *                             force_status answers instead of the service
+ *   latency_paths             the endpoints latency_ms applies to (all three)
  *   reply_job_id              a 202 names this job id instead of the job's own
  *                             (".." and the like); stats count GETs of it
  *                             (requests.reply_id_gets) and of stray paths
@@ -1548,12 +1550,13 @@ static json_t *config_json(void)
 {
     const struct config *c = &S.cfg;
     json_t *paths = paths_json(c->force_paths);
-    json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:s, s:I, s:i, s:o, s:o, s:b, s:b, s:I, s:b, s:b, s:b, s:b, s:b, s:b}",
+    json_t *o = json_pack("{s:I, s:I, s:I, s:I, s:s, s:I, s:i, s:o, s:o, s:o, s:b, s:b, s:I, s:b, s:b, s:b, s:b, s:b, s:b}",
                      "capacity", (json_int_t)c->capacity, "queue_limit", (json_int_t)c->queue_limit,
                      "job_ms", (json_int_t)c->job_ms, "job_ttl_ms", (json_int_t)c->job_ttl_ms,
                      "final_status", status_names[c->final_status],
                      "latency_ms", (json_int_t)c->latency_ms, "force_status", c->force_status,
                      "force_status_paths", paths, "shape_paths", paths_json(c->shape_paths),
+                     "latency_paths", paths_json(c->latency_paths),
                      "malformed", c->malformed,
                      "truncated", c->truncated, "big_body_bytes", (json_int_t)c->big_body_bytes,
                      "big_body_chunked", c->big_body_chunked, "hang", c->hang,
@@ -1679,11 +1682,13 @@ static const char *config_apply(json_t *req)
                 (json_integer_value(v) > 0 && json_integer_value(v) < 100))
                 return "force_status: 0 or an HTTP status";
             c.force_status = (int)json_integer_value(v);
-        } else if (strcmp(key, "force_status_paths") == 0 || strcmp(key, "shape_paths") == 0) {
+        } else if (strcmp(key, "force_status_paths") == 0 || strcmp(key, "shape_paths") == 0 ||
+                   strcmp(key, "latency_paths") == 0) {
             /* Which contract endpoints a knob applies to; null restores the
-             * default (force_status: execute; shaping: all three). */
+             * default (force_status: execute; shaping, latency: all three). */
             int force = strcmp(key, "force_status_paths") == 0;
-            unsigned *paths = force ? &c.force_paths : &c.shape_paths;
+            unsigned *paths = force ? &c.force_paths
+                              : strcmp(key, "shape_paths") == 0 ? &c.shape_paths : &c.latency_paths;
             size_t i;
             json_t *p;
             if (json_is_null(v)) {
@@ -1912,7 +1917,7 @@ static enum MHD_Result handle(struct MHD_Connection *conn, const char *url, cons
     cfg = S.cfg;
     pthread_mutex_unlock(&S.lock);
     if (cfg.delay_before)
-        reply_delay(cfg.latency_ms, ep);
+        reply_delay((cfg.latency_paths & ep) ? cfg.latency_ms : 0, ep);
 
     pthread_mutex_lock(&S.lock);
     if (ep == EP_HEALTH)
@@ -1945,7 +1950,7 @@ static enum MHD_Result handle(struct MHD_Connection *conn, const char *url, cons
     pthread_mutex_unlock(&S.lock);
 
     if (!cfg.delay_before)
-        reply_delay(cfg.latency_ms, ep);
+        reply_delay((cfg.latency_paths & ep) ? cfg.latency_ms : 0, ep);
     if (cfg.no_response) {
         free(r.body);
         return MHD_NO; /* MHD closes the connection without a reply */
@@ -2066,6 +2071,7 @@ int main(int argc, char **argv)
     S.cfg = (struct config){.capacity = 10, .queue_limit = 100, .job_ttl_ms = 3600000,
                             .final_status = JS_COMPLETED, .force_paths = EP_EXECUTE,
                             .shape_paths = EP_HEALTH | EP_EXECUTE | EP_JOBS,
+                            .latency_paths = EP_HEALTH | EP_EXECUTE | EP_JOBS,
                             .big_body_chunked = 1, .exit_code = 1, .outcome = OUT_CLOSE,
                             /* a real agent needs a workspace and a model call before its
                              * first bd note; 0 would race every 202 with its claim */

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Batches of claims and notes on the Dolt emulation: a 1213 on one bead in a
-# batch of ten, Dolt commit messages and authors, and a crash inside and
-# after a batch at every crash point.
+# batch of ten, Dolt commit messages and authors, a crash inside and after a
+# batch at every crash point, and capped cycles overlapping (the next one
+# claims while the POSTs of the one before are out).
 #
 # BATCH_COMMITS_EXPECTED=1 switches on what "one Dolt transaction per batch"
 # promises: one claim commit per batch naming its beads (capped), one commit
@@ -252,6 +253,40 @@ crash_batch() { # point
   t_agent_stop
 }
 
+# --- d) a capped cycle's POSTs overlap the next cycle's claims ---
+# With more free slots than one cycle takes (128), the next cycle starts as
+# soon as the POSTs of the one before are out. The service counts a POST
+# only once it has taken it, so the next cycle counts the POSTs still out
+# against the free slots: the service's room is filled, never overrun.
+# Here the service takes each POST 600 ms after it arrives (and answers
+# then), /health answers at once; 200 free slots, 250 beads. (It would
+# queue whatever came beyond its room: an overrun shows as more than 200
+# POSTs.)
+overlap() {
+  t_new_db current dolt; t_agent --capacity 200 --queue-limit 1000
+  t_env "$T_TMP/overlap.db"
+  t_fake config '{"latency_ms": 600, "latency_paths": ["execute"], "delay_before": true}'
+  t_sql "INSERT INTO issues (id, title, description, design, acceptance_criteria, notes, status, priority,
+         issue_type, assignee, created_at, updated_at)
+         SELECT CONCAT('o', seq), 'overlap', 'd', '', 'ac', '', 'open', 2, 'task', 'agent',
+                UTC_TIMESTAMP(), UTC_TIMESTAMP() - INTERVAL seq SECOND FROM seq_1_to_250"
+  t_once
+  t_eq "overlap: two cycles, 128 then the 72 slots left" "128 72" \
+    "$(t_store "SELECT count(*) FROM journal GROUP BY created_at ORDER BY created_at" | xargs)"
+  t_eq "overlap: the service's 200 slots filled, each bead once" "200 " "$(t_posts) $(posted_once)"
+  t_eq "overlap: no POST beyond its room" 200 "$(t_stats | jq '.requests.execute')"
+  t_eq "overlap: all 200 journaled dispatched before \`once\` ended" 200 \
+    "$(t_store "SELECT count(*) FROM journal WHERE state = 'dispatched'")"
+  t_eq "overlap: the second cycle claimed while the first cycle's POSTs were out" 1 \
+    "$(t_store "SELECT (SELECT MAX(created_at) FROM journal) < (SELECT MAX(dispatched_at) FROM journal
+                 WHERE created_at = (SELECT MIN(created_at) FROM journal))")"
+  t_eq "overlap: 200 dispatched notes, 50 beads still open" "200 50" \
+    "$(t_sql "SELECT count(*) FROM issues WHERE notes LIKE '%dispatched: job=%'") $(t_sql "SELECT count(*) FROM issues WHERE status = 'open'")"
+  t_consistent "overlap"
+  t_agent_stop
+}
+
+overlap
 conflict_in_batch update
 conflict_in_batch commit
 row_in_batch refused
