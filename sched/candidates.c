@@ -105,19 +105,21 @@ int candidates_choose(struct session *s, struct dolt_conn *c, struct selection *
 {
     struct pick **tail = &cy->picks;
     long chosen = 0;
-    for (size_t offset = 0; chosen < cy->want && offset < CANDIDATE_SCAN_MAX;) {
+    int rc = 0;
+    for (size_t offset = 0; rc == 0 && chosen < cy->want && offset < CANDIDATE_SCAN_MAX;) {
         struct candidate *v = NULL;
         size_t n = 0;
-        int rc = beads_candidates(c, &s->schema, cy->ready, s->cfg->assignee, 1, offset, CANDIDATE_PAGE, &v, &n);
-        if (rc)
-            return rc;
+        if ((rc = beads_candidates(c, &s->schema, cy->ready, s->cfg->assignee, 1, offset, CANDIDATE_PAGE, &v, &n)))
+            break;
+        /* The page's journal reads in one snapshot: one read lock, not three per bead. */
+        int snap = s->store && store_read_begin(s->store) == 0;
         for (size_t i = 0; i < n && chosen < cy->want; i++) {
             if (candidate_waits(s, cy, v[i].id, now))
                 continue;
             struct pick *p = calloc(1, sizeof *p);
             if (!p) {
-                candidates_free(v, n);
-                return BS_ENOMEM;
+                rc = BS_ENOMEM;
+                break;
             }
             p->state = AS_STATE_COUNT; /* chosen, nothing recorded */
             p->bead_id = v[i].id;
@@ -129,11 +131,15 @@ int candidates_choose(struct session *s, struct dolt_conn *c, struct selection *
             chosen++;
             cy->chosen = chosen;
         }
+        if (snap)
+            store_read_end(s->store);
         candidates_free(v, n);
         if (n < CANDIDATE_PAGE)
             break;
         offset += n;
     }
+    if (rc)
+        return rc;
     /* What the cycle found ready, up to what it looked for: with free slots
      * and ready beads, a dispatch follows; the alert on "ready but nothing
      * dispatched" reads this. */

@@ -25,6 +25,7 @@
 
 static const char *const stmt_sql[SS_COUNT] = {
     [SS_BEGIN] = "BEGIN IMMEDIATE",
+    [SS_BEGIN_READ] = "BEGIN",
     [SS_COMMIT] = "COMMIT",
     [SS_ROLLBACK] = "ROLLBACK",
     [SS_SAVEPOINT] = "SAVEPOINT store_op",
@@ -228,6 +229,8 @@ int store_op_begin(struct store *s, const char *op)
 {
     if (s->mode == STORE_OPEN_READ)
         return BS_ERDONLY;
+    if (s->read_txn)
+        return BS_EINVAL; /* no write inside a read snapshot */
     if (s->txn) {
         if (s->txn_lost)
             return s->txn_lost;
@@ -275,7 +278,7 @@ int store_begin(struct store *s)
 {
     if (s->mode == STORE_OPEN_READ)
         return BS_ERDONLY;
-    if (s->txn)
+    if (s->txn || s->read_txn)
         return BS_EINVAL;
     int rc = run_simple(s, SS_BEGIN, "begin");
     if (rc == 0) {
@@ -307,6 +310,30 @@ int store_commit(struct store *s)
     if (rc != 0)
         rollback_quietly(s, "commit");
     return rc;
+}
+
+/* One read snapshot for a run of reads (BEGIN, deferred: no lock until the
+ * first read, then one WAL read lock for all of them instead of one per
+ * statement). BS_EINVAL inside a transaction or snapshot. */
+int store_read_begin(struct store *s)
+{
+    if (s->txn || s->read_txn)
+        return BS_EINVAL;
+    int rc = run_simple(s, SS_BEGIN_READ, "read_begin");
+    if (rc == 0)
+        s->read_txn = true;
+    return rc;
+}
+
+/* Ends the snapshot (nothing to keep: COMMIT of a read, ROLLBACK if that
+ * fails). No-op without one. */
+void store_read_end(struct store *s)
+{
+    if (!s->read_txn)
+        return;
+    s->read_txn = false;
+    if (run_simple(s, SS_COMMIT, "read_end") != 0)
+        rollback_quietly(s, "read_end");
 }
 
 /* Discards the explicit transaction, if one is open. Never fails (a failed

@@ -56,6 +56,10 @@ int store_latest_version(void);
 int store_begin(struct store *s);
 int store_commit(struct store *s);
 void store_rollback(struct store *s);
+/* A read snapshot for a run of reads (one WAL read lock for all of them);
+ * no write may run inside it (BS_EINVAL). store_read_end ends it. */
+int store_read_begin(struct store *s);
+void store_read_end(struct store *s);
 
 /* Attempt states: the table in common/attempt_states.h (enum attempt_state). */
 const char *attempt_state_name(enum attempt_state st);

@@ -15,6 +15,7 @@
  * statements that schema supports. */
 enum store_stmt {
     SS_BEGIN,
+    SS_BEGIN_READ,
     SS_COMMIT,
     SS_ROLLBACK,
     SS_SAVEPOINT,
@@ -55,6 +56,7 @@ struct store {
     dev_t file_dev;    /* identity of the file opened at path, for store_file_check */
     ino_t file_ino;
     bool txn;          /* an explicit store_begin transaction is open */
+    bool read_txn;     /* a store_read_begin snapshot is open */
     int txn_lost;      /* SQLite rolled the explicit transaction back: its error */
     sqlite3_stmt *stmt[SS_COUNT];
 };

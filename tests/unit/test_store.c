@@ -1220,6 +1220,40 @@ static void test_transactions(void **state)
     store_close(s);
 }
 
+/* A read snapshot: reads run inside it, nothing writes, no transaction
+ * opens; after it, all is as before. */
+static void test_read_snapshot(void **state)
+{
+    struct fx *f = *state;
+    struct store *s = open_ok(f, STORE_OPEN_DAEMON);
+    struct store_attempt a = create_ok(s, "bd-snap", 1);
+    store_read_end(s); /* no-op without one */
+    assert_int_equal(store_read_begin(s), 0);
+    assert_int_equal(store_read_begin(s), BS_EINVAL);
+    assert_int_equal(store_begin(s), BS_EINVAL);
+    struct store_attempt g;
+    assert_int_equal(store_attempt_latest(s, "bd-snap", &g), 0);
+    assert_int_equal(g.id, a.id);
+    int used = -1;
+    assert_int_equal(store_bead_attempts_used(s, "bd-snap", &used), 0);
+    assert_int_equal(used, 0); /* claiming: never reached the agent */
+    char did[STORE_DISPATCH_ID_MAX];
+    snprintf(did, sizeof did, "snap-%d", ++dispatch_seq);
+    assert_int_equal(store_attempt_create(s, "bd-snap2", did, 2, &g), BS_EINVAL);
+    assert_int_equal(store_attempt_transition(s, a.id, AS_CLAIMING, AS_CLAIMED, NULL, 2), BS_EINVAL);
+    store_read_end(s);
+    store_read_end(s);
+    assert_int_equal(store_attempt_latest(s, "bd-snap2", &g), BS_ENOTFOUND);
+    assert_int_equal(store_attempt_get(s, a.id, &g), 0);
+    assert_int_equal(g.state, AS_CLAIMING);
+    /* Writes and transactions work again. */
+    move_ok(s, a.id, AS_CLAIMING, AS_CLAIMED, NULL, 3);
+    assert_int_equal(store_begin(s), 0);
+    assert_int_equal(store_read_begin(s), BS_EINVAL);
+    assert_int_equal(store_commit(s), 0);
+    store_close(s);
+}
+
 static void test_state_names(void **state)
 {
     (void)state;
@@ -1267,6 +1301,7 @@ int main(void)
         T(test_detail_truncation),
         T(test_view_columns),
         T(test_transactions),
+        T(test_read_snapshot),
         T(test_state_names),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
