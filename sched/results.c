@@ -131,36 +131,13 @@ static int decide_answers(struct session *s, struct pick *list, int64_t now)
     return 0;
 }
 
-/* The dispatched notes of the answers that arrived together: one batch,
- * one transaction, one Dolt commit. A note that fails is owed. */
-static void write_dispatched_notes(struct session *s, struct owed *owed, struct dolt_conn *c, struct pick *list)
+/* One batch of dispatched notes (at most BEADS_BATCH_MAX): one transaction,
+ * one Dolt commit. A note that fails is owed. */
+static void notes_batch(struct session *s, struct owed *owed, struct dolt_conn *c, const struct bead_move *m,
+                        struct pick *const *of, size_t n)
 {
-    struct bead_move m[BEADS_BATCH_MAX];
-    struct pick *of[BEADS_BATCH_MAX];
     int rcs[BEADS_BATCH_MAX];
-    size_t n = 0, due = 0;
-    for (struct pick *p = list; p; p = p->next)
-        due += p->note_due != 0;
-    char (*notes)[NOTES_MAX + 1] = due ? malloc((due < BEADS_BATCH_MAX ? due : BEADS_BATCH_MAX) * sizeof *notes) : NULL;
-    for (struct pick *p = list; p; p = p->next) {
-        if (!p->note_due)
-            continue;
-        p->note_due = 0;
-        if (!notes || n == BEADS_BATCH_MAX) {
-            char one[NOTES_MAX + 1];
-            notes_dispatched(one, sizeof one, p->job_id);
-            owed_add(owed, p->bead_id, one); /* the next batch writes it */
-            continue;
-        }
-        notes_dispatched(notes[n], sizeof notes[n], p->job_id);
-        m[n] = (struct bead_move){
-            .id = p->bead_id, .assignee = s->cfg->assignee, .from = "in_progress", .to = "in_progress",
-            .note = notes[n], .event_type = "updated", .verb = "note",
-        };
-        of[n++] = p;
-    }
-    if (n > 0)
-        beads_move_many(c, &s->schema, &s->writer, m, n, "note", rcs);
+    beads_move_many(c, &s->schema, &s->writer, m, n, "note", rcs);
     size_t owed_now = 0;
     for (size_t i = 0; i < n; i++) {
         struct pick *p = of[i];
@@ -174,14 +151,49 @@ static void write_dispatched_notes(struct session *s, struct owed *owed, struct 
             if (owed_now++ == 0)
                 log_warn("could not add the dispatched notes; retried later", "beads", LOG_INT(n), "first",
                          p->bead_id, "job", p->job_id, "error", bs_strerror(nrc));
-            owed_add(owed, p->bead_id, notes[i]);
+            owed_add(owed, p->bead_id, m[i].note);
         } else if (nrc) {
             log_info("dispatched note not added: bead no longer in progress", "bead", p->bead_id,
                      "job", p->job_id);
         }
     }
+    CRASH_POINT("after_notes_batch");
+}
+
+/* The dispatched notes of the answers that arrived together, in batches of
+ * BEADS_BATCH_MAX (more arrive together when the POSTs of two cycles
+ * overlap). A note that fails is owed. */
+static void write_dispatched_notes(struct session *s, struct owed *owed, struct dolt_conn *c, struct pick *list)
+{
+    struct bead_move m[BEADS_BATCH_MAX];
+    struct pick *of[BEADS_BATCH_MAX];
+    size_t n = 0, due = 0;
+    for (struct pick *p = list; p; p = p->next)
+        due += p->note_due != 0;
+    char (*notes)[NOTES_MAX + 1] = due ? malloc((due < BEADS_BATCH_MAX ? due : BEADS_BATCH_MAX) * sizeof *notes) : NULL;
+    for (struct pick *p = list; p; p = p->next) {
+        if (!p->note_due)
+            continue;
+        p->note_due = 0;
+        if (!notes) {
+            char one[NOTES_MAX + 1];
+            notes_dispatched(one, sizeof one, p->job_id);
+            owed_add(owed, p->bead_id, one); /* the next batch writes it */
+            continue;
+        }
+        notes_dispatched(notes[n], sizeof notes[n], p->job_id);
+        m[n] = (struct bead_move){
+            .id = p->bead_id, .assignee = s->cfg->assignee, .from = "in_progress", .to = "in_progress",
+            .note = notes[n], .event_type = "updated", .verb = "note",
+        };
+        of[n++] = p;
+        if (n == BEADS_BATCH_MAX) {
+            notes_batch(s, owed, c, m, of, n);
+            n = 0;
+        }
+    }
     if (n > 0)
-        CRASH_POINT("after_notes_batch");
+        notes_batch(s, owed, c, m, of, n);
     free(notes);
 }
 
