@@ -257,7 +257,9 @@ crash_batch() { # point
 # With more free slots than one cycle takes (128), the next cycle starts as
 # soon as the POSTs of the one before are out. The service counts a POST
 # only once it has taken it, so the next cycle counts the POSTs still out
-# against the free slots: the service's room is filled, never overrun.
+# against the free slots: the service's room is never overrun. (A POST the
+# service has taken but whose answer is not read yet counts twice: the
+# cycle takes fewer, never more, and the next round fills the rest.)
 # Here the service takes each POST 600 ms after it arrives (and answers
 # then), /health answers at once; 200 free slots, 250 beads. (It would
 # queue whatever came beyond its room: an overrun shows as more than 200
@@ -271,15 +273,16 @@ overlap() {
          SELECT CONCAT('o', seq), 'overlap', 'd', '', 'ac', '', 'open', 2, 'task', 'agent',
                 UTC_TIMESTAMP(), UTC_TIMESTAMP() - INTERVAL seq SECOND FROM seq_1_to_250"
   t_once
-  t_eq "overlap: two cycles, 128 then the 72 slots left" "128 72" \
-    "$(t_store "SELECT count(*) FROM journal GROUP BY created_at ORDER BY created_at" | xargs)"
-  t_eq "overlap: the service's 200 slots filled, each bead once" "200 " "$(t_posts) $(posted_once)"
-  t_eq "overlap: no POST beyond its room" 200 "$(t_stats | jq '.requests.execute')"
-  t_eq "overlap: all 200 journaled dispatched before \`once\` ended" 200 \
+  local cycles; cycles=$(t_store "SELECT count(*) FROM journal GROUP BY created_at ORDER BY created_at" | xargs)
+  t_match "overlap: two cycles, 128 then at most the 72 slots left" "^128 ([1-9]|[1-6][0-9]|7[0-2])$" "$cycles"
+  t_eq "overlap: no POST beyond the service's room" true "$(t_stats | jq '.requests.execute <= 200 and .posts == .requests.execute')"
+  t_eq "overlap: every POST journaled dispatched before \`once\` ended" "$(t_posts)" \
     "$(t_store "SELECT count(*) FROM journal WHERE state = 'dispatched'")"
   t_eq "overlap: the second cycle claimed while the first cycle's POSTs were out" 1 \
     "$(t_store "SELECT (SELECT MAX(created_at) FROM journal) < (SELECT MAX(dispatched_at) FROM journal
                  WHERE created_at = (SELECT MIN(created_at) FROM journal))")"
+  t_once # the next round fills what is left of the room
+  t_eq "overlap: then the service's 200 slots filled, each bead once" "200 " "$(t_posts) $(posted_once)"
   t_eq "overlap: 200 dispatched notes, 50 beads still open" "200 50" \
     "$(t_sql "SELECT count(*) FROM issues WHERE notes LIKE '%dispatched: job=%'") $(t_sql "SELECT count(*) FROM issues WHERE status = 'open'")"
   t_consistent "overlap"
