@@ -1206,32 +1206,46 @@ static size_t padded_size(size_t n)
     return n <= 8 ? 8 : n <= 32 ? 32 : BEADS_BATCH_MAX;
 }
 
-/* The text of the batch's UPDATE for n moves: every column a CASE on the
- * id (the note by NOTE_APPEND_SQL; a move with no note keeps the
- * notes). The compare-and-swap of every move is one IN list of keys, each
- * the row's id, status, assignee and updated_at as the move expects them,
- * length-prefixed so that no two rows share one (a list of OR'ed clauses
- * or of row constructors costs the optimizer far more). */
-static char *many_update_sql(const struct beads_schema *s, size_t n)
+/* The text of the batch's UPDATE for n moves. uniform: every move writes
+ * the same status, updated_at and started_at rule (a cycle's claims, a
+ * batch of notes), set once; else each of them is a CASE on the id. The
+ * notes are a CASE on the id whatever: CONCAT(IF(keep, notes, ''), suffix),
+ * the row's note decided from the pre-read (appended after a newline,
+ * alone when the notes are empty, cut to fit, or nothing), so the server
+ * only concatenates. A bead whose notes changed since the pre-read changed
+ * its updated_at too and fails the guard (a note that no longer fits fails
+ * the statement): either way the batch is made again one UPDATE each, with
+ * the server-side rule (NOTE_APPEND_SQL). The compare-and-swap of every
+ * move is one IN list of keys, each the row's id, status, assignee and
+ * updated_at as the move expects them, length-prefixed so that no two rows
+ * share one (a list of OR'ed clauses or of row constructors costs the
+ * optimizer far more). */
+static char *many_update_sql(const struct beads_schema *s, size_t n, int uniform)
 {
     struct strbuf b;
     strbuf_init(&b, 0);
-    strbuf_puts(&b, "UPDATE issues SET status = CASE id");
-    for (size_t i = 0; i < n; i++)
-        strbuf_puts(&b, " WHEN ? THEN ?");
-    strbuf_puts(&b, " ELSE status END, updated_at = CASE id");
-    for (size_t i = 0; i < n; i++)
-        strbuf_puts(&b, " WHEN ? THEN ?");
-    if (s->has_started_at) {
-        strbuf_puts(&b, " ELSE updated_at END, started_at = CASE id");
-        for (size_t i = 0; i < n; i++)
-            strbuf_puts(&b, " WHEN ? THEN IF(?, COALESCE(started_at, ?), started_at)");
-        strbuf_puts(&b, " ELSE started_at END, notes = CASE id");
+    if (uniform) {
+        strbuf_puts(&b, "UPDATE issues SET status = ?, updated_at = ?");
+        if (s->has_started_at)
+            strbuf_puts(&b, ", started_at = IF(?, COALESCE(started_at, ?), started_at)");
     } else {
-        strbuf_puts(&b, " ELSE updated_at END, notes = CASE id");
+        strbuf_puts(&b, "UPDATE issues SET status = CASE id");
+        for (size_t i = 0; i < n; i++)
+            strbuf_puts(&b, " WHEN ? THEN ?");
+        strbuf_puts(&b, " ELSE status END, updated_at = CASE id");
+        for (size_t i = 0; i < n; i++)
+            strbuf_puts(&b, " WHEN ? THEN ?");
+        strbuf_puts(&b, " ELSE updated_at END");
+        if (s->has_started_at) {
+            strbuf_puts(&b, ", started_at = CASE id");
+            for (size_t i = 0; i < n; i++)
+                strbuf_puts(&b, " WHEN ? THEN IF(?, COALESCE(started_at, ?), started_at)");
+            strbuf_puts(&b, " ELSE started_at END");
+        }
     }
+    strbuf_puts(&b, ", notes = CASE id");
     for (size_t i = 0; i < n; i++)
-        strbuf_printf(&b, " WHEN ? THEN IF(? IS NULL, notes, " NOTE_APPEND_SQL ")", BEADS_TEXT_MAX);
+        strbuf_puts(&b, " WHEN ? THEN CONCAT(IF(?, notes, ''), ?)");
     strbuf_puts(&b, " ELSE notes END WHERE id IN (");
     for (size_t i = 0; i < n; i++)
         strbuf_puts(&b, i ? ",?" : "?");
@@ -1250,6 +1264,7 @@ struct many_row {
     const char *expect;          /* the updated_at the move expects, or the pre-read's */
     const char *note;            /* NULL: no note (none, or it does not fit) */
     long long note_len;
+    long long notes_len;         /* the notes' length as pre-read (NULL: 0) */
 };
 
 /* The key many_update_sql compares each row with. */
@@ -1263,40 +1278,69 @@ static char *guard_key(const struct many_row *x)
     return strbuf_take(&b);
 }
 
+/* Whether the k rows write the same status, updated_at and started_at. */
+static int many_uniform(const struct many_row *r, size_t k)
+{
+    for (size_t j = 1; j < k; j++)
+        if (strcmp(r[j].m->to, r[0].m->to) != 0 || strcmp(r[j].written, r[0].written) != 0 ||
+            (r[j].m->set_started != 0) != (r[0].m->set_started != 0) || strcmp(r[j].now, r[0].now) != 0)
+            return 0;
+    return 1;
+}
+
+/* What CONCAT(IF(keep, notes, ''), suffix) appends for row x: its note
+ * after a newline, or alone when the notes are empty; "" for none. */
+static char *note_suffix(const struct many_row *x, int *keep)
+{
+    *keep = !x->note || x->notes_len > 0;
+    if (!x->note)
+        return strdup("");
+    struct strbuf b;
+    strbuf_init(&b, 0);
+    strbuf_printf(&b, "%s%s", *keep ? "\n" : "", x->note);
+    return strbuf_take(&b);
+}
+
 /* The parameters of many_update_sql, in its order, for the k rows padded
- * to n (the last row repeated); keys[] holds what guard_key made (freed by
- * the caller). */
+ * to n (the last row repeated); keys[] holds what guard_key made and sfx[]
+ * what note_suffix made, keep[] its flags (all filled by the caller). */
 static size_t many_update_params(const struct beads_schema *s, const struct many_row *r, size_t k, size_t n,
-                                 struct dolt_value *p, char **keys)
+                                 int uniform, struct dolt_value *p, char **keys, char **sfx, const int *keep)
 {
 #define ROW(j) (&r[(j) < k ? (j) : k - 1])
+#define AT(a, j) (a[(j) < k ? (j) : k - 1])
     size_t np = 0;
-    for (size_t j = 0; j < n; j++) { /* status */
+    if (uniform) {
+        p[np++] = DOLT_TEXT(r[0].m->to);
+        p[np++] = DOLT_TEXT(r[0].written);
+        if (s->has_started_at) {
+            p[np++] = DOLT_INT(r[0].m->set_started != 0);
+            p[np++] = DOLT_TEXT(r[0].now);
+        }
+    }
+    for (size_t j = 0; !uniform && j < n; j++) { /* status */
         p[np++] = DOLT_TEXT(ROW(j)->m->id);
         p[np++] = DOLT_TEXT(ROW(j)->m->to);
     }
-    for (size_t j = 0; j < n; j++) { /* updated_at */
+    for (size_t j = 0; !uniform && j < n; j++) { /* updated_at */
         p[np++] = DOLT_TEXT(ROW(j)->m->id);
         p[np++] = DOLT_TEXT(ROW(j)->written);
     }
-    for (size_t j = 0; s->has_started_at && j < n; j++) { /* started_at */
+    for (size_t j = 0; !uniform && s->has_started_at && j < n; j++) { /* started_at */
         p[np++] = DOLT_TEXT(ROW(j)->m->id);
         p[np++] = DOLT_INT(ROW(j)->m->set_started != 0);
         p[np++] = DOLT_TEXT(ROW(j)->now);
     }
-    for (size_t j = 0; j < n; j++) { /* notes: IF(? IS NULL, ...) and NOTE_APPEND_SQL */
-        const struct many_row *x = ROW(j);
-        struct dolt_value note = x->note ? DOLT_TEXT(x->note) : DOLT_NULL;
-        p[np++] = DOLT_TEXT(x->m->id);
-        p[np++] = note;
-        p[np++] = note;
-        p[np++] = DOLT_INT(x->note_len);
-        p[np++] = note;
+    for (size_t j = 0; j < n; j++) { /* notes */
+        p[np++] = DOLT_TEXT(ROW(j)->m->id);
+        p[np++] = DOLT_INT(AT(keep, j));
+        p[np++] = DOLT_TEXT(AT(sfx, j));
     }
     for (size_t j = 0; j < n; j++) /* id IN */
         p[np++] = DOLT_TEXT(ROW(j)->m->id);
     for (size_t j = 0; j < n; j++) /* key IN */
-        p[np++] = DOLT_TEXT(keys[j < k ? j : k - 1]);
+        p[np++] = DOLT_TEXT(AT(keys, j));
+#undef AT
 #undef ROW
     return np;
 }
@@ -1308,19 +1352,26 @@ static int move_update_many(struct dolt_conn *c, const struct beads_schema *s, c
                             size_t k)
 {
     size_t n = padded_size(k);
-    char *sql = many_update_sql(s, n);
-    struct dolt_value *p = calloc(14 * n, sizeof *p);
-    char **keys = calloc(k, sizeof *keys);
-    int rc = sql && p && keys ? 0 : BS_ENOMEM;
+    int uniform = many_uniform(r, k);
+    char *sql = many_update_sql(s, n, uniform);
+    struct dolt_value *p = calloc(12 * n + 4, sizeof *p);
+    char **keys = calloc(k, sizeof *keys), **sfx = calloc(k, sizeof *sfx);
+    int *keep = calloc(k, sizeof *keep);
+    int rc = sql && p && keys && sfx && keep ? 0 : BS_ENOMEM;
     for (size_t i = 0; rc == 0 && i < k; i++)
-        if (!(keys[i] = guard_key(&r[i])))
+        if (!(keys[i] = guard_key(&r[i])) || !(sfx[i] = note_suffix(&r[i], &keep[i])))
             rc = BS_ENOMEM;
     uint64_t affected = 0;
     if (rc == 0)
-        rc = dolt_query(c, sql, p, many_update_params(s, r, k, n, p, keys), NULL, NULL, &affected);
-    for (size_t i = 0; keys && i < k; i++)
-        free(keys[i]);
+        rc = dolt_query(c, sql, p, many_update_params(s, r, k, n, uniform, p, keys, sfx, keep), NULL, NULL,
+                        &affected);
+    for (size_t i = 0; i < k; i++) {
+        free(keys ? keys[i] : NULL);
+        free(sfx ? sfx[i] : NULL);
+    }
     free(keys);
+    free(sfx);
+    free(keep);
     free(sql);
     free(p);
     return rc ? rc : affected == k ? 0 : BS_ESTATE;
@@ -1400,6 +1451,7 @@ static long moves_in_tx(struct dolt_conn *c, const struct beads_schema *s, const
             rc = BS_ENOMEM;
         r[i].note = note[i];
         r[i].note_len = note[i] ? (long long)strlen(note[i]) : 0;
+        r[i].notes_len = v[i].pre.notes_len;
     }
     if (rc == 0)
         moved = each ? moves_each(c, s, m, n, r, rcs) : moves_together(c, s, n, r, rcs);

@@ -39,11 +39,16 @@ full_dispatch() { # schema [dolt]
     "$(t_sql "SELECT CONCAT_WS('|', event_type, JSON_VALUE(new_value, '$.status'), JSON_VALUE(new_value, '$.assignee'), JSON_VALUE(old_value, '$.status')) FROM events WHERE issue_id = 'full' AND event_type = 'claimed'")"
   t_eq "[$v] events ids and times from the column defaults" 1 \
     "$(t_sql "SELECT COUNT(*) FROM events WHERE issue_id = 'full' AND event_type = 'claimed' AND LENGTH(id) = 36 AND ABS(TIMESTAMPDIFF(SECOND, created_at, UTC_TIMESTAMP())) < 60")"
-  t_match "[$v] the other bead got its notes as usual" "auto-dispatcher claimed at .*dispatched: job=" "$(t_sql "SELECT notes FROM issues WHERE id = 'other'")"
-  # Nearly full: the claim note is shortened, never the user's text.
+  t_eq "[$v] the other bead got its notes as usual (empty before: no leading newline)" 1 \
+    "$(t_sql "SELECT notes REGEXP '^auto-dispatcher claimed at [^\\n]*\\ndispatched: job=[0-9a-f]+\$' FROM issues WHERE id = 'other'")"
+  # Nearly full: the claim note is shortened, never the user's text (in a
+  # batch with a bead whose notes have some text already).
   t_bead nearly "notes=REPEAT('m', 65454)"
+  t_bead mate "notes='a user line'" "priority=1"
   before=$(notes_md5 nearly)
   t_once
+  t_eq "[$v] the bead claimed with it: its note after the user's line" 1 \
+    "$(t_sql "SELECT notes REGEXP '^a user line\\nauto-dispatcher claimed at [^\\n]*\\ndispatched: job=[0-9a-f]+\$' FROM issues WHERE id = 'mate'")"
   t_eq "[$v] nearly full bead dispatched" in_progress "$(status_of nearly)"
   [ "$(notes_len nearly)" -le 65535 ] && t_ok "[$v] nearly full: within 65,535 bytes" || t_fail "[$v] nearly full: grew past"
   t_eq "[$v] nearly full: the user's text is intact" "$before" "$(t_sql "SELECT MD5(LEFT(notes, 65454)) FROM issues WHERE id = 'nearly'")"
