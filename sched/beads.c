@@ -1263,7 +1263,6 @@ struct many_row {
     const char *written, *now;
     const char *expect;          /* the updated_at the move expects, or the pre-read's */
     const char *note;            /* NULL: no note (none, or it does not fit) */
-    long long note_len;
     long long notes_len;         /* the notes' length as pre-read (NULL: 0) */
 };
 
@@ -1450,7 +1449,6 @@ static long moves_in_tx(struct dolt_conn *c, const struct beads_schema *s, const
         if (capped[i] && !(note[i] = fit_note(capped[i], v[i].pre.notes_len, &fits[i])) && fits[i] != -1)
             rc = BS_ENOMEM;
         r[i].note = note[i];
-        r[i].note_len = note[i] ? (long long)strlen(note[i]) : 0;
         r[i].notes_len = v[i].pre.notes_len;
     }
     if (rc == 0)

@@ -30,8 +30,7 @@ struct cycle {
     int paused;
     int retry_known;            /* next_retry_at is this cycle's finding */
     int waiting;                /* its report waits until the poster's sends are over */
-    int waiting_ok;             /* ... and is this then */
-    int rc;
+    int rc;                     /* not 0: the cycle is not ok */
     struct pick *picks;         /* the claims, once chosen (sel.picks moved here) */
     struct bead_list *undefer;  /* beads deferred while the service was full: their wait ends now */
 };
@@ -340,6 +339,13 @@ static void print_dry_run(struct cycle *cy)
     fflush(stdout);
 }
 
+/* A capped cycle that left slots to fill: the round of filling free slots
+ * is not over, the next cycle follows at once. */
+static int round_goes_on(const struct dispatcher *d, const struct cycle *cy)
+{
+    return cy->capped && d->backlog && !session_stopping(d->s);
+}
+
 /* Ends the cycle: metrics, memory, and the report to the runner. A cycle
  * that ends the round of filling free slots reports only once every send
  * is over (an earlier cycle's POSTs may still be out): `once` and the
@@ -351,12 +357,11 @@ static void finish_cycle(struct dispatcher *d, int ok)
         ok = 0; /* an earlier send's results were not journaled */
         d->posted_rc = 0;
     }
-    /* A capped cycle that left slots to fill goes on at once: the round of
-     * filling free slots is not over yet. */
-    int continues = ok && cy->capped && d->backlog && !session_stopping(d->s);
+    int continues = ok && round_goes_on(d, cy);
     if (!continues && poster_busy(d->poster)) {
         cy->waiting = 1;
-        cy->waiting_ok = ok;
+        if (!ok && !cy->rc)
+            cy->rc = BS_ERR;
         return; /* dispatcher_posted ends it */
     }
     d->cur = NULL;
@@ -424,11 +429,10 @@ static void claimed_done(int rc, void *arg)
     /* A capped cycle with slots left hands its POSTs to the poster and ends:
      * the next cycle's claims overlap their round trips. Not while results
      * wait for a retry: then dispatching waits with them. */
-    int overlap = cy->capped && d->backlog && !session_stopping(d->s) && !poster_failing(d->poster);
+    int overlap = round_goes_on(d, cy) && !poster_failing(d->poster);
     struct pick *picks = cy->picks;
     cy->picks = NULL;
     cy->waiting = !overlap;
-    cy->waiting_ok = 1;
     poster_send(d->poster, picks); /* may end the cycle (dispatcher_posted) */
     if (overlap && d->cur == cy)
         finish_cycle(d, 1);
@@ -446,7 +450,7 @@ void dispatcher_posted(struct dispatcher *d, int rc)
     }
     if (rc && !cy->rc)
         cy->rc = rc;
-    finish_cycle(d, cy->waiting_ok && cy->rc == 0);
+    finish_cycle(d, cy->rc == 0);
 }
 
 static void health_done(const struct http_response *r, void *arg)
