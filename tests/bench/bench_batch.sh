@@ -210,17 +210,16 @@ throughput() {
   fi
   if [ -n "$emul" ]; then read -r x1 rb1 c1 < <(counters "$name"); else read -r x1 rb1 < <(counters_plain); fi
   [ "$mode" = run ] && stop_sched
-  local ndone posts first last_post last_disp
+  local ndone posts span span_disp
   ndone=$(journal_dispatched "$W/$name.db")
   posts=$(wc -l <"$W/$name.posts")
-  first=$(sqlite3 "$W/$name.db" "SELECT min(created_at) FROM journal")
-  last_post=$(jq -s 'map(.t_ms) | max' "$W/$name.posts")
-  last_disp=$(sqlite3 "$W/$name.db" "SELECT max(dispatched_at) FROM journal")
+  span=$(bench_claim_to_post "$W/$name.db" "$W/$name.posts")
+  span_disp=$(sqlite3 "$W/$name.db" "SELECT max(dispatched_at) - min(created_at) FROM journal")
   printf -v "${name}_done" %s "$ndone"
   printf -v "${name}_posts" %s "$posts"
-  printf -v "${name}_span" %s "$((last_post - first))"
-  printf -v "${name}_span_disp" %s "$((last_disp - first))"
-  printf -v "${name}_rate" %s "$(awk -v n="$ndone" -v ms="$((last_post - first))" 'BEGIN { printf "%.0f", (ms > 0 ? n * 1000 / ms : 0) }')"
+  printf -v "${name}_span" %s "$span"
+  printf -v "${name}_span_disp" %s "$span_disp"
+  printf -v "${name}_rate" %s "$(bench_rate "$ndone" "$span")"
   printf -v "${name}_trx" %s "$((x1 - x0 - sub))"
   printf -v "${name}_commits" %s "$((c1 - c0))"
   bench_stop_agent

@@ -93,14 +93,13 @@ one() {
   kill "$pid" 2>/dev/null || true
   wait "$pid" 2>/dev/null || true
   bench_stop_agent
-  local posts first last rate
+  local posts span rate
   posts=$(wc -l <"$W/$db.posts")
-  first=$(sqlite3 "$W/$db.db" "SELECT min(created_at) FROM journal")
-  last=$(jq -s 'map(.t_ms) | max' "$W/$db.posts")
-  rate=$(awk -v n="$posts" -v ms="$((last - first))" 'BEGIN { printf "%.0f", (ms > 0 ? n * 1000 / ms : 0) }')
+  span=$(bench_claim_to_post "$W/$db.db" "$W/$db.posts")
+  rate=$(bench_rate "$posts" "$span")
   [ "$slow" = 1 ] || echo "$rate" >>"$W/rates.$kind"
   printf '%-5s run %d%s: %s dispatches/s (%d POSTs, %d ms); CPU ms daemon %d, mariadbd %d, fake agent %d;' \
-    "$kind" "$n" "$([ "$slow" = 1 ] && echo ' (slow log on)')" "$rate" "$posts" "$((last - first))" \
+    "$kind" "$n" "$([ "$slow" = 1 ] && echo ' (slow log on)')" "$rate" "$posts" "$span" \
     "$(((s1 - s0) / 1000000))" "$(ticks_ms $((m1 - m0)))" "$(ticks_ms $((a1 - a0)))"
   local k
   for k in choose_ms claiming_ms dolt_ms claimed_ms bodies_ms posting_ms journal_ms notes_ms; do

@@ -62,6 +62,14 @@ ticks_ms() { echo $(( $1 * 1000 / CLK_TCK )); }
 
 now_ms() { date +%s%3N; }
 
+# bench_claim_to_post STORE POST_LOG: ms from the first `claiming` row in the
+# journal to the last POST /execute arriving at the fake agent (its log).
+bench_claim_to_post() {
+  echo $(($(jq -s 'map(.t_ms) | max' "$2") - $(sqlite3 "$1" "SELECT min(created_at) FROM journal")))
+}
+# bench_rate N MS: N per second over MS milliseconds (0 unless MS > 0).
+bench_rate() { awk -v n="$1" -v ms="$2" 'BEGIN { printf "%.0f", (ms > 0 ? n * 1000 / ms : 0) }'; }
+
 # Environment for beads-sched against database $1 with store $2.
 sched_env() {
   export BEADS_SCHED_DOLT_URL="mysql://beads:beads-test-pw@127.0.0.1:$PORT/$1"

@@ -55,6 +55,15 @@ t_bead() {
   t_sql "INSERT INTO issues ($cols) VALUES ($vals)"
 }
 
+# t_beads PREFIX N: N open beads PREFIX1..PREFIXN assigned to the agent,
+# priority 2, with acceptance criteria, in one INSERT.
+t_beads() {
+  t_sql "INSERT INTO issues (id, title, description, design, acceptance_criteria, notes, status, priority,
+         issue_type, assignee, created_at, updated_at)
+         SELECT CONCAT('$1', seq), 'bead', 'd', '', 'ac', '', 'open', 2, 'task', 'agent', UTC_TIMESTAMP(),
+                UTC_TIMESTAMP() FROM seq_1_to_$2"
+}
+
 # t_agent [fake-agent args...]: starts a fake agent; sets T_AGENT_URL.
 t_agent() {
   # A name no earlier agent of this run used: a port file left by one

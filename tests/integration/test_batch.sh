@@ -268,10 +268,7 @@ overlap() {
   t_new_db current dolt; t_agent --capacity 200 --queue-limit 1000
   t_env "$T_TMP/overlap.db"
   t_fake config '{"latency_ms": 600, "latency_paths": ["execute"], "delay_before": true}'
-  t_sql "INSERT INTO issues (id, title, description, design, acceptance_criteria, notes, status, priority,
-         issue_type, assignee, created_at, updated_at)
-         SELECT CONCAT('o', seq), 'overlap', 'd', '', 'ac', '', 'open', 2, 'task', 'agent',
-                UTC_TIMESTAMP(), UTC_TIMESTAMP() - INTERVAL seq SECOND FROM seq_1_to_250"
+  t_beads o 250
   t_once
   local cycles; cycles=$(t_store "SELECT count(*) FROM journal GROUP BY created_at ORDER BY created_at" | xargs)
   t_match "overlap: two cycles, 128 then at most the 72 slots left" "^128 ([1-9]|[1-6][0-9]|7[0-2])$" "$cycles"

@@ -311,10 +311,7 @@ dry_run() { # variant...
   # More free slots than one cycle takes: a dry run shows one cycle and ends
   # (it claims nothing, so continuing would show the same beads for ever).
   t_fake config '{"capacity": 1000, "queue_limit": 1000}'
-  t_sql "INSERT INTO issues (id, title, description, design, acceptance_criteria, notes, status, priority,
-         issue_type, assignee, created_at, updated_at)
-         SELECT CONCAT('dr', seq), 'dry', 'd', '', 'ac', '', 'open', 2, 'task', 'agent', UTC_TIMESTAMP(),
-                UTC_TIMESTAMP() FROM seq_1_to_200"
+  t_beads dr 200
   out=$(timeout 30 "$BS_BIN" once --dry-run 2>/dev/null) && t_ok "[$*] dry-run with 1000 free slots ends" || t_fail "[$*] dry-run did not end"
   t_eq "[$*] dry-run shows one cycle's worth" 128 "$(grep -c 'would dispatch' <<<"$out")"
   t_agent_stop

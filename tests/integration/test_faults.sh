@@ -16,12 +16,6 @@ wait_dispatched() { # N SECONDS
   local n=$1
   t_wait "$2" bash -c "[ \"\$(sqlite3 '$BEADS_SCHED_STORE' \"SELECT count(DISTINCT bead_id) FROM journal WHERE state='dispatched'\" 2>/dev/null)\" = $n ]"
 }
-many_beads() { # PREFIX N
-  t_sql "INSERT INTO issues (id, title, description, design, acceptance_criteria, notes, status, priority,
-         issue_type, assignee, created_at, updated_at)
-         SELECT CONCAT('$1', seq), 'fault', 'd', '', 'ac', '', 'open', 2, 'task', 'agent', UTC_TIMESTAMP(),
-                UTC_TIMESTAMP() FROM seq_1_to_$2"
-}
 
 # --- Dolt stopped for a minute during dispatch, then back ---
 dolt_down_a_minute() {
@@ -34,7 +28,7 @@ dolt_down_a_minute() {
   T_DOLT_URL="mysql://beads:beads-test-pw@127.0.0.1:$port/down"
   t_env "$T_TMP/down.db"; fast_env; export BEADS_SCHED_STALE_AFTER=30s
   t_fake config '{"latency_ms": 100}'
-  many_beads dn 150
+  t_beads dn 150
   "$BS_BIN" run 2>"$T_TMP/down.log" & local pid=$!
   t_wait 10 bash -c "[ \"\$(sqlite3 '$BEADS_SCHED_STORE' \"SELECT count(*) FROM journal\" 2>/dev/null || echo 0)\" -gt 0 ]" || true
   bash "$HARNESS/mariadb.sh" halt "$priv" >/dev/null
@@ -64,7 +58,7 @@ dolt_slow() {
   t_sql_root "$T_DB" -e "LOCK TABLES issues WRITE; SELECT SLEEP(8); UNLOCK TABLES" >/dev/null &
   local locker=$!
   sleep 1
-  many_beads sl 20 2>/dev/null & # waits for the lock too
+  t_beads sl 20 2>/dev/null & # waits for the lock too
   local filler=$!
   sleep 4
   kill -0 "$pid" && t_ok "Dolt slow: the daemon keeps running while queries wait" || t_fail "Dolt slow: died"
@@ -128,7 +122,7 @@ store_fs_faults() {
   "$BS_BIN" run 2>"$T_TMP/full.log" & local pid=$!
   t_wait 10 grep -q "recovery done" "$T_TMP/full.log" || true
   dd if=/dev/zero of="$mnt/filler" bs=4k 2>/dev/null || true   # until full
-  many_beads fs 20
+  t_beads fs 20
   sleep 4
   kill -0 "$pid" && t_ok "full disk: the daemon keeps running" || t_fail "full disk: died: $(tail -3 "$T_TMP/full.log")"
   t_match "full disk: says so" "disk full|full" "$(cat "$T_TMP/full.log")"
@@ -143,7 +137,7 @@ store_fs_faults() {
   # daemon holds files on it open for writing, so this is the restart case:
   # a daemon that finds its store read-only exits with a clear message.
   kill -TERM "$pid"; wait "$pid" || true
-  many_beads ro 5
+  t_beads ro 5
   mount -o remount,ro "$mnt"
   set +e
   local err; err=$("$BS_BIN" run 2>&1); local rc=$?

@@ -59,10 +59,7 @@ t_agent_stop
 t_new_db current; t_agent --capacity 1000 --queue-limit 1000
 t_env "$T_TMP/busy.db"
 t_fake config '{"latency_ms": 200}'
-t_sql "INSERT INTO issues (id, title, description, design, acceptance_criteria, notes, status, priority,
-       issue_type, assignee, created_at, updated_at)
-       SELECT CONCAT('s', seq), 'busy', 'd', '', 'ac', '', 'open', 2, 'task', 'agent', UTC_TIMESTAMP(),
-              UTC_TIMESTAMP() FROM seq_1_to_400"
+t_beads s 400
 "$BS_BIN" run 2>"$T_TMP/busy.log" &
 pid=$!
 t_wait 10 bash -c "[ \"\$(sqlite3 '$BEADS_SCHED_STORE' \"SELECT count(*) FROM journal WHERE state='posting'\" 2>/dev/null || echo 0)\" -gt 0 ]" || true

@@ -230,10 +230,7 @@ db_restart() {
   T_DOLT_URL="mysql://beads:beads-test-pw@127.0.0.1:$port/rs"
   t_env "$T_TMP/rs.db"; reap_env; export BEADS_SCHED_STALE_AFTER=10s
   t_fake config '{"latency_ms": 100}'
-  t_sql "INSERT INTO issues (id, title, description, design, acceptance_criteria, notes, status, priority,
-         issue_type, assignee, created_at, updated_at)
-         SELECT CONCAT('d', seq), 'restart', 'd', '', 'ac', '', 'open', 2, 'task', 'agent', UTC_TIMESTAMP(),
-                UTC_TIMESTAMP() FROM seq_1_to_200"
+  t_beads d 200
   "$BS_BIN" run 2>"$T_TMP/rs.log" & local pid=$!
   t_wait 10 bash -c "[ \"\$(sqlite3 '$BEADS_SCHED_STORE' \"SELECT count(*) FROM journal WHERE state='posting'\" 2>/dev/null)\" -gt 0 ]" || true
   bash "$HARNESS/mariadb.sh" restart "$priv" "$port" >/dev/null
