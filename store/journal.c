@@ -206,9 +206,18 @@ static int attempt_insert(struct store *s, const char *op, const struct new_atte
     int rc = bind_text(st, 1, n->bead_id);
     if (adopted)
         keep(&rc, sqlite3_bind_int(st, 2, n->from_notes));
+    if ((ret = run_write(s, st, rc, op)) != 0)
+        goto out;
+    if (!(st = store_stmt(s, SS_BEAD_ATTEMPTS, op))) {
+        ret = store_prepare_error(s);
+        goto out;
+    }
+    rc = bind_text(st, 1, n->bead_id);
     if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
         attempt = sqlite3_column_int(st, 0);
-        rc = sqlite3_step(st);
+        rc = SQLITE_DONE;
+    } else if (rc == SQLITE_DONE) {
+        rc = SQLITE_CORRUPT; /* the row the bump just wrote is not there */
     }
     ret = rc == SQLITE_DONE ? 0 : store_fail(s, op, rc);
     store_stmt_done(st);

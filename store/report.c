@@ -10,8 +10,6 @@
 
 #include <stddef.h>
 
-#define ACTIVE_STATES "('claiming', 'claimed', 'posting', 'unknown', 'dispatched')"
-
 /* Prepares sql on the store's connection. Returns the statement, or NULL
  * with *err set to the logged, translated error. */
 static sqlite3_stmt *prepare(struct store *s, const char *sql, const char *op, int *err)
@@ -123,7 +121,7 @@ int store_outcome_counts(struct store *s, int64_t since_ms, store_count_cb cb, v
     sqlite3_stmt *st = prepare(s,
                                "SELECT state, COUNT(*) FROM journal "
                                "WHERE finished_at IS NOT NULL AND finished_at >= ?1 "
-                               "AND state NOT IN " ACTIVE_STATES " "
+                               "AND NOT " ACTIVE_WHERE " "
                                "GROUP BY state ORDER BY 2 DESC, 1",
                                op, &ret);
     if (!st)

@@ -21,8 +21,6 @@
 
 #define STORE_BUSY_TIMEOUT_MS 5000
 
-#define ACTIVE_STATES "('claiming', 'claimed', 'posting', 'unknown', 'dispatched')"
-
 static const char *const stmt_sql[SS_COUNT] = {
     [SS_BEGIN] = "BEGIN IMMEDIATE",
     [SS_BEGIN_READ] = "BEGIN",
@@ -37,8 +35,7 @@ static const char *const stmt_sql[SS_COUNT] = {
     [SS_BEAD_BUMP] =
         "INSERT INTO bead_state (bead_id, attempts) "
         "VALUES (?1, COALESCE((SELECT MAX(attempt) FROM journal WHERE bead_id = ?1), 0) + 1) "
-        "ON CONFLICT (bead_id) DO UPDATE SET attempts = MAX(attempts + 1, excluded.attempts) "
-        "RETURNING attempts",
+        "ON CONFLICT (bead_id) DO UPDATE SET attempts = MAX(attempts + 1, excluded.attempts)",
     [SS_ATTEMPT_INSERT] =
         "INSERT INTO journal (bead_id, attempt, dispatch_id, state, created_at) "
         "VALUES (?1, ?2, ?3, 'claiming', ?4)",
@@ -55,15 +52,18 @@ static const char *const stmt_sql[SS_COUNT] = {
         "SELECT " STORE_ATTEMPT_COLUMNS " FROM journal WHERE bead_id = ?1 "
         "ORDER BY attempt DESC LIMIT 1",
     [SS_ATTEMPTS_ACTIVE] =
-        "SELECT " STORE_ATTEMPT_COLUMNS " FROM journal WHERE state IN " ACTIVE_STATES
+        "SELECT " STORE_ATTEMPT_COLUMNS " FROM journal WHERE " ACTIVE_WHERE
         " ORDER BY id",
-    [SS_ATTEMPTS_ACTIVE_COUNT] = "SELECT COUNT(*) FROM journal WHERE state IN " ACTIVE_STATES,
+    [SS_ATTEMPTS_ACTIVE_COUNT] = "SELECT COUNT(*) FROM journal WHERE " ACTIVE_WHERE,
     [SS_EVENT_INSERT] =
         "INSERT INTO event_log (at, bead_id, attempt_id, event, job_id, detail) "
         "VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
     [SS_EVENT_FOR_ATTEMPT] =
         "INSERT INTO event_log (at, bead_id, attempt_id, event, job_id, detail) "
         "SELECT ?1, bead_id, id, ?2, job_id, ?3 FROM journal WHERE id = ?4",
+    /* The number a bump gave, read after it: a RETURNING clause would
+     * make SQLite build a temporary b-tree for every bump. */
+    [SS_BEAD_ATTEMPTS] = "SELECT attempts FROM bead_state WHERE bead_id = ?1",
     [SS_BEAD_GET] =
         "SELECT attempts, next_retry_at, skip_noted_at FROM bead_state WHERE bead_id = ?1",
     [SS_BEAD_SET_RETRY] =
@@ -85,8 +85,7 @@ static const char *const stmt_sql[SS_COUNT] = {
     [SS_BEAD_BUMP_TO] =
         "INSERT INTO bead_state (bead_id, attempts) "
         "VALUES (?1, MAX(?2, COALESCE((SELECT MAX(attempt) FROM journal WHERE bead_id = ?1), 0) + 1)) "
-        "ON CONFLICT (bead_id) DO UPDATE SET attempts = MAX(attempts + 1, excluded.attempts) "
-        "RETURNING attempts",
+        "ON CONFLICT (bead_id) DO UPDATE SET attempts = MAX(attempts + 1, excluded.attempts)",
     [SS_ATTEMPT_ADOPT] =
         "INSERT INTO journal (bead_id, attempt, dispatch_id, state, job_id, created_at, claimed_at, "
         "posting_at, dispatched_at, prior_attempts, detail) "
@@ -114,6 +113,44 @@ int store_test_exec(struct store *s, const char *sql)
 {
     int rc = sqlite3_exec(s->db, sql, NULL, NULL, NULL);
     return rc == SQLITE_OK ? 0 : store_fail(s, "test_exec", rc);
+}
+
+/* Whether EXPLAIN (QUERY PLAN) of sql has needle in its opcode (detail)
+ * column: 1, 0, or -1 on error. */
+static int explain_has(sqlite3 *db, const char *sql, int query_plan, const char *needle)
+{
+    char *text = sqlite3_mprintf("EXPLAIN %s%s", query_plan ? "QUERY PLAN " : "", sql);
+    sqlite3_stmt *st = NULL;
+    int found = -1;
+    if (text && sqlite3_prepare_v2(db, text, -1, &st, NULL) == SQLITE_OK) {
+        int col = query_plan ? 3 : 1, rc;
+        found = 0;
+        while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+            const unsigned char *v = sqlite3_column_text(st, col);
+            if (v && strstr((const char *)v, needle))
+                found = 1;
+        }
+        if (rc != SQLITE_DONE)
+            found = -1;
+    }
+    sqlite3_finalize(st);
+    sqlite3_free(text);
+    return found;
+}
+
+int store_test_explain(struct store *s, const char *part, int query_plan, const char *needle)
+{
+    int matched = 0, count = 0;
+    for (int i = 0; i < SS_COUNT; i++) {
+        if (!stmt_sql[i] || !strstr(stmt_sql[i], part))
+            continue;
+        matched++;
+        int has = explain_has(s->db, stmt_sql[i], query_plan, needle);
+        if (has < 0)
+            return -1;
+        count += has;
+    }
+    return matched ? count : -1;
 }
 #endif
 
@@ -618,12 +655,63 @@ static int open_connection(struct store *s, char *err, size_t errlen)
     return 0;
 }
 
+/* Whether the store's foreign keys hold (PRAGMA foreign_key_check finds no
+ * row): SQLITE_OK, SQLITE_CONSTRAINT_FOREIGNKEY, or the error. */
+static int foreign_keys_hold(sqlite3 *db)
+{
+    sqlite3_stmt *st = NULL;
+    int rc = sqlite3_prepare_v2(db, "PRAGMA foreign_key_check", -1, &st, NULL);
+    if (rc == SQLITE_OK) {
+        rc = sqlite3_step(st);
+        rc = rc == SQLITE_DONE ? SQLITE_OK : rc == SQLITE_ROW ? SQLITE_CONSTRAINT_FOREIGNKEY : rc;
+    }
+    sqlite3_finalize(st);
+    return rc;
+}
+
+/* One migration's SQL, its PRAGMA user_version and the foreign key check,
+ * inside the caller's transaction. */
+static int apply_migration(struct store *s, const struct migration *m)
+{
+    char bump[48];
+    snprintf(bump, sizeof bump, "PRAGMA user_version = %d", m->version);
+    int rc = sqlite3_exec(s->db, m->sql, NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(s->db, bump, NULL, NULL, NULL);
+    return rc == SQLITE_OK ? foreign_keys_hold(s->db) : rc;
+}
+
+static int migrate_steps(struct store *s, char *err, size_t errlen);
+
 /* Applies the missing migrations in order, each in its own BEGIN IMMEDIATE
  * transaction together with its PRAGMA user_version, so a crash or failure
  * leaves the store at the previous version. The version is re-read inside
  * each transaction: two processes migrating at once apply each step once.
- * Returns 0, BS_ENEWER, or a translated error, with err set. */
+ * Foreign keys are off while they run (a migration that rebuilds a table
+ * drops the old one, which with them on would cascade into its children)
+ * and each migration's result is checked with PRAGMA foreign_key_check
+ * before it commits. Returns 0, BS_ENEWER, or a translated error, with err
+ * set. */
 static int migrate(struct store *s, char *err, size_t errlen)
+{
+    int rc = pragma(s->db, "PRAGMA foreign_keys = OFF", NULL, 0);
+    if (rc != SQLITE_OK) {
+        int ret = store_fail(s, "migrate", rc);
+        bs_set_err(err, errlen, "store %s: PRAGMA foreign_keys failed: %s", s->path,
+                sqlite3_errmsg(s->db));
+        return ret;
+    }
+    int ret = migrate_steps(s, err, errlen);
+    rc = pragma(s->db, "PRAGMA foreign_keys = ON", NULL, 0);
+    if (rc != SQLITE_OK && ret == 0) {
+        ret = store_fail(s, "migrate", rc);
+        bs_set_err(err, errlen, "store %s: PRAGMA foreign_keys failed: %s", s->path,
+                sqlite3_errmsg(s->db));
+    }
+    return ret;
+}
+
+static int migrate_steps(struct store *s, char *err, size_t errlen)
 {
     int count;
     const struct migration *list = migration_list(&count);
@@ -662,15 +750,14 @@ static int migrate(struct store *s, char *err, size_t errlen)
                     version + 1);
             return BS_EINVAL;
         }
-        char bump[48];
-        snprintf(bump, sizeof bump, "PRAGMA user_version = %d", m->version);
-        rc = sqlite3_exec(s->db, m->sql, NULL, NULL, NULL);
-        if (rc == SQLITE_OK)
-            rc = sqlite3_exec(s->db, bump, NULL, NULL, NULL);
+        rc = apply_migration(s, m);
         if (rc != SQLITE_OK) {
             int ret = store_fail(s, m->name, rc);
             bs_set_err(err, errlen, "store %s: migration %s failed: %s; store left at version %d",
-                    s->path, m->name, sqlite3_errmsg(s->db), version);
+                    s->path, m->name,
+                    rc == SQLITE_CONSTRAINT_FOREIGNKEY ? "it would break a foreign key"
+                                                       : sqlite3_errmsg(s->db),
+                    version);
             rollback_quietly(s, "migrate");
             return ret;
         }

@@ -163,5 +163,10 @@ void store_test_set_migrations(const struct migration *m, int count);
 /* Runs SQL on the store's own connection (e.g. PRAGMA max_page_count to
  * simulate a full disk). Returns 0 or a BS_E* code. */
 int store_test_exec(struct store *s, const char *sql);
+/* How many of the store's own statements whose text contains `part` have
+ * `needle` in their EXPLAIN (an opcode; query_plan 0) or EXPLAIN QUERY PLAN
+ * (a step's detail; query_plan 1); -1 if none contains `part` or one
+ * cannot be explained. */
+int store_test_explain(struct store *s, const char *part, int query_plan, const char *needle);
 #endif
 #endif

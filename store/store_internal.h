@@ -9,6 +9,13 @@
 #include <sys/types.h>
 #include <stdbool.h>
 
+/* The non-terminal attempts: word for word the WHERE of the partial index
+ * journal_active (migrations/0004), which SQLite uses only for a query
+ * that repeats it. An OR chain, not an IN list: see that migration. */
+#define ACTIVE_WHERE                                                                             \
+    "(state = 'claiming' OR state = 'claimed' OR state = 'posting' OR state = 'unknown' OR "    \
+    "state = 'dispatched')"
+
 /* Every prepared statement the store uses, prepared on first use with
  * SQLITE_PREPARE_PERSISTENT and cached in struct store until store_close.
  * Lazy preparation keeps a READ handle on an older schema usable for the
@@ -23,6 +30,7 @@ enum store_stmt {
     SS_ROLLBACK_TO,
     SS_USER_VERSION,
     SS_BEAD_BUMP,
+    SS_BEAD_ATTEMPTS,
     SS_ATTEMPT_INSERT,
     SS_ATTEMPT_MOVE,
     SS_ATTEMPT_STATE,

@@ -928,6 +928,35 @@ static void test_attempts_active(void **state)
     store_close(s);
 }
 
+/* The journal's writes build no temporary b-tree: an IN list in a CHECK or
+ * a partial index's WHERE made SQLite build one per list each time a row
+ * was written (migrations/0004). The scans of the active attempts use the
+ * partial index, whose WHERE they must repeat word for word. */
+static void test_statement_plans(void **state)
+{
+    struct fx *f = *state;
+    struct store *s = open_ok(f, STORE_OPEN_DAEMON);
+    assert_int_equal(store_test_explain(s, "INSERT INTO journal", 0, "OpenEphemeral"), 0);
+    assert_int_equal(store_test_explain(s, "UPDATE journal", 0, "OpenEphemeral"), 0);
+    assert_int_equal(store_test_explain(s, "INSERT INTO event_log", 0, "OpenEphemeral"), 0);
+    assert_int_equal(store_test_explain(s, "INSERT INTO bead_state", 0, "OpenEphemeral"), 0);
+    /* The seam finds what it is asked for: the bump reads the journal. */
+    assert_int_equal(store_test_explain(s, "INSERT INTO bead_state (bead_id, attempts)", 1,
+                                        "journal"), 2);
+    assert_int_equal(store_test_explain(s, "FROM journal WHERE (state = 'claiming'", 1,
+                                        "journal_active"), 2);
+    assert_int_equal(store_test_explain(s, "no such statement", 0, "Init"), -1);
+
+    /* The CHECK still refuses a state that is not one. */
+    assert_int_not_equal(store_test_exec(s, "INSERT INTO journal (bead_id, attempt, dispatch_id, "
+                                            "state, created_at) VALUES ('x', 1, 'd', 'nope', 1)"),
+                         0);
+    assert_int_equal(store_test_exec(s, "INSERT INTO journal (bead_id, attempt, dispatch_id, "
+                                        "state, created_at) VALUES ('x', 1, 'd', 'gave_up', 1)"),
+                     0);
+    store_close(s);
+}
+
 static void test_settings(void **state)
 {
     struct fx *f = *state;
@@ -1295,6 +1324,7 @@ int main(void)
         T(test_transition_cas_and_rules),
         T(test_attempt_counter),
         T(test_attempts_active),
+        T(test_statement_plans),
         T(test_settings),
         T(test_bead_state),
         T(test_hostile_bead_ids),
