@@ -13,6 +13,7 @@
 #include "text.h"
 
 #include <malloc.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -154,6 +155,44 @@ static void claim_outcome(struct dispatcher *d, struct dolt_conn *c, struct pick
     bead_free(&now_b);
 }
 
+/* A batch at least this large has its request bodies built on a thread of
+ * their own while its claims are in Dolt (the worker only waits for the
+ * server then); a smaller one builds them after, on the worker. */
+#define BODIES_ASIDE_MIN 16
+
+struct bodies_aside {
+    const struct config *cfg;
+    struct pick *list;
+    pthread_t thread;
+    int started;
+};
+
+static void *bodies_aside_main(void *arg)
+{
+    struct bodies_aside *b = arg;
+    (void)results_render_bodies(b->cfg, b->list); /* what fails is built again after */
+    return NULL;
+}
+
+/* Starts building the bodies of the picks whose beads were read, beside
+ * the claims. While it runs, nothing may change a pick's bead text, ids,
+ * attempt or body (results_render_bodies). */
+static void bodies_aside_start(struct bodies_aside *b, struct session *s, struct pick *list, size_t n)
+{
+    *b = (struct bodies_aside){.cfg = s->cfg, .list = list};
+    if (n < BODIES_ASIDE_MIN)
+        return;
+    results_prepare_bodies(s, list);
+    b->started = pthread_create(&b->thread, NULL, bodies_aside_main, b) == 0;
+}
+
+static void bodies_aside_wait(struct bodies_aside *b)
+{
+    if (b->started)
+        pthread_join(b->thread, NULL);
+    b->started = 0;
+}
+
 /* Claims the chosen beads in Dolt, open -> in_progress, each guarded by the
  * status and updated_at just read: one transaction and one Dolt commit for
  * the batch (beads_move_many). Sets each pick's claim (and detail). */
@@ -193,7 +232,10 @@ static int claim_batch(struct dispatcher *d, struct dolt_conn *c, struct pick *l
         };
         of[n++] = p;
     }
+    struct bodies_aside aside;
+    bodies_aside_start(&aside, d->s, list, n);
     int rc = beads_move_many(c, &d->s->schema, &d->s->writer, m, n, "claim", rcs);
+    bodies_aside_wait(&aside);
     for (size_t i = 0; i < n; i++)
         claim_outcome(d, c, of[i], rcs[i]);
     free(notes);

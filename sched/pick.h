@@ -33,6 +33,7 @@ struct pick {
     char claim_dt[32];          /* updated_at our claim wrote */
     char detail[STORE_DETAIL_MAX];
     struct bead bead;           /* text read at claim time, for the prompt */
+    int shown;                  /* the attempt number its prompt shows (0: not set) */
     char *body;                 /* POST /execute JSON */
     int64_t posted_ms;
     enum agent_post_verdict verdict;

@@ -8,8 +8,9 @@
  * journaled wait in memory and are retried; nothing the agent said is lost.
  *
  * Threads: poster_send, poster_retry and the callbacks run on the loop
- * thread; the journaling runs on the Dolt worker; results_build_bodies and
- * results_journal are worker functions. */
+ * thread; the journaling runs on the Dolt worker; results_build_bodies,
+ * results_prepare_bodies and results_journal are worker functions,
+ * results_render_bodies runs on any thread (results.h). */
 #include <stddef.h>
 #include <stdint.h>
 

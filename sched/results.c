@@ -19,34 +19,59 @@
 /* ------------------------------------------------------------------ */
 /* Worker: bodies and journal moves                                    */
 
+/* "attempt N of M" counts what may reach the agent: the attempts used so
+ * far (refusals that were not the bead's fault don't count), plus this
+ * one. */
+static int shown_attempt(struct session *s, const char *bead_id)
+{
+    int used = 0;
+    if (!s->store || store_bead_attempts_used(s->store, bead_id, &used))
+        used = 0;
+    int max = (int)s->cfg->max_attempts;
+    return used + 1 > max ? max : used + 1;
+}
+
+/* The body of one pick (its bead read, its shown attempt number set). */
+static char *pick_body(const struct config *cfg, const struct pick *p)
+{
+    if (cfg->mode == MODE_BEADBOARD)
+        return agent_beadboard_body(p->bead_id); /* BeadBoard builds the prompt itself */
+    const char *tmpl = cfg->prompt_template ? cfg->prompt_template : prompt_default_template;
+    char *prompt = prompt_render(tmpl, &p->bead, p->dispatch_id, p->shown, (int)cfg->max_attempts, cfg->bd_db);
+    char *body = prompt ? agent_execute_body(prompt, cfg->agent_name, cfg->job_budget_usd,
+                                             (long)(cfg->job_timeout_ms / 1000), p->bead_id,
+                                             p->dispatch_id, p->attempt)
+                        : NULL;
+    free(prompt);
+    return body;
+}
+
+void results_prepare_bodies(struct session *s, struct pick *list)
+{
+    for (struct pick *p = list; p; p = p->next)
+        if (p->bead.id && !p->body)
+            p->shown = shown_attempt(s, p->bead_id);
+}
+
+int results_render_bodies(const struct config *cfg, struct pick *list)
+{
+    int rc = 0;
+    for (struct pick *p = list; p; p = p->next)
+        if (p->bead.id && p->shown > 0 && !p->body && !(p->body = pick_body(cfg, p)))
+            rc = BS_ENOMEM;
+    return rc;
+}
+
 int results_build_bodies(struct session *s, struct pick *list)
 {
-    const struct config *cfg = s->cfg;
-    const char *tmpl = cfg->prompt_template ? cfg->prompt_template : prompt_default_template;
     for (struct pick *p = list; p; p = p->next) {
-        if (p->state != AS_CLAIMED || p->body)
+        if (p->state != AS_CLAIMED)
             continue;
-        if (cfg->mode == MODE_BEADBOARD) {
-            /* BeadBoard builds the prompt itself. */
-            if (!(p->body = agent_beadboard_body(p->bead_id)))
+        if (!p->body) {
+            p->shown = shown_attempt(s, p->bead_id);
+            if (!(p->body = pick_body(s->cfg, p)))
                 return BS_ENOMEM;
-            continue;
         }
-        /* "attempt N of M" counts what may reach the agent: the attempts
-         * used so far (refusals that were not the bead's fault don't
-         * count), plus this one. */
-        int used = 0;
-        if (!s->store || store_bead_attempts_used(s->store, p->bead_id, &used))
-            used = 0;
-        int shown = used + 1 > (int)cfg->max_attempts ? (int)cfg->max_attempts : used + 1;
-        char *prompt = prompt_render(tmpl, &p->bead, p->dispatch_id, shown, (int)cfg->max_attempts, cfg->bd_db);
-        p->body = prompt ? agent_execute_body(prompt, cfg->agent_name, cfg->job_budget_usd,
-                                              (long)(cfg->job_timeout_ms / 1000), p->bead_id,
-                                              p->dispatch_id, p->attempt)
-                         : NULL;
-        free(prompt);
-        if (!p->body)
-            return BS_ENOMEM;
         bead_free(&p->bead); /* the body holds what the agent needs */
     }
     return 0;

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Batches of claims and notes on the Dolt emulation: a 1213 on one bead in a
 # batch of ten, Dolt commit messages and authors, a crash inside and after a
-# batch at every crash point, and capped cycles overlapping (the next one
-# claims while the POSTs of the one before are out).
+# batch at every crash point, capped cycles overlapping (the next one
+# claims while the POSTs of the one before are out), and the bodies of a
+# large batch built beside its claims.
 #
 # BATCH_COMMITS_EXPECTED=1 switches on what "one Dolt transaction per batch"
 # promises: one claim commit per batch naming its beads (capped), one commit
@@ -286,7 +287,39 @@ overlap() {
   t_agent_stop
 }
 
+# A cycle of 16 or more builds its request bodies on a thread of their own
+# while its claims are in Dolt: each prompt is still its own bead's, with
+# its own dispatch id and attempt number (3 beads had an attempt before).
+bodies_aside() {
+  t_new_db current dolt; t_agent --capacity 40
+  t_env "$T_TMP/aside.db"
+  "$BS_BIN" migrate >/dev/null
+  t_beads ba 20
+  t_sql "UPDATE issues SET title = CONCAT('title of ', id), description = CONCAT('about ', id) WHERE id LIKE 'ba%'"
+  local i
+  for i in 1 2 3; do
+    t_store "INSERT INTO journal (bead_id, attempt, dispatch_id, state, created_at, claimed_at, posting_at,
+               finished_at, outcome) VALUES ('ba$i', 1, 'earlier-$i', 'retrying', 1, 1, 1, 2, 'retrying');
+             INSERT INTO bead_state (bead_id, attempts) VALUES ('ba$i', 1)"
+  done
+  t_once
+  t_eq "bodies aside: 20 dispatched in one cycle" "20 1" \
+    "$(t_posts) $(t_store "SELECT count(DISTINCT created_at) FROM journal WHERE state = 'dispatched'")"
+  local bad="" bead job did prompt want
+  while IFS='|' read -r bead job did; do
+    prompt=$(curl -sf -H 'Authorization: Bearer test-token' "$T_AGENT_URL/jobs/$job" | jq -r '.prompt // ""')
+    case $bead in ba1 | ba2 | ba3) want="Attempt 2 of 3." ;; *) want="Attempt 1 of 3." ;; esac
+    grep -qxF "Task id: $bead" <<<"$prompt" && grep -qxF "Title: title of $bead" <<<"$prompt" &&
+      grep -qxF "about $bead" <<<"$prompt" && grep -qxF "Job id: $did" <<<"$prompt" &&
+      grep -qxF "$want" <<<"$prompt" || bad="$bad $bead"
+  done < <(t_store "SELECT bead_id, job_id, dispatch_id FROM journal WHERE state = 'dispatched'")
+  t_eq "bodies aside: every prompt is its bead's, with its dispatch id and attempt number" "" "$bad"
+  t_consistent "bodies aside"
+  t_agent_stop
+}
+
 overlap
+bodies_aside
 conflict_in_batch update
 conflict_in_batch commit
 row_in_batch refused
