@@ -15,7 +15,7 @@
 -- dropped first and made again unchanged.
 --
 -- Queries that want the partial index must repeat its WHERE exactly
--- (store.c ACTIVE_WHERE).
+-- (ACTIVE_WHERE in store/store_internal.h).
 
 DROP VIEW history;
 DROP VIEW attempts;

@@ -160,6 +160,7 @@ static void claim_outcome(struct dispatcher *d, struct dolt_conn *c, struct pick
  * server then); a smaller one builds them after, on the worker. */
 #define BODIES_ASIDE_MIN 16
 
+/* The bodies thread of one batch: what it builds from, and whether it runs. */
 struct bodies_aside {
     const struct config *cfg;
     struct pick *list;
@@ -167,6 +168,7 @@ struct bodies_aside {
     int started;
 };
 
+/* The thread: the bodies of the picks results_prepare_bodies marked. */
 static void *bodies_aside_main(void *arg)
 {
     struct bodies_aside *b = arg;
@@ -174,18 +176,21 @@ static void *bodies_aside_main(void *arg)
     return NULL;
 }
 
-/* Starts building the bodies of the picks whose beads were read, beside
- * the claims. While it runs, nothing may change a pick's bead text, ids,
- * attempt or body (results_render_bodies). */
-static void bodies_aside_start(struct bodies_aside *b, struct session *s, struct pick *list, size_t n)
+/* Starts building the bodies of the n picks about to be claimed (of[]),
+ * beside the claims. While it runs, nothing may change a pick's bead text,
+ * ids, attempt or body (results_render_bodies). */
+static void bodies_aside_start(struct bodies_aside *b, struct session *s, struct pick *list,
+                               struct pick *const *of, size_t n)
 {
     *b = (struct bodies_aside){.cfg = s->cfg, .list = list};
     if (n < BODIES_ASIDE_MIN)
         return;
-    results_prepare_bodies(s, list);
+    results_prepare_bodies(s, of, n);
     b->started = pthread_create(&b->thread, NULL, bodies_aside_main, b) == 0;
 }
 
+/* Waits for the bodies thread, if one runs; after it, the picks are the
+ * worker's alone again. */
 static void bodies_aside_wait(struct bodies_aside *b)
 {
     if (b->started)
@@ -233,7 +238,7 @@ static int claim_batch(struct dispatcher *d, struct dolt_conn *c, struct pick *l
         of[n++] = p;
     }
     struct bodies_aside aside;
-    bodies_aside_start(&aside, d->s, list, n);
+    bodies_aside_start(&aside, d->s, list, of, n);
     int rc = beads_move_many(c, &d->s->schema, &d->s->writer, m, n, "claim", rcs);
     bodies_aside_wait(&aside);
     for (size_t i = 0; i < n; i++)

@@ -2,7 +2,10 @@
 #define BS_PICK_H
 /* One attempt on its way from a dispatch cycle (or recovery's owed POSTs)
  * to the agent and into the journal. Any thread that owns it: the Dolt
- * worker while it is claimed and journaled, the loop while it is posted. */
+ * worker while it is claimed and journaled, the loop while it is posted.
+ * While a large batch's claims are in Dolt, the worker's bodies thread
+ * (dispatch.c bodies_aside) reads the picks' bead text and ids and writes
+ * their bodies; the worker joins it before it reads a body. */
 #include <stdint.h>
 
 #include "agent.h"

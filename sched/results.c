@@ -46,11 +46,11 @@ static char *pick_body(const struct config *cfg, const struct pick *p)
     return body;
 }
 
-void results_prepare_bodies(struct session *s, struct pick *list)
+void results_prepare_bodies(struct session *s, struct pick *const *of, size_t n)
 {
-    for (struct pick *p = list; p; p = p->next)
-        if (p->bead.id && !p->body)
-            p->shown = shown_attempt(s, p->bead_id);
+    for (size_t i = 0; i < n; i++)
+        if (of[i]->bead.id && !of[i]->body)
+            of[i]->shown = shown_attempt(s, of[i]->bead_id);
 }
 
 int results_render_bodies(const struct config *cfg, struct pick *list)

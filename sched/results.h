@@ -15,12 +15,13 @@ int results_build_bodies(struct session *s, struct pick *list);
 
 /* Bodies built early, while the claims are in Dolt (dispatch.c):
  * results_prepare_bodies (worker: reads the store) sets the attempt number
- * each pick with its bead text will show; results_render_bodies (any
- * thread) then builds those picks' bodies, reading only cfg and each
- * pick's bead, ids and shown number and writing only its body. BS_ENOMEM
- * if a body could not be built (results_build_bodies tries it again). A
- * body built for a claim that is then lost is freed with its pick. */
-void results_prepare_bodies(struct session *s, struct pick *list);
+ * each of the n picks of[] will show; results_render_bodies (any thread)
+ * then builds the bodies of the picks of list so marked, reading only cfg
+ * and each pick's bead, ids and shown number and writing only its body.
+ * BS_ENOMEM if a body could not be built (results_build_bodies tries it
+ * again). A body built for a claim that is then lost is freed with its
+ * pick. */
+void results_prepare_bodies(struct session *s, struct pick *const *of, size_t n);
 int results_render_bodies(const struct config *cfg, struct pick *list);
 /* Moves every pick in journal state `from` to `to` (AS_STATE_COUNT: to its
  * decision's first step, via or else next), in one store transaction; their

@@ -188,6 +188,38 @@ struct new_attempt {
     int64_t now_ms;
 };
 
+/* Bumps the bead's attempt counter and reads the number it gave (a
+ * RETURNING clause would cost a temporary b-tree). 0 or the logged,
+ * translated error. */
+static int bump_attempts(struct store *s, const char *op, const struct new_attempt *n, int *attempt)
+{
+    int adopted = n->job_id != NULL;
+    sqlite3_stmt *st = store_stmt(s, adopted ? SS_BEAD_BUMP_TO : SS_BEAD_BUMP, op);
+    if (!st)
+        return store_prepare_error(s);
+    int rc = bind_text(st, 1, n->bead_id);
+    if (adopted)
+        keep(&rc, sqlite3_bind_int(st, 2, n->from_notes));
+    int ret = run_write(s, st, rc, op);
+    if (ret != 0)
+        return ret;
+    if (!(st = store_stmt(s, SS_BEAD_ATTEMPTS, op)))
+        return store_prepare_error(s);
+    rc = bind_text(st, 1, n->bead_id);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+        *attempt = sqlite3_column_int(st, 0);
+        ret = 0;
+    } else if (rc == SQLITE_DONE) {
+        log_error("store error: the attempt counter just written is not there", "op", op, "path", s->path,
+                  "bead", n->bead_id);
+        ret = store_map_rc(SQLITE_CORRUPT);
+    } else {
+        ret = store_fail(s, op, rc);
+    }
+    store_stmt_done(st);
+    return ret;
+}
+
 static int attempt_insert(struct store *s, const char *op, const struct new_attempt *n,
                           struct store_attempt *out)
 {
@@ -198,30 +230,9 @@ static int attempt_insert(struct store *s, const char *op, const struct new_atte
 
     int attempt = 0;
     int64_t id = 0;
-    sqlite3_stmt *st = store_stmt(s, adopted ? SS_BEAD_BUMP_TO : SS_BEAD_BUMP, op);
-    if (!st) {
-        ret = store_prepare_error(s);
-        goto out;
-    }
-    int rc = bind_text(st, 1, n->bead_id);
-    if (adopted)
-        keep(&rc, sqlite3_bind_int(st, 2, n->from_notes));
-    if ((ret = run_write(s, st, rc, op)) != 0)
-        goto out;
-    if (!(st = store_stmt(s, SS_BEAD_ATTEMPTS, op))) {
-        ret = store_prepare_error(s);
-        goto out;
-    }
-    rc = bind_text(st, 1, n->bead_id);
-    if (rc == SQLITE_OK && (rc = sqlite3_step(st)) == SQLITE_ROW) {
-        attempt = sqlite3_column_int(st, 0);
-        rc = SQLITE_DONE;
-    } else if (rc == SQLITE_DONE) {
-        rc = SQLITE_CORRUPT; /* the row the bump just wrote is not there */
-    }
-    ret = rc == SQLITE_DONE ? 0 : store_fail(s, op, rc);
-    store_stmt_done(st);
-    if (ret != 0)
+    sqlite3_stmt *st;
+    int rc;
+    if ((ret = bump_attempts(s, op, n, &attempt)) != 0)
         goto out;
 
     if (!(st = store_stmt(s, adopted ? SS_ATTEMPT_ADOPT : SS_ATTEMPT_INSERT, op))) {

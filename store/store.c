@@ -655,30 +655,50 @@ static int open_connection(struct store *s, char *err, size_t errlen)
     return 0;
 }
 
-/* Whether the store's foreign keys hold (PRAGMA foreign_key_check finds no
- * row): SQLITE_OK, SQLITE_CONSTRAINT_FOREIGNKEY, or the error. */
-static int foreign_keys_hold(sqlite3 *db)
+/* How many rows PRAGMA foreign_key_check finds (references to no row), or
+ * -1 with *rc set on error. */
+static long foreign_key_breaks(sqlite3 *db, int *rc)
 {
     sqlite3_stmt *st = NULL;
-    int rc = sqlite3_prepare_v2(db, "PRAGMA foreign_key_check", -1, &st, NULL);
-    if (rc == SQLITE_OK) {
-        rc = sqlite3_step(st);
-        rc = rc == SQLITE_DONE ? SQLITE_OK : rc == SQLITE_ROW ? SQLITE_CONSTRAINT_FOREIGNKEY : rc;
+    long n = 0;
+    *rc = sqlite3_prepare_v2(db, "PRAGMA foreign_key_check", -1, &st, NULL);
+    while (*rc == SQLITE_OK && (*rc = sqlite3_step(st)) == SQLITE_ROW) {
+        n++;
+        *rc = SQLITE_OK;
     }
     sqlite3_finalize(st);
-    return rc;
+    if (*rc != SQLITE_DONE)
+        return -1;
+    *rc = SQLITE_OK;
+    return n;
 }
 
-/* One migration's SQL, its PRAGMA user_version and the foreign key check,
- * inside the caller's transaction. */
+/* One migration's SQL and its PRAGMA user_version, inside the caller's
+ * transaction, then the foreign keys (off while migrations run): a
+ * migration may not add a reference to no row. References already broken
+ * (an operator's DELETE in the sqlite3 shell, which has foreign keys off)
+ * are left as they are: they would otherwise block every upgrade.
+ * SQLITE_CONSTRAINT_FOREIGNKEY when the migration broke one. */
 static int apply_migration(struct store *s, const struct migration *m)
 {
     char bump[48];
     snprintf(bump, sizeof bump, "PRAGMA user_version = %d", m->version);
-    int rc = sqlite3_exec(s->db, m->sql, NULL, NULL, NULL);
+    int rc;
+    long before = foreign_key_breaks(s->db, &rc);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(s->db, m->sql, NULL, NULL, NULL);
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(s->db, bump, NULL, NULL, NULL);
-    return rc == SQLITE_OK ? foreign_keys_hold(s->db) : rc;
+    long after = rc == SQLITE_OK ? foreign_key_breaks(s->db, &rc) : -1;
+    if (rc == SQLITE_OK && after > before) {
+        log_error("store migration would break a foreign key", "path", s->path, "migration", m->name,
+                  "broken_before", LOG_INT(before), "broken_after", LOG_INT(after));
+        return SQLITE_CONSTRAINT_FOREIGNKEY;
+    }
+    if (rc == SQLITE_OK && before > 0)
+        log_warn("store has references to no row (left as they are; PRAGMA foreign_key_check lists them)",
+                 "path", s->path, "rows", LOG_INT(before));
+    return rc;
 }
 
 static int migrate_steps(struct store *s, char *err, size_t errlen);
@@ -711,6 +731,8 @@ static int migrate(struct store *s, char *err, size_t errlen)
     return ret;
 }
 
+/* migrate's loop: one migration per transaction until the store is at
+ * this binary's version. */
 static int migrate_steps(struct store *s, char *err, size_t errlen)
 {
     int count;
@@ -752,7 +774,7 @@ static int migrate_steps(struct store *s, char *err, size_t errlen)
         }
         rc = apply_migration(s, m);
         if (rc != SQLITE_OK) {
-            int ret = store_fail(s, m->name, rc);
+            int ret = rc == SQLITE_CONSTRAINT_FOREIGNKEY ? store_map_rc(rc) : store_fail(s, m->name, rc);
             bs_set_err(err, errlen, "store %s: migration %s failed: %s; store left at version %d",
                     s->path, m->name,
                     rc == SQLITE_CONSTRAINT_FOREIGNKEY ? "it would break a foreign key"

@@ -231,6 +231,27 @@ static void test_migrate_from_older_versions(void **state)
     }
 }
 
+/* A reference already broken before the upgrade (an attempt deleted in the
+ * sqlite3 shell, which has foreign keys off, leaving its event) does not
+ * block the migrations: only a break a migration makes does. */
+static void test_migrate_with_old_breaks(void **state)
+{
+    struct fx *f = *state;
+    int v = store_latest_version() - 1;
+    build_old_store(f->path, v);
+    sqlite3 *db = raw_open(f->path, SQLITE_OPEN_READWRITE);
+    raw_exec(db, "DELETE FROM journal WHERE bead_id = 'bd-old'");
+    sqlite3_close(db);
+
+    struct store *s = NULL;
+    assert_int_equal(store_open(&s, f->path, STORE_OPEN_MIGRATE, f->err, sizeof f->err), 0);
+    assert_int_equal(store_schema_version(s), store_latest_version());
+    store_close(s);
+    db = raw_open(f->path, SQLITE_OPEN_READONLY);
+    assert_int_equal(raw_int(db, "SELECT COUNT(*) FROM event_log WHERE bead_id = 'bd-old'"), 1);
+    sqlite3_close(db);
+}
+
 /* An existing empty (0-byte) file is a store at version 0: it is migrated. */
 static void test_migrate_empty_file(void **state)
 {
@@ -1352,6 +1373,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         T(test_migrate_from_empty),
         T(test_migrate_from_older_versions),
+        T(test_migrate_with_old_breaks),
         T(test_migrate_empty_file),
         T(test_migration_atomic),
         T(test_migration_foreign_keys),
