@@ -607,6 +607,23 @@ static int pragma(sqlite3 *db, const char *sql, char *out, size_t outlen)
     return rc;
 }
 
+/* A PRAGMA (named op) failed with rc: logged, err set. Returns the
+ * translated error. */
+static int pragma_failed(struct store *s, const char *op, int rc, char *err, size_t errlen)
+{
+    int ret = store_fail(s, op, rc);
+    bs_set_err(err, errlen, "store %s: PRAGMA %s failed: %s", s->path, op, sqlite3_errmsg(s->db));
+    return ret;
+}
+
+/* Runs a PRAGMA that sets something (sql; op names it in errors). 0 or
+ * pragma_failed's error. */
+static int set_pragma(struct store *s, const char *op, const char *sql, char *err, size_t errlen)
+{
+    int rc = pragma(s->db, sql, NULL, 0);
+    return rc == SQLITE_OK ? 0 : pragma_failed(s, op, rc, err, errlen);
+}
+
 /* Opens s->db: read-only for READ, else read-write (creating the file) in
  * WAL mode with synchronous=FULL and foreign keys on. Returns 0 or a
  * translated error with err set; s->db may be set on failure (store_close
@@ -632,27 +649,16 @@ static int open_connection(struct store *s, char *err, size_t errlen)
         return BS_ERDONLY;
     }
     char mode[16] = "";
-    const char *op = "journal_mode";
     rc = pragma(s->db, "PRAGMA journal_mode = WAL", mode, sizeof mode);
-    if (rc == SQLITE_OK && strcmp(mode, "wal") != 0) {
+    if (rc != SQLITE_OK)
+        return pragma_failed(s, "journal_mode", rc, err, errlen);
+    if (strcmp(mode, "wal") != 0) {
         bs_set_err(err, errlen, "store %s: cannot switch to WAL mode (journal_mode is %s)", s->path,
                 mode);
         return BS_EIO;
     }
-    if (rc == SQLITE_OK) {
-        op = "synchronous";
-        rc = pragma(s->db, "PRAGMA synchronous = FULL", NULL, 0);
-    }
-    if (rc == SQLITE_OK) {
-        op = "foreign_keys";
-        rc = pragma(s->db, "PRAGMA foreign_keys = ON", NULL, 0);
-    }
-    if (rc != SQLITE_OK) {
-        int ret = store_fail(s, op, rc);
-        bs_set_err(err, errlen, "store %s: PRAGMA %s failed: %s", s->path, op, sqlite3_errmsg(s->db));
-        return ret;
-    }
-    return 0;
+    int ret = set_pragma(s, "synchronous", "PRAGMA synchronous = FULL", err, errlen);
+    return ret ? ret : set_pragma(s, "foreign_keys", "PRAGMA foreign_keys = ON", err, errlen);
 }
 
 /* How many rows PRAGMA foreign_key_check finds (references to no row), or
@@ -714,19 +720,17 @@ static int migrate_steps(struct store *s, char *err, size_t errlen);
  * set. */
 static int migrate(struct store *s, char *err, size_t errlen)
 {
-    int rc = pragma(s->db, "PRAGMA foreign_keys = OFF", NULL, 0);
-    if (rc != SQLITE_OK) {
-        int ret = store_fail(s, "migrate", rc);
-        bs_set_err(err, errlen, "store %s: PRAGMA foreign_keys failed: %s", s->path,
-                sqlite3_errmsg(s->db));
+    int ret = set_pragma(s, "foreign_keys", "PRAGMA foreign_keys = OFF", err, errlen);
+    if (ret != 0)
         return ret;
-    }
-    int ret = migrate_steps(s, err, errlen);
-    rc = pragma(s->db, "PRAGMA foreign_keys = ON", NULL, 0);
-    if (rc != SQLITE_OK && ret == 0) {
-        ret = store_fail(s, "migrate", rc);
-        bs_set_err(err, errlen, "store %s: PRAGMA foreign_keys failed: %s", s->path,
-                sqlite3_errmsg(s->db));
+    ret = migrate_steps(s, err, errlen);
+    /* Back on whatever happened; a failure here is reported unless the
+     * migrations' own came first (err already says why). */
+    char on_err[256];
+    int on = set_pragma(s, "foreign_keys", "PRAGMA foreign_keys = ON", on_err, sizeof on_err);
+    if (on != 0 && ret == 0) {
+        bs_set_err(err, errlen, "%s", on_err);
+        ret = on;
     }
     return ret;
 }
