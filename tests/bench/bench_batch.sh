@@ -72,12 +72,10 @@ BATCH=${3:-10}
 ROUNDS=${4:-5}
 BASE=${BENCH_BASELINE_BEADS:-30}
 PORT=${BENCH_MYSQL_PORT:-33981}
-for v in "$THR" "$SAMPLES" "$BATCH" "$ROUNDS" "$BASE"; do
-  case $v in '' | *[!0-9]* | 0) echo "bench_batch.sh: arguments are positive numbers (got '$v')" >&2; exit 2 ;; esac
-done
-W=$(mktemp -d /var/tmp/bs-bench-batch.XXXXXX) # real disk: the journal's fsyncs count
 # shellcheck source=tests/bench/lib.sh
 . "$ROOT/tests/bench/lib.sh"
+bench_positive bench_batch.sh "$THR" "$SAMPLES" "$BATCH" "$ROUNDS" "$BASE"
+W=$(mktemp -d /var/tmp/bs-bench-batch.XXXXXX) # real disk: the journal's fsyncs count
 trap bench_cleanup EXIT
 
 echo "machine: $(bench_machine)"

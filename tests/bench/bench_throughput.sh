@@ -28,12 +28,10 @@ ROOT=$PWD
 THR=${1:-1000}
 RUNS=${2:-3}
 PORT=${BENCH_MYSQL_PORT:-33981}
-for v in "$THR" "$RUNS"; do
-  case $v in '' | *[!0-9]* | 0) echo "bench_throughput.sh: arguments are positive numbers (got '$v')" >&2; exit 2 ;; esac
-done
-W=$(mktemp -d /var/tmp/bs-bench-thr.XXXXXX) # real disk: the journal's fsyncs count
 # shellcheck source=tests/bench/lib.sh
 . "$ROOT/tests/bench/lib.sh"
+bench_positive bench_throughput.sh "$THR" "$RUNS"
+W=$(mktemp -d /var/tmp/bs-bench-thr.XXXXXX) # real disk: the journal's fsyncs count
 trap bench_cleanup EXIT
 
 echo "machine: $(bench_machine)"

@@ -4,6 +4,16 @@
 
 CLK_TCK=$(getconf CLK_TCK)
 
+# bench_positive SCRIPT VALUE...: exits 2, naming SCRIPT, unless every
+# VALUE is a positive number (the scripts' numeric arguments).
+bench_positive() {
+  local script=$1 v
+  shift
+  for v in "$@"; do
+    case $v in '' | *[!0-9]* | 0) echo "$script: arguments are positive numbers (got '$v')" >&2; exit 2 ;; esac
+  done
+}
+
 # Pids this script started and must stop.
 BENCH_PIDS=""
 

@@ -123,12 +123,13 @@ t_done() {
   if [ "$T_FAILS" -eq 0 ]; then exit 0; else exit 1; fi
 }
 
-# t_job_prompt_id JOB: the "Job id:" line of the prompt the agent received
-# for service job JOB (GET /jobs/JOB, as the real contract returns it).
-t_job_prompt_id() {
-  curl -sf -H 'Authorization: Bearer test-token' "$T_AGENT_URL/jobs/$1" |
-    jq -r '.prompt // ""' | sed -n 's/^Job id: //p' | head -1
+# t_job_prompt JOB: the prompt the agent received for service job JOB
+# (GET /jobs/JOB, as the real contract returns it).
+t_job_prompt() {
+  curl -sf -H 'Authorization: Bearer test-token' "$T_AGENT_URL/jobs/$1" | jq -r '.prompt // ""'
 }
+# t_job_prompt_id JOB: that prompt's "Job id:" line.
+t_job_prompt_id() { t_job_prompt "$1" | sed -n 's/^Job id: //p' | head -1; }
 
 # t_agent_claims: does what the real agent's first action is, knowing only
 # its prompt: for every job the fake agent holds, note "claimed by agent

@@ -309,7 +309,7 @@ full_agent() {
   kill -TERM "$pid"; wait "$pid" || true
   t_eq "full: all dispatched once it takes a job again" 6 "$(t_posts)"
   t_eq "full: the prompts say attempt 1 of 3" "Attempt 1 of 3." \
-    "$(for j in $(t_stats | jq -r '.jobs[].job_id'); do curl -sf -H 'Authorization: Bearer test-token' "$T_AGENT_URL/jobs/$j" | jq -r .prompt | grep '^Attempt'; done | sort -u | xargs)"
+    "$(for j in $(t_stats | jq -r '.jobs[].job_id'); do t_job_prompt "$j" | grep '^Attempt'; done | sort -u | xargs)"
   end_checks full 3 fu1 fu2 fu3 fu4 fu5 fu6
   t_agent_stop
 }

@@ -307,7 +307,7 @@ bodies_aside() {
     "$(t_posts) $(t_store "SELECT count(DISTINCT created_at) FROM journal WHERE state = 'dispatched'")"
   local bad="" bead job did prompt want
   while IFS='|' read -r bead job did; do
-    prompt=$(curl -sf -H 'Authorization: Bearer test-token' "$T_AGENT_URL/jobs/$job" | jq -r '.prompt // ""')
+    prompt=$(t_job_prompt "$job")
     case $bead in ba1 | ba2 | ba3) want="Attempt 2 of 3." ;; *) want="Attempt 1 of 3." ;; esac
     grep -qxF "Task id: $bead" <<<"$prompt" && grep -qxF "Title: title of $bead" <<<"$prompt" &&
       grep -qxF "about $bead" <<<"$prompt" && grep -qxF "Job id: $did" <<<"$prompt" &&
