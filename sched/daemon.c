@@ -28,6 +28,7 @@ struct daemon {
     struct store *store;
     struct http_client *http;
     struct dolt *dolt;
+    struct dolt *notes;       /* the dispatched notes' worker (NULL: a dry run) */
     struct runner *runner;
     struct lease *lease;      /* NULL: SINGLE_ACTIVE off, or a dry run */
     int role_decided;         /* `once`: the lock's first answer came */
@@ -54,14 +55,26 @@ static void on_lease_stopped(void *arg)
     d->lease = NULL;
 }
 
-/* The Dolt worker has stopped: only now may the lease go, whose check the
- * worker calls before every batch of writes (may_write). */
+/* The notes worker has stopped (after the Dolt worker, whose last results
+ * may still have handed it notes): only now may the lease go, whose check
+ * both workers call before every batch of writes (may_write). */
+static void on_notes_stopped(void *arg)
+{
+    struct daemon *d = arg;
+    d->notes = NULL;
+    if (d->lease)
+        lease_stop(d->lease, on_lease_stopped, d);
+}
+
+/* The Dolt worker has stopped: then the notes worker, then the lease. */
 static void on_dolt_stopped(void *arg)
 {
     struct daemon *d = arg;
     d->dolt = NULL;
-    if (d->lease)
-        lease_stop(d->lease, on_lease_stopped, d);
+    if (d->notes)
+        dolt_stop(d->notes, on_notes_stopped, d);
+    else
+        on_notes_stopped(d);
 }
 
 static void on_http_closed(void *arg)
@@ -93,9 +106,9 @@ static void daemon_stop(struct daemon *d)
     if (d->http)
         http_client_close(d->http, on_http_closed, d);
     if (d->dolt)
-        dolt_stop(d->dolt, on_dolt_stopped, d); /* then the lease */
-    else if (d->lease)
-        lease_stop(d->lease, on_lease_stopped, d);
+        dolt_stop(d->dolt, on_dolt_stopped, d); /* then the notes worker, then the lease */
+    else
+        on_dolt_stopped(d);
 }
 
 /* An orderly stop waits for the step in flight; a Dolt call stuck on a dead
@@ -434,12 +447,15 @@ static int start_parts(struct daemon *d)
     struct dolt_options dopts;
     int rc;
     config_dolt_options(cfg, &dopts);
-    if ((rc = http_client_init(&d->http, &d->loop)) || (rc = dolt_start(&d->dolt, &d->loop, &dopts))) {
+    /* The dispatched notes have a connection of their own: a batch of them
+     * is written while the next claims are (a dry run writes nothing). */
+    if ((rc = http_client_init(&d->http, &d->loop)) || (rc = dolt_start(&d->dolt, &d->loop, &dopts)) ||
+        (!d->opts.dry_run && (rc = dolt_start(&d->notes, &d->loop, &dopts)))) {
         log_error("cannot start clients", "error", bs_strerror(rc));
         return 1;
     }
     struct runner_env env = {
-        .loop = &d->loop, .cfg = cfg, .store = d->store, .dolt = d->dolt, .http = d->http,
+        .loop = &d->loop, .cfg = cfg, .store = d->store, .dolt = d->dolt, .notes = d->notes, .http = d->http,
         .dry_run = d->opts.dry_run, .may_run = may_run, .may_write = may_write,
         .on_cycle = on_cycle, .arg = d,
     };

@@ -45,6 +45,7 @@ struct pick {
     /* Progress of journaling this result, so a retried batch redoes nothing. */
     int journaled;              /* dispatched/unknown committed to the store */
     int note_due;               /* its dispatched note is to be written (this batch) */
+    int note_rc;                /* how writing it went (results_write_notes), until owed */
     int reverted;               /* the claim given back (or the bead blocked) in Dolt */
 };
 void pick_free(struct pick *p);

@@ -36,6 +36,10 @@ struct poster {
     int64_t retry_at;           /* a failed batch is retried then */
     int64_t first_result_ms;    /* when the oldest result waiting arrived */
     int failing;                /* the last batch failed (logged once per run of failures) */
+    int notes_out;              /* batches of dispatched notes not written (or owed) yet */
+    /* Notes worker: its connection's schema, and how it writes. */
+    struct beads_schema notes_schema;
+    struct beads_writer notes_writer;
 };
 
 struct flush {
@@ -53,6 +57,7 @@ int poster_init(struct poster **out, struct session *s, struct throttle *t, stru
     p->throttle = t;
     p->owed = owed;
     p->hooks = *hooks;
+    p->notes_writer = s->writer; /* actor and author; dolt_commit is the notes connection's */
     *out = p;
     return 0;
 }
@@ -89,7 +94,7 @@ static void maybe_flush(struct poster *ps);
 
 static void maybe_done(struct poster *ps)
 {
-    if (!ps->sending || ps->pending || ps->flush_in_flight || ps->results)
+    if (!ps->sending || ps->pending || ps->flush_in_flight || ps->results || ps->notes_out)
         return;
     ps->sending = 0;
     int rc = ps->rc;
@@ -151,6 +156,107 @@ static void log_result(struct poster *ps, struct pick *p)
     }
 }
 
+/* ------------------------------------------------------------------ */
+/* The dispatched notes, on the notes' own worker                      */
+
+/* The picks of one journaled batch whose dispatched notes are due. */
+struct notes_job {
+    struct poster *p;
+    struct pick *list;
+    char err[300];              /* the server's text of the first failure */
+};
+
+static void notes_job_end(struct notes_job *j)
+{
+    struct poster *ps = j->p;
+    picks_free(j->list);
+    free(j);
+    ps->notes_out--;
+    maybe_done(ps);
+}
+
+/* Notes worker: one batch's notes, on its own connection (schema and the
+ * lock checked there as on the Dolt worker). */
+static int notes_work(struct dolt_conn *c, void *arg)
+{
+    struct notes_job *j = arg;
+    struct poster *ps = j->p;
+    struct session *s = ps->s;
+    int rc = session_writer_refresh(s->cfg, c, &ps->notes_schema, &ps->notes_writer);
+    if (rc == 0 && s->may_write)
+        rc = s->may_write(c, s->may_write_arg);
+    if (rc) {
+        log_warn("dispatched notes not written; retried later", "error", bs_strerror(rc));
+        if (rc == BS_ECONN)
+            atomic_store(&s->dolt_lost, 1);
+        results_notes_not_written(j->list, rc == BS_ECONN ? BS_ECONN : BS_ECONFLICT);
+        return 0;
+    }
+    results_write_notes(s, &ps->notes_schema, &ps->notes_writer, c, j->list, j->err, sizeof j->err);
+    return 0;
+}
+
+/* Dolt worker: the notes that failed are owed (the owed list and the
+ * store are the worker's). */
+static int owe_work(struct dolt_conn *c, void *arg)
+{
+    (void)c;
+    struct notes_job *j = arg;
+    results_owe_notes(j->p->s, j->p->owed, j->list, j->err);
+    return 0;
+}
+
+static void owe_done(int rc, void *arg)
+{
+    (void)rc;
+    notes_job_end(arg);
+}
+
+static void notes_done(int rc, void *arg)
+{
+    struct notes_job *j = arg;
+    results_notes_not_written(j->list, rc ? rc : BS_ECONN); /* the work never ran */
+    size_t owe = 0;
+    for (struct pick *p = j->list; p; p = p->next)
+        owe += results_note_owed(p->note_rc);
+    if (owe && dolt_submit(j->p->s->dolt, owe_work, owe_done, j) == 0)
+        return;
+    if (owe)
+        log_warn("dispatched notes dropped: stopping", "beads", LOG_INT(owe));
+    notes_job_end(j);
+}
+
+/* Takes the picks of list whose dispatched notes are due to the notes
+ * worker; returns the others (all of them without a notes worker). */
+static struct pick *send_notes(struct poster *ps, struct pick *list)
+{
+    if (!ps->s->notes)
+        return list;
+    struct pick *rest = NULL, *due = NULL, **rest_end = &rest, **due_end = &due;
+    for (struct pick *p = list, *next; p; p = next) {
+        next = p->next;
+        p->next = NULL;
+        struct pick ***end = p->note_due ? &due_end : &rest_end;
+        **end = p;
+        *end = &p->next;
+    }
+    if (!due)
+        return rest;
+    struct notes_job *j = calloc(1, sizeof *j);
+    if (j) {
+        j->p = ps;
+        j->list = due;
+        if (dolt_submit(ps->s->notes, notes_work, notes_done, j) == 0) {
+            ps->notes_out++;
+            return rest;
+        }
+        free(j);
+    }
+    log_warn("dispatched notes dropped: the notes worker is gone", "first", due->bead_id);
+    picks_free(due);
+    return rest;
+}
+
 static void results_done(int rc, void *arg)
 {
     struct flush *f = arg;
@@ -183,7 +289,7 @@ static void results_done(int rc, void *arg)
         log_result(ps, p);
     if (rc && !ps->rc)
         ps->rc = rc;
-    picks_free(f->list);
+    picks_free(send_notes(ps, f->list));
     free(f);
     maybe_flush(ps);
     maybe_done(ps);

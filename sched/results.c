@@ -156,27 +156,35 @@ static int decide_answers(struct session *s, struct pick *list, int64_t now)
     return 0;
 }
 
+int results_note_owed(int rc)
+{
+    return rc == BS_ECONN || rc == BS_EIO || rc == BS_ECONFLICT || rc == BS_ENOMEM;
+}
+
 /* One batch of dispatched notes (at most BEADS_BATCH_MAX): one transaction,
- * one Dolt commit. A note that fails is owed. */
-static void notes_batch(struct session *s, struct owed *owed, struct dolt_conn *c, const struct bead_move *m,
-                        struct pick *const *of, size_t n)
+ * one Dolt commit. Each pick's note_rc says how it went; the first failure's
+ * server text goes to err (when err is still empty). */
+static void notes_batch(struct session *s, const struct beads_schema *schema, const struct beads_writer *w,
+                        struct dolt_conn *c, const struct bead_move *m, struct pick *const *of, size_t n,
+                        char *err, size_t errlen)
 {
     int rcs[BEADS_BATCH_MAX];
-    beads_move_many(c, &s->schema, &s->writer, m, n, "note", rcs);
-    size_t owed_now = 0;
+    beads_move_many(c, schema, w, m, n, "note", rcs);
+    size_t failed = 0;
     for (size_t i = 0; i < n; i++) {
         struct pick *p = of[i];
         int nrc = rcs[i];
-        if (nrc == BS_EIO) /* the bead refuses writes: its problem, on record; retried */
-            session_write_failed(s, c, p->bead_id, p->attempt_id, "dispatched note", nrc);
+        p->note_rc = nrc;
         if (nrc == BS_ECONN)
             atomic_store(&s->dolt_lost, 1);
-        if (nrc == BS_ECONN || nrc == BS_EIO || nrc == BS_ECONFLICT) {
+        if (results_note_owed(nrc)) {
             /* One line for the batch, not one per bead. */
-            if (owed_now++ == 0)
+            if (failed++ == 0) {
                 log_warn("could not add the dispatched notes; retried later", "beads", LOG_INT(n), "first",
                          p->bead_id, "job", p->job_id, "error", bs_strerror(nrc));
-            owed_add(owed, p->bead_id, m[i].note);
+                if (!err[0])
+                    snprintf(err, errlen, "%s", dolt_conn_error(c));
+            }
         } else if (nrc) {
             log_info("dispatched note not added: bead no longer in progress", "bead", p->bead_id,
                      "job", p->job_id);
@@ -185,10 +193,18 @@ static void notes_batch(struct session *s, struct owed *owed, struct dolt_conn *
     CRASH_POINT("after_notes_batch");
 }
 
-/* The dispatched notes of the answers that arrived together, in batches of
- * BEADS_BATCH_MAX (more arrive together when the POSTs of two cycles
- * overlap). A note that fails is owed. */
-static void write_dispatched_notes(struct session *s, struct owed *owed, struct dolt_conn *c, struct pick *list)
+void results_notes_not_written(struct pick *list, int rc)
+{
+    for (struct pick *p = list; p; p = p->next) {
+        if (p->note_due) {
+            p->note_due = 0;
+            p->note_rc = rc;
+        }
+    }
+}
+
+void results_write_notes(struct session *s, const struct beads_schema *schema, const struct beads_writer *w,
+                         struct dolt_conn *c, struct pick *list, char *err, size_t errlen)
 {
     struct bead_move m[BEADS_BATCH_MAX];
     struct pick *of[BEADS_BATCH_MAX];
@@ -196,16 +212,14 @@ static void write_dispatched_notes(struct session *s, struct owed *owed, struct 
     for (struct pick *p = list; p; p = p->next)
         due += p->note_due != 0;
     char (*notes)[NOTES_MAX + 1] = due ? malloc((due < BEADS_BATCH_MAX ? due : BEADS_BATCH_MAX) * sizeof *notes) : NULL;
+    if (!notes) {
+        results_notes_not_written(list, BS_ENOMEM); /* owed: the next batch writes them */
+        return;
+    }
     for (struct pick *p = list; p; p = p->next) {
         if (!p->note_due)
             continue;
         p->note_due = 0;
-        if (!notes) {
-            char one[NOTES_MAX + 1];
-            notes_dispatched(one, sizeof one, p->job_id);
-            owed_add(owed, p->bead_id, one); /* the next batch writes it */
-            continue;
-        }
         notes_dispatched(notes[n], sizeof notes[n], p->job_id);
         m[n] = (struct bead_move){
             .id = p->bead_id, .assignee = s->cfg->assignee, .from = "in_progress", .to = "in_progress",
@@ -213,17 +227,34 @@ static void write_dispatched_notes(struct session *s, struct owed *owed, struct 
         };
         of[n++] = p;
         if (n == BEADS_BATCH_MAX) {
-            notes_batch(s, owed, c, m, of, n);
+            notes_batch(s, schema, w, c, m, of, n, err, errlen);
             n = 0;
         }
     }
     if (n > 0)
-        notes_batch(s, owed, c, m, of, n);
+        notes_batch(s, schema, w, c, m, of, n, err, errlen);
     free(notes);
 }
 
+void results_owe_notes(struct session *s, struct owed *owed, struct pick *list, const char *err)
+{
+    for (struct pick *p = list; p; p = p->next) {
+        int rc = p->note_rc;
+        p->note_rc = 0;
+        if (!results_note_owed(rc))
+            continue;
+        if (rc == BS_EIO) /* the bead refuses writes: its problem, on record; retried */
+            session_write_failed_text(s, err && err[0] ? err : NULL, p->bead_id, p->attempt_id,
+                                      "dispatched note", rc);
+        char one[NOTES_MAX + 1];
+        notes_dispatched(one, sizeof one, p->job_id);
+        owed_add(owed, p->bead_id, one);
+    }
+}
+
 /* Answers that only record (dispatched, unknown): one store transaction,
- * then the dispatched notes (a note that fails is owed). */
+ * then the dispatched notes (a note that fails is owed), here or, with a
+ * notes worker, by the poster once the batch is done. */
 static int record_sent(struct session *s, struct owed *owed, struct dolt_conn *c, struct pick *list,
                        int64_t now)
 {
@@ -252,7 +283,11 @@ static int record_sent(struct session *s, struct owed *owed, struct dolt_conn *c
         p->journaled = 1;
         p->note_due = p->dec.owe_dispatched_note;
     }
-    write_dispatched_notes(s, owed, c, list);
+    if (!s->notes) { /* else the poster hands them to the notes' own worker */
+        char err[300] = "";
+        results_write_notes(s, &s->schema, &s->writer, c, list, err, sizeof err);
+        results_owe_notes(s, owed, list, err);
+    }
     int64_t t2 = clock_now_ms();
     note_cycle_result(s, list, now);
     log_debug("record steps", "journal_ms", LOG_INT(t1 - now), "notes_ms", LOG_INT(t2 - t1),

@@ -1,7 +1,8 @@
 #ifndef BS_RESULTS_H
 #define BS_RESULTS_H
 /* Journaling what happens to claimed attempts, for the dispatcher, the
- * poster and recovery. Dolt worker thread only (the store and Dolt). */
+ * poster and recovery. Dolt worker thread only (the store and Dolt), but
+ * for the dispatched notes' functions at the end, which say which. */
 #include <stdint.h>
 
 #include "owed.h"
@@ -35,4 +36,22 @@ int results_journal(struct session *s, struct pick *list, enum attempt_state fro
  * pick remembers how far it got, so a batch that failed (store locked,
  * Dolt down) is retried whole without redoing anything. */
 int results_record(struct session *s, struct owed *owed, struct dolt_conn *c, struct pick *list);
+
+/* The dispatched notes. With a notes worker (s->notes) results_record only
+ * marks them due (note_due); the poster then writes them there, beside the
+ * next claims, and hands the failed ones back to the Dolt worker:
+ *   results_write_notes (the thread that owns c and the picks; schema and
+ *   w are that connection's): writes the note of every pick with note_due,
+ *   in batches of BEADS_BATCH_MAX (one transaction, one Dolt commit each),
+ *   and sets each one's note_rc; err gets the server's text of the first
+ *   failure. Reads only s->cfg; may set s->dolt_lost.
+ *   results_notes_not_written: the due notes not written at all (rc).
+ *   results_owe_notes (Dolt worker: the store and the owed list): the
+ *   failed ones (results_note_owed) are owed, a bead that refused the
+ *   write is on record; clears note_rc. */
+void results_write_notes(struct session *s, const struct beads_schema *schema, const struct beads_writer *w,
+                         struct dolt_conn *c, struct pick *list, char *err, size_t errlen);
+void results_notes_not_written(struct pick *list, int rc);
+void results_owe_notes(struct session *s, struct owed *owed, struct pick *list, const char *err);
+int results_note_owed(int rc);
 #endif

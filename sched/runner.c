@@ -295,6 +295,7 @@ int runner_init(struct runner **out, const struct runner_env *env)
     session_init(&r->s, env->cfg);
     r->s.store = env->store;
     r->s.dolt = env->dolt;
+    r->s.notes = env->notes;
     r->s.http = env->http;
     r->s.dry_run = env->dry_run;
     r->s.may_write = env->may_write;

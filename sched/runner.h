@@ -44,6 +44,7 @@ struct runner_env {
     const struct config *cfg;
     struct store *store;        /* NULL in dry-run without a store file */
     struct dolt *dolt;
+    struct dolt *notes;         /* the dispatched notes' own worker (NULL: on dolt) */
     struct http_client *http;
     int dry_run;
     /* Loop: whether work may run now (active, store usable). NULL: always. */

@@ -17,14 +17,19 @@ void session_init(struct session *s, const struct config *cfg)
     s->writer.author = s->author;
 }
 
-int session_refresh(struct session *s, struct dolt_conn *c)
+int session_writer_refresh(const struct config *cfg, struct dolt_conn *c, struct beads_schema *schema,
+                           struct beads_writer *w)
 {
-    int rc = beads_schema_detect(c, &s->schema);
+    int rc = beads_schema_detect(c, schema);
     if (rc)
         return rc;
-    s->writer.dolt_commit = s->cfg->dolt_commit == DOLT_COMMIT_ON ||
-                            (s->cfg->dolt_commit == DOLT_COMMIT_AUTO && s->schema.is_dolt);
+    w->dolt_commit = cfg->dolt_commit == DOLT_COMMIT_ON || (cfg->dolt_commit == DOLT_COMMIT_AUTO && schema->is_dolt);
     return 0;
+}
+
+int session_refresh(struct session *s, struct dolt_conn *c)
+{
+    return session_writer_refresh(s->cfg, c, &s->schema, &s->writer);
 }
 
 void session_count_dolt_error(int rc)
@@ -40,12 +45,18 @@ void session_count_dolt_error(int rc)
 void session_write_failed(struct session *s, struct dolt_conn *c, const char *bead_id,
                           int64_t attempt_id, const char *what, int rc)
 {
+    session_write_failed_text(s, c ? dolt_conn_error(c) : NULL, bead_id, attempt_id, what, rc);
+}
+
+void session_write_failed_text(struct session *s, const char *server_error, const char *bead_id,
+                               int64_t attempt_id, const char *what, int rc)
+{
     char detail[STORE_DETAIL_MAX];
     snprintf(detail, sizeof detail, "%s not written to the bead: %s%s%.300s", what, bs_strerror(rc),
-             c ? ": " : "", c ? dolt_conn_error(c) : "");
+             server_error ? ": " : "", server_error ? server_error : "");
     session_count_dolt_error(rc);
     log_warn("bead write failed; only this bead is affected", "bead", bead_id, "write", what,
-             "error", bs_strerror(rc), "detail", c ? dolt_conn_error(c) : NULL);
+             "error", bs_strerror(rc), "detail", server_error);
     if (s->store && !s->dry_run)
         store_event_add(s->store, bead_id, attempt_id, "write_failed", NULL, detail, clock_now_ms());
 }

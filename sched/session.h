@@ -21,6 +21,9 @@ struct session {
     const struct config *cfg;
     struct store *store;        /* NULL in dry-run without a store file */
     struct dolt *dolt;
+    /* The dispatched notes' own worker and connection (NULL: they are
+     * written on the Dolt worker, right after their journal commit). */
+    struct dolt *notes;
     struct http_client *http;
     int dry_run;                /* print what would be dispatched; write nothing */
     /* Called on the worker before each batch of claims and each reap
@@ -49,6 +52,10 @@ void session_init(struct session *s, const struct config *cfg);
 /* Worker: detects the schema (again after a reconnect) and whether this
  * session's writes end with a Dolt commit. */
 int session_refresh(struct session *s, struct dolt_conn *c);
+/* The same for any connection's own copy (the notes worker's): schema and
+ * w->dolt_commit; w's actor and author are left as they are. */
+int session_writer_refresh(const struct config *cfg, struct dolt_conn *c, struct beads_schema *schema,
+                           struct beads_writer *w);
 
 /* Worker: a write to one bead failed (any error but a lost race): logged,
  * counted, and recorded in the store's history as "write_failed". It is
@@ -56,6 +63,10 @@ int session_refresh(struct session *s, struct dolt_conn *c);
  * gives the server's error text. */
 void session_write_failed(struct session *s, struct dolt_conn *c, const char *bead_id,
                           int64_t attempt_id, const char *what, int rc);
+/* The same with the server's error text given (NULL: none), for a write
+ * made on another connection. */
+void session_write_failed_text(struct session *s, const char *server_error, const char *bead_id,
+                               int64_t attempt_id, const char *what, int rc);
 
 /* Loop: Dolt answered (rc 0) or not: the dolt_up gauge, the log on change,
  * readiness. */

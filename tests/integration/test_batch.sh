@@ -2,8 +2,9 @@
 # Batches of claims and notes on the Dolt emulation: a 1213 on one bead in a
 # batch of ten, Dolt commit messages and authors, a crash inside and after a
 # batch at every crash point, capped cycles overlapping (the next one
-# claims while the POSTs of the one before are out), and the bodies of a
-# large batch built beside its claims.
+# claims while the POSTs of the one before are out), the bodies of a large
+# batch built beside its claims, and the dispatched notes written on a
+# connection of their own.
 #
 # BATCH_COMMITS_EXPECTED=1 switches on what "one Dolt transaction per batch"
 # promises: one claim commit per batch naming its beads (capped), one commit
@@ -318,8 +319,62 @@ bodies_aside() {
   t_agent_stop
 }
 
+# --- e) the dispatched notes on a connection of their own ---
+# A batch of dispatched notes is written on the notes worker's connection
+# while the Dolt worker goes on with the next claims: each bead's claim and
+# its note are two writes from two connections (the emulation's write log
+# names each write's connection), and every bead still gets its note once.
+# A note that fails there (1213 on its bead) is owed: the Dolt worker writes
+# it once the bead takes writes again, and only then.
+notes_beside() {
+  t_new_db current dolt; t_agent --capacity 300 --queue-limit 1000
+  t_env "$T_TMP/beside.db"
+  t_beads nb 200
+  t_once
+  t_eq "notes beside: 200 dispatched, each bead's note once" "200 200" \
+    "$(t_posts) $(t_sql "SELECT count(*) FROM issues WHERE id LIKE 'nb%' AND notes LIKE '%dispatched: job=%'
+                         AND notes NOT LIKE '%dispatched: job=%dispatched: job=%'")"
+  t_eq "notes beside: each bead's claim and note, two writes from two connections" "" \
+    "$(t_sql "SELECT row_id FROM dolt_emul_writes WHERE tbl = 'issues' AND op = 'U' AND row_id LIKE 'nb%'
+              GROUP BY row_id HAVING COUNT(*) <> 2 OR COUNT(DISTINCT conn) <> 2" | xargs)"
+  t_eq "notes beside: the claims from one connection, the notes from one other" "1 1 2" \
+    "$(t_sql "SELECT COUNT(DISTINCT conn) FROM dolt_emul_writes w WHERE tbl = 'issues' AND op = 'U' AND row_id LIKE 'nb%'
+              AND seq = (SELECT MIN(seq) FROM dolt_emul_writes v WHERE v.tbl = 'issues' AND v.op = 'U' AND v.row_id = w.row_id)") $(
+     t_sql "SELECT COUNT(DISTINCT conn) FROM dolt_emul_writes w WHERE tbl = 'issues' AND op = 'U' AND row_id LIKE 'nb%'
+              AND seq = (SELECT MAX(seq) FROM dolt_emul_writes v WHERE v.tbl = 'issues' AND v.op = 'U' AND v.row_id = w.row_id)") $(
+     t_sql "SELECT COUNT(DISTINCT conn) FROM dolt_emul_writes WHERE tbl = 'issues' AND op = 'U' AND row_id LIKE 'nb%'")"
+  t_consistent "notes beside"
+  t_agent_stop
+
+  t_new_db current dolt; t_agent --capacity 10
+  t_env "$T_TMP/beside_owed.db"
+  export BEADS_SCHED_REAP_INTERVAL=1s
+  t_fake config '{"latency_ms": 1500, "latency_paths": ["execute"]}'
+  t_beads nf 3
+  "$BS_BIN" run 2>"$T_TMP/beside_owed.log" & local pid=$!
+  t_wait 20 bash -c "[ \"\$(sqlite3 '$BEADS_SCHED_STORE' \"SELECT count(*) FROM journal WHERE state = 'posting'\" 2>/dev/null)\" = 3 ]" || true
+  t_sql "INSERT INTO dolt_emul_fail (issue_id) VALUES ('nf2')"
+  t_wait 20 bash -c "[ \"\$(sqlite3 '$BEADS_SCHED_STORE' \"SELECT count(*) FROM journal WHERE state = 'dispatched'\")\" = 3 ]" || true
+  sleep 2 # two reap passes: the owed note still meets the 1213
+  t_eq "notes beside: the refused note not written, the others are" "1 0 1" \
+    "$(t_notes_count nf1 '^dispatched: job=') $(t_notes_count nf2 '^dispatched: job=') $(t_notes_count nf3 '^dispatched: job=')"
+  t_match "notes beside: the refused note is logged as retried later" "could not add the dispatched notes; retried later" \
+    "$(cat "$T_TMP/beside_owed.log")"
+  t_sql "DELETE FROM dolt_emul_fail"
+  t_wait 10 bash -c "[ \"\$(mariadb --no-defaults -uroot --socket='$BS_TEST_MYSQL_DIR/mysqld.sock' -N '$T_DB' -e \"SELECT notes LIKE '%dispatched: job=%' FROM issues WHERE id = 'nf2'\")\" = 1 ]" || true
+  kill -TERM "$pid"; wait "$pid" || true
+  unset BEADS_SCHED_REAP_INTERVAL
+  t_eq "notes beside: the owed note written once the bead takes writes" "1 1 1" \
+    "$(t_notes_count nf1 '^dispatched: job=') $(t_notes_count nf2 '^dispatched: job=') $(t_notes_count nf3 '^dispatched: job=')"
+  t_match "notes beside: the owed note names its job" "dispatched: job=$(t_store "SELECT job_id FROM journal WHERE bead_id = 'nf2'")" \
+    "$(t_sql "SELECT notes FROM issues WHERE id = 'nf2'")"
+  t_consistent "notes beside (owed)"
+  t_agent_stop
+}
+
 overlap
 bodies_aside
+notes_beside
 conflict_in_batch update
 conflict_in_batch commit
 row_in_batch refused
