@@ -25,6 +25,8 @@ struct cycle {
     struct dispatcher *d;
     int64_t started_ms;
     int recheck;                /* started only to re-check capacity */
+    int follow_on;              /* the next cycle of a capped round (the one before went on) */
+    size_t out_at_health;       /* POSTs out when /health was asked */
     int selected;               /* the eligibility query ran */
     struct selection sel;       /* free slots (want), what was chosen */
     int capped;                 /* want was cut to MAX_PICKS_PER_CYCLE */
@@ -47,6 +49,7 @@ struct dispatcher {
     int health_ok;              /* -1: not asked yet */
     int64_t health_logged_ms;
     int backlog;
+    int went_on;                /* the last cycle was a capped one with slots left */
 };
 
 int dispatcher_init(struct dispatcher **out, struct session *s, struct throttle *t, struct poster *p,
@@ -274,7 +277,11 @@ static int choose_work(struct dispatcher *d, struct dolt_conn *c, struct cycle *
     /* The service takes jobs again: beads deferred while it was full wait no more. */
     for (struct bead_list *n = cy->undefer; n; n = n->next)
         store_bead_set_retry(d->s->store, n->bead_id, 0);
-    candidates_note_unready(d->s, c, &cy->sel, now);
+    /* The skip notes: the round's first cycle looked for beads to note
+     * moments ago, and the next round looks again (a follow-on cycle only
+     * takes more of what is ready). */
+    if (!cy->follow_on)
+        candidates_note_unready(d->s, c, &cy->sel, now);
     if (cy->sel.want > 0)
         rc = candidates_choose(d->s, c, &cy->sel, now);
     else
@@ -341,7 +348,8 @@ static int claim_chosen(struct dispatcher *d, struct dolt_conn *c, struct cycle 
     int64_t t5 = clock_now_ms();
     log_debug("claim steps", "beads", LOG_INT(cy->sel.chosen), "choose_ms", LOG_INT(now0 - now),
               "claiming_ms", LOG_INT(t1 - now0), "dolt_ms", LOG_INT(t2 - t1), "claimed_ms", LOG_INT(t3 - t2),
-              "bodies_ms", LOG_INT(t4 - t3), "posting_ms", LOG_INT(t5 - t4));
+              "bodies_ms", LOG_INT(t4 - t3), "posting_ms", LOG_INT(t5 - t4), "unready_scan",
+              LOG_INT(!cy->follow_on));
     return 0;
 }
 
@@ -405,6 +413,7 @@ static void finish_cycle(struct dispatcher *d, int ok)
         d->posted_rc = 0;
     }
     int continues = ok && round_goes_on(d, cy);
+    d->went_on = continues;
     if (!continues && poster_busy(d->poster)) {
         cy->waiting = 1;
         if (!ok && !cy->rc)
@@ -523,8 +532,14 @@ static void health_done(const struct http_response *r, void *arg)
         return;
     }
     cy->sel.want = agent_free_slots(&a.h);
-    /* POSTs of an earlier cycle still out are not in the service's counts yet. */
+    /* POSTs of an earlier cycle still out are not in the service's counts
+     * yet: those out when /health was asked, which may have been answered
+     * since (the service's answer can come late, queued behind them) without
+     * being in its counts; one it had taken by then counts twice, so the
+     * cycle takes fewer, never more. */
     size_t out = poster_in_flight(d->poster);
+    if (cy->out_at_health > out)
+        out = cy->out_at_health;
     cy->sel.want = cy->sel.want > (long)out ? cy->sel.want - (long)out : 0;
     metrics_gauge_set(MG_AGENT_FREE_SLOTS, (double)cy->sel.want);
     throttle_health(d->throttle, a.h.active + a.h.queued, &cy->sel.want, &cy->undefer);
@@ -545,6 +560,7 @@ static void health_done(const struct http_response *r, void *arg)
 static void send_health(struct cycle *cy)
 {
     struct dispatcher *d = cy->d;
+    cy->out_at_health = poster_in_flight(d->poster);
     if (agent_request(d->s->http, d->s->cfg, AGENT_HEALTH, NULL, NULL, health_done, cy)) {
         log_warn("could not start the health request");
         finish_cycle(d, 0);
@@ -593,6 +609,8 @@ int dispatcher_start(struct dispatcher *d, int recheck, int once)
         return 1;
     cy->d = d;
     cy->recheck = recheck;
+    cy->follow_on = d->went_on && !recheck;
+    d->went_on = 0;
     cy->started_ms = now;
     cy->undefer = throttle_take_due(d->throttle);
     d->cur = cy;

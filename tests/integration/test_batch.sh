@@ -271,7 +271,8 @@ overlap() {
   t_env "$T_TMP/overlap.db"
   t_fake config '{"latency_ms": 600, "latency_paths": ["execute"], "delay_before": true}'
   t_beads o 250
-  t_once
+  local l0=0; [ -f "$T_TMP/once.log" ] && l0=$(wc -l < "$T_TMP/once.log")
+  BEADS_SCHED_LOG_LEVEL=debug t_once
   local cycles; cycles=$(t_store "SELECT count(*) FROM journal GROUP BY created_at ORDER BY created_at" | xargs)
   t_match "overlap: two cycles, 128 then at most the 72 slots left" "^128 ([1-9]|[1-6][0-9]|7[0-2])$" "$cycles"
   t_eq "overlap: no POST beyond the service's room" true "$(t_stats | jq '.requests.execute <= 200 and .posts == .requests.execute')"
@@ -280,6 +281,8 @@ overlap() {
   t_eq "overlap: the second cycle claimed while the first cycle's POSTs were out" 1 \
     "$(t_store "SELECT (SELECT MAX(created_at) FROM journal) < (SELECT MAX(dispatched_at) FROM journal
                  WHERE created_at = (SELECT MIN(created_at) FROM journal))")"
+  t_eq "overlap: only the round's first cycle scans for beads to note as skipped" "1 0" \
+    "$(tail -n +$((l0 + 1)) "$T_TMP/once.log" | grep -o 'msg="claim steps".*unready_scan=[01]' | grep -o '[01]$' | xargs)"
   t_once # the next round fills what is left of the room
   t_eq "overlap: then the service's 200 slots filled, each bead once" "200 " "$(t_posts) $(posted_once)"
   t_eq "overlap: 200 dispatched notes, 50 beads still open" "200 50" \
@@ -327,7 +330,7 @@ bodies_aside() {
 # A note that fails there (1213 on its bead) is owed: the Dolt worker writes
 # it once the bead takes writes again, and only then.
 notes_beside() {
-  t_new_db current dolt; t_agent --capacity 300 --queue-limit 1000
+  t_new_db current dolt; t_agent --capacity 1000 --queue-limit 1000
   t_env "$T_TMP/beside.db"
   t_beads nb 200
   t_once
