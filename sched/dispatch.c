@@ -489,9 +489,17 @@ static void claimed_done(int rc, void *arg)
     struct pick *picks = cy->picks;
     cy->picks = NULL;
     cy->waiting = !overlap;
-    poster_send(d->poster, picks); /* may end the cycle (dispatcher_posted) */
-    if (overlap && d->cur == cy)
+    if (overlap) {
+        /* The next cycle starts first: its /health goes out ahead of these
+         * POSTs, so the service answers it at once rather than after them,
+         * and the POSTs count as out from now on (announced). */
+        size_t n = 0;
+        for (struct pick *p = picks; p; p = p->next)
+            n++;
+        poster_announce(d->poster, n);
         finish_cycle(d, 1);
+    }
+    poster_send(d->poster, picks); /* may end the cycle (dispatcher_posted) */
 }
 
 void dispatcher_posted(struct dispatcher *d, int rc)

@@ -30,6 +30,7 @@ struct poster {
     /* Loop thread. */
     int sending;                /* a poster_send is not done yet */
     size_t pending;             /* POSTs in flight */
+    size_t announced;           /* POSTs about to be sent (poster_announce) */
     int rc;                     /* first journaling error of this send */
     struct pick *results;       /* answered, waiting to be journaled */
     int flush_in_flight;
@@ -74,7 +75,13 @@ void poster_set_once(struct poster *p, int once) { p->once = once; }
 
 int poster_busy(const struct poster *p) { return p->sending; }
 
-size_t poster_in_flight(const struct poster *p) { return p->pending; }
+size_t poster_in_flight(const struct poster *p) { return p->pending + p->announced; }
+
+void poster_announce(struct poster *p, size_t n)
+{
+    p->sending = 1;
+    p->announced = n;
+}
 
 int poster_failing(const struct poster *p) { return p->failing; }
 
@@ -368,6 +375,7 @@ static void post_done(const struct http_response *r, void *arg)
 void poster_send(struct poster *ps, struct pick *list)
 {
     ps->sending = 1;
+    ps->announced = 0;
     for (struct pick *p = list, *next; p; p = next) {
         next = p->next;
         p->next = NULL;
