@@ -495,7 +495,7 @@ static void claimed_done(int rc, void *arg)
          * and the POSTs count as out from now on (announced). */
         size_t n = 0;
         for (struct pick *p = picks; p; p = p->next)
-            n++;
+            n += p->state == AS_POSTING; /* what poster_send will send */
         poster_announce(d->poster, n);
         finish_cycle(d, 1);
     }

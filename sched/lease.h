@@ -14,7 +14,8 @@
  * Threads: lease_start, lease_stop and the on_change callback run on the
  * loop thread; lease_active, lease_since_ms and lease_dolt_ok_ms are atomic
  * reads for any thread; lease_check runs on whichever thread owns the
- * connection it is given (the main Dolt worker). */
+ * connection it is given (the Dolt worker, and the notes worker before each
+ * batch of dispatched notes). */
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>

@@ -27,8 +27,9 @@ struct session {
     struct http_client *http;
     int dry_run;                /* print what would be dispatched; write nothing */
     /* Called on the worker before each batch of claims and each reap
-     * pass's writes (NULL: always allowed): non-zero stops the batch, which
-     * writes nothing. The single-active lock's check (lease_check). */
+     * pass's writes, and on the notes worker before each batch of notes
+     * (NULL: always allowed): non-zero stops the batch, which writes
+     * nothing. The single-active lock's check (lease_check). */
     int (*may_write)(struct dolt_conn *c, void *arg);
     void *may_write_arg;
 
