@@ -493,10 +493,7 @@ static void claimed_done(int rc, void *arg)
         /* The next cycle starts first: its /health goes out ahead of these
          * POSTs, so the service answers it at once rather than after them,
          * and the POSTs count as out from now on (announced). */
-        size_t n = 0;
-        for (struct pick *p = picks; p; p = p->next)
-            n += p->state == AS_POSTING; /* what poster_send will send */
-        poster_announce(d->poster, n);
+        poster_announce(d->poster, picks);
         finish_cycle(d, 1);
     }
     poster_send(d->poster, picks); /* may end the cycle (dispatcher_posted) */

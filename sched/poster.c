@@ -77,10 +77,19 @@ int poster_busy(const struct poster *p) { return p->sending; }
 
 size_t poster_in_flight(const struct poster *p) { return p->pending + p->announced; }
 
-void poster_announce(struct poster *p, size_t n)
+/* Whether poster_send sends p (else it frees it: a claimed pick not sent
+ * because of shutdown stays in posting). */
+static int will_send(const struct poster *ps, const struct pick *p)
 {
-    p->sending = 1;
-    p->announced = n;
+    return p->state == AS_POSTING && !session_stopping(ps->s);
+}
+
+void poster_announce(struct poster *ps, const struct pick *list)
+{
+    ps->sending = 1;
+    ps->announced = 0;
+    for (const struct pick *p = list; p; p = p->next)
+        ps->announced += will_send(ps, p) != 0;
 }
 
 int poster_failing(const struct poster *p) { return p->failing; }
@@ -237,11 +246,9 @@ static void notes_done(int rc, void *arg)
 }
 
 /* Takes the picks of list whose dispatched notes are due to the notes
- * worker; returns the others (all of them without a notes worker). */
+ * worker; returns the others. */
 static struct pick *send_notes(struct poster *ps, struct pick *list)
 {
-    if (!ps->s->notes)
-        return list;
     struct pick *rest = NULL, *due = NULL, **rest_end = &rest, **due_end = &due;
     for (struct pick *p = list, *next; p; p = next) {
         next = p->next;
@@ -252,7 +259,7 @@ static struct pick *send_notes(struct poster *ps, struct pick *list)
     }
     if (!due)
         return rest;
-    struct notes_job *j = calloc(1, sizeof *j);
+    struct notes_job *j = ps->s->notes ? calloc(1, sizeof *j) : NULL;
     if (j) {
         j->p = ps;
         j->list = due;
@@ -383,8 +390,7 @@ void poster_send(struct poster *ps, struct pick *list)
         next = p->next;
         p->next = NULL;
         p->poster = ps;
-        if (p->state != AS_POSTING || session_stopping(ps->s)) {
-            /* A claimed pick not sent because of shutdown stays in posting. */
+        if (!will_send(ps, p)) {
             pick_free(p);
             continue;
         }

@@ -45,9 +45,9 @@ void poster_send(struct poster *p, struct pick *list);
 int poster_busy(const struct poster *p);
 /* Loop: POSTs in flight (sent, not answered). */
 size_t poster_in_flight(const struct poster *p);
-/* The next poster_send will send n POSTs: busy, and they count as in
- * flight, from now on (a cycle that starts before they go out). */
-void poster_announce(struct poster *p, size_t n);
+/* The next poster_send will send list: busy, and the POSTs it will send
+ * count as in flight, from now on (a cycle that starts before they go out). */
+void poster_announce(struct poster *p, const struct pick *list);
 /* Loop: the last journaling of results failed; they wait for a retry. */
 int poster_failing(const struct poster *p);
 /* Loop: results whose journaling failed are retried when due. */

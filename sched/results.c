@@ -252,11 +252,10 @@ void results_owe_notes(struct session *s, struct owed *owed, struct pick *list, 
     }
 }
 
-/* Answers that only record (dispatched, unknown): one store transaction,
- * then the dispatched notes (a note that fails is owed), here or, with a
- * notes worker, by the poster once the batch is done. */
-static int record_sent(struct session *s, struct owed *owed, struct dolt_conn *c, struct pick *list,
-                       int64_t now)
+/* Answers that only record (dispatched, unknown): one store transaction;
+ * their dispatched notes are marked due, for the poster to hand to the
+ * notes worker once the batch is done. */
+static int record_sent(struct session *s, struct pick *list, int64_t now)
 {
     int rc = store_begin(s->store);
     if (rc)
@@ -283,15 +282,8 @@ static int record_sent(struct session *s, struct owed *owed, struct dolt_conn *c
         p->journaled = 1;
         p->note_due = p->dec.owe_dispatched_note;
     }
-    if (!s->notes) { /* else the poster hands them to the notes' own worker */
-        char err[300] = "";
-        results_write_notes(s, &s->schema, &s->writer, c, list, err, sizeof err);
-        results_owe_notes(s, owed, list, err);
-    }
-    int64_t t2 = clock_now_ms();
     note_cycle_result(s, list, now);
-    log_debug("record steps", "journal_ms", LOG_INT(t1 - now), "notes_ms", LOG_INT(t2 - t1),
-              "result_ms", LOG_INT(clock_now_ms() - t2));
+    log_debug("record steps", "journal_ms", LOG_INT(t1 - now), "result_ms", LOG_INT(clock_now_ms() - t1));
     return 0;
 }
 
@@ -359,7 +351,7 @@ int results_record(struct session *s, struct owed *owed, struct dolt_conn *c, st
         any |= p->dec.act == AA_RECORD && !p->journaled;
         any_back |= p->dec.act == AA_MOVE;
     }
-    if (any && (rc = record_sent(s, owed, c, list, now)))
+    if (any && (rc = record_sent(s, list, now)))
         return rc;
     if (!any_back)
         return 0;

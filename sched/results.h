@@ -37,9 +37,9 @@ int results_journal(struct session *s, struct pick *list, enum attempt_state fro
  * Dolt down) is retried whole without redoing anything. */
 int results_record(struct session *s, struct owed *owed, struct dolt_conn *c, struct pick *list);
 
-/* The dispatched notes. With a notes worker (s->notes) results_record only
- * marks them due (note_due); the poster then writes them there, beside the
- * next claims, and hands the failed ones back to the Dolt worker:
+/* The dispatched notes. results_record only marks them due (note_due); the
+ * poster then writes them on the notes worker (s->notes), beside the next
+ * claims, and hands the failed ones back to the Dolt worker:
  *   results_write_notes (the thread that owns c and the picks; schema and
  *   w are that connection's): writes the note of every pick with note_due,
  *   in batches of BEADS_BATCH_MAX (one transaction, one Dolt commit each),

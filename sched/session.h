@@ -21,8 +21,8 @@ struct session {
     const struct config *cfg;
     struct store *store;        /* NULL in dry-run without a store file */
     struct dolt *dolt;
-    /* The dispatched notes' own worker and connection (NULL: they are
-     * written on the Dolt worker, right after their journal commit). */
+    /* The dispatched notes' own worker and connection (NULL in a dry run,
+     * which writes none). */
     struct dolt *notes;
     struct http_client *http;
     int dry_run;                /* print what would be dispatched; write nothing */

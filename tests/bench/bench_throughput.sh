@@ -104,7 +104,7 @@ one() {
     "$kind" "$n" "$([ "$slow" = 1 ] && echo ' (slow log on)')" "$rate" "$posts" "$span" \
     "$(((s1 - s0) / 1000000))" "$(ticks_ms $((m1 - m0)))" "$(ticks_ms $((a1 - a0)))"
   local k
-  for k in choose_ms claiming_ms dolt_ms claimed_ms bodies_ms posting_ms journal_ms notes_ms; do
+  for k in choose_ms claiming_ms dolt_ms claimed_ms bodies_ms posting_ms journal_ms; do
     printf ' %s %s' "${k%_ms}" "$(median_of "$k" "$W/$db.log")"
   done
   echo
